@@ -1,0 +1,1 @@
+"""Benchmarks: kernels and whole-engine training, CPU and GPU."""

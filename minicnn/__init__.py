@@ -1,0 +1,15 @@
+"""minicnn: a convolutional-network engine written from scratch on NumPy (+ Numba) and CuPy.
+
+Every layer's forward and backward pass is written by hand, readable, and checked against numerical
+gradients and against Keras.
+"""
+
+from . import initializers, layers, losses, optimizers
+from .backend import available_backends, get_backend, set_backend
+from .model import Sequential
+from .seeding import set_seed
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "layers", "losses", "optimizers", "initializers", "set_backend", "get_backend",
+           "available_backends", "set_seed", "__version__"]

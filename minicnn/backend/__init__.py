@@ -1,0 +1,160 @@
+"""Where arrays live and which kernels run: the backend seam.
+
+Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful of named kernels:
+
+============================  ==========================================================
+``im2col(x, win, out=None)``  ``(N, H, W, C) -> (N*OH*OW, KH*KW*C)`` patch matrix
+``col2im(cols, x_shape, win)`` its adjoint, back to ``(N, H, W, C)``
+``maxpool_forward(x, win)``   ``y, argmax`` (index of the first maximum in each window)
+``maxpool_backward(dy, argmax, x_shape, win)``  routes ``dy`` to those maxima
+``bias_relu(z, b)``           in place ``z <- max(z + b, 0)``
+``relu_backward(dy, y)``      ``dy * [y > 0]``
+``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
+============================  ==========================================================
+
+Backends: ``"numpy"`` (the plain reference), ``"numba"`` (parallel CPU kernels) and ``"cupy"`` (NVIDIA GPU).
+Choose one with :func:`set_backend`, the ``MINICNN_BACKEND`` environment variable, or the ``backend=``
+argument of :class:`minicnn.Sequential`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy
+
+from . import numpy_ref
+from .geometry import Window, make_window
+
+__all__ = ["Backend", "Window", "make_window", "get_backend", "set_backend", "available_backends",
+           "array_module"]
+
+BACKEND_NAMES = ("numpy", "numba", "cupy")
+
+
+class Backend:
+    """The plain NumPy backend; the others subclass it and replace kernels with faster ones.
+
+    Attributes:
+        name: ``"numpy"``, ``"numba"`` or ``"cupy"``.
+        xp: the array module that layer code calls (``numpy`` or ``cupy``).
+    """
+
+    name = "numpy"
+    xp = numpy
+
+    # --- moving data between the host and the backend's memory -------------------------------
+    def asarray(self, a, dtype=None):
+        """Host (NumPy) or backend array -> an array of this backend (no copy when already there)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        """Backend array -> a NumPy array that the caller owns (always a copy)."""
+        return numpy.array(a, copy=True)
+
+    def synchronize(self):
+        """Wait for queued device work (a no-op on the CPU)."""
+
+    # --- random numbers ------------------------------------------------------------------------
+    def make_rng(self, seed):
+        """A random generator living with this backend's arrays, seeded by ``seed`` (int or None)."""
+        return numpy.random.default_rng(seed)
+
+    def uniform(self, rng, shape, dtype):
+        """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` from ``rng`` (made by :meth:`make_rng`)."""
+        return rng.random(shape, dtype=dtype)
+
+    # --- kernels (the reference versions; faster backends override them) -------------------------
+    def im2col(self, x, win: Window, out=None):
+        return numpy_ref.im2col(self.xp, x, win, out)
+
+    def col2im(self, cols, x_shape, win: Window):
+        return numpy_ref.col2im(self.xp, cols, x_shape, win)
+
+    def maxpool_forward(self, x, win: Window):
+        return numpy_ref.maxpool_forward(self.xp, x, win)
+
+    def maxpool_backward(self, dy, argmax, x_shape, win: Window):
+        return numpy_ref.maxpool_backward(self.xp, dy, argmax, x_shape, win)
+
+    def bias_relu(self, z, bias):
+        return numpy_ref.bias_relu(self.xp, z, bias)
+
+    def relu_backward(self, dy, y):
+        return numpy_ref.relu_backward(self.xp, dy, y)
+
+    def dropout_mask(self, uniform, rate: float):
+        return numpy_ref.dropout_mask(self.xp, uniform, rate)
+
+    def __repr__(self):
+        return f"<minicnn backend {self.name!r}>"
+
+
+def array_module(a):
+    """``cupy`` for a CuPy array, else ``numpy`` (Chainer's ``get_array_module``, without importing CuPy)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return numpy
+
+
+_instances: dict[str, Backend] = {}
+_default: list[str] = []  # the name chosen by set_backend(); empty means "from the environment"
+
+
+def _create(name: str) -> Backend:
+    if name == "numpy":
+        return Backend()
+    if name == "numba":
+        from .numba_cpu import NumbaBackend
+
+        return NumbaBackend()
+    if name == "cupy":
+        from .cupy_gpu import CupyBackend
+
+        return CupyBackend()
+    raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}")
+
+
+def default_backend_name() -> str:
+    """The backend used when none is named: set_backend()'s, else $MINICNN_BACKEND, else numba (or numpy)."""
+    if _default:
+        return _default[0]
+    env = os.environ.get("MINICNN_BACKEND", "").strip().lower()
+    if env:
+        return env
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "numpy"
+    return "numba"
+
+
+def get_backend(name: str | Backend | None = None) -> Backend:
+    """The :class:`Backend` called ``name`` (or the default one when ``name`` is None)."""
+    if isinstance(name, Backend):
+        return name
+    name = (name or default_backend_name()).lower()
+    if name not in _instances:
+        _instances[name] = _create(name)
+    return _instances[name]
+
+
+def set_backend(name: str) -> Backend:
+    """Make ``name`` (``"numpy"``, ``"numba"`` or ``"cupy"``) the default backend of models built from now on."""
+    backend = get_backend(name)
+    _default[:] = [backend.name]
+    return backend
+
+
+def available_backends() -> list[str]:
+    """The backends that can run here (``cupy`` only with CuPy installed and a GPU present)."""
+    names = []
+    for name in BACKEND_NAMES:
+        try:
+            get_backend(name)
+        except (ImportError, RuntimeError):
+            continue
+        names.append(name)
+    return names

@@ -1,0 +1,95 @@
+"""Plain reference kernels, written once against an array module ``xp`` (NumPy or CuPy).
+
+These are the readable truth that every faster kernel is tested against. Each loops only over the
+window offsets ``(i, j)`` (25 iterations for a 5x5 kernel) and moves whole strided slices at a time.
+
+Layouts (NHWC, like Keras):
+
+- ``x``: ``(N, H, W, C)``; the window geometry ``win`` comes from :func:`~minicnn.backend.geometry.make_window`.
+- im2col columns: ``(N * OH * OW, KH * KW * C)``, row ``(n, oh, ow)``, column ``(i, j, c)``, so that a
+  Keras kernel ``(KH, KW, C, F)`` reshaped to ``(KH * KW * C, F)`` multiplies it directly.
+"""
+
+from __future__ import annotations
+
+from .geometry import Window
+
+
+def _pad(xp, x, win: Window, value=0.0):
+    if not win.padded:
+        return x
+    widths = ((0, 0), (win.pad_top, win.pad_bottom), (win.pad_left, win.pad_right), (0, 0))
+    return xp.pad(x, widths, mode="constant", constant_values=value)
+
+
+def _window_slice(win: Window, i: int, j: int):
+    """The slice of the padded input that window offset (i, j) visits, one element per output pixel."""
+    return (slice(None), slice(i, i + win.sh * (win.out_h - 1) + 1, win.sh),
+            slice(j, j + win.sw * (win.out_w - 1) + 1, win.sw), slice(None))
+
+
+def im2col(xp, x, win: Window, out=None):
+    """cols[(n, oh, ow), (i, j, c)] = x_padded[n, oh*sh + i, ow*sw + j, c]."""
+    n, _, _, c = x.shape
+    xpad = _pad(xp, x, win)
+    if out is None:
+        out = xp.empty((n * win.out_h * win.out_w, win.kh * win.kw * c), dtype=x.dtype)
+    cols = out.reshape(n, win.out_h, win.out_w, win.kh, win.kw, c)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            cols[:, :, :, i, j, :] = xpad[_window_slice(win, i, j)]
+    return out
+
+
+def col2im(xp, cols, x_shape, win: Window):
+    """The adjoint of im2col: dx[n, h, w, c] = sum of cols entries that im2col read from x[n, h, w, c]."""
+    n, h, w, c = x_shape
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
+                     dtype=cols.dtype)
+    cols6 = cols.reshape(n, win.out_h, win.out_w, win.kh, win.kw, c)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            dxpad[_window_slice(win, i, j)] += cols6[:, :, :, i, j, :]
+    return dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :]
+
+
+def maxpool_forward(xp, x, win: Window):
+    """y[n, oh, ow, c] = max over the window; argmax = index i*KW + j of its FIRST maximum (TensorFlow's rule).
+
+    Padding (``"same"``) counts as -inf, so it is never the maximum.
+    """
+    xpad = _pad(xp, x, win, value=-xp.inf)
+    windows = xp.stack([xpad[_window_slice(win, i, j)]
+                        for i in range(win.kh) for j in range(win.kw)])
+    argmax = xp.argmax(windows, axis=0).astype(xp.int32)
+    y = xp.take_along_axis(windows, argmax[None], axis=0)[0]
+    return y, argmax
+
+
+def maxpool_backward(xp, dy, argmax, x_shape, win: Window):
+    """dx[n, h, w, c] = sum of dy over the windows whose first maximum sits at (h, w)."""
+    n, h, w, c = x_shape
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
+                     dtype=dy.dtype)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            dxpad[_window_slice(win, i, j)] += xp.where(argmax == i * win.kw + j, dy, 0)
+    return dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :]
+
+
+def bias_relu(xp, z, bias):
+    """In place: z <- max(z + bias, 0), bias broadcast over the last axis. Returns z."""
+    z += bias
+    xp.maximum(z, 0, out=z)
+    return z
+
+
+def relu_backward(xp, dy, y):
+    """dz = dy * [y > 0] (y is the ReLU's output)."""
+    return dy * (y > 0)
+
+
+def dropout_mask(xp, uniform, rate: float):
+    """The inverted-dropout multiplier: 1/(1-rate) where uniform >= rate, else 0 (keep probability 1-rate)."""
+    scale = uniform.dtype.type(1.0 / (1.0 - rate))
+    return (uniform >= rate) * scale

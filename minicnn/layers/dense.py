@@ -1,0 +1,68 @@
+"""Fully connected layer.
+
+Forward, for ``x`` of shape ``(N, D)``, kernel ``W`` of shape ``(D, U)`` and bias ``b`` of shape ``(U,)``::
+
+    z = x @ W + b          (N, U)
+    y = activation(z)
+
+Backward, given ``dY`` of shape ``(N, U)``::
+
+    dZ = dY * activation'(z)
+    dW = x^T @ dZ          (D, U)
+    db = sum over rows dZ  (U,)
+    dX = dZ @ W^T          (N, D)
+"""
+
+from __future__ import annotations
+
+from .. import initializers
+from .activations import check_activation
+from .conv2d import LinearWithActivation
+
+
+class Dense(LinearWithActivation):
+    """Keras's ``Dense``: ``activation(x @ kernel + bias)``, kernel of shape ``(input_dim, units)``.
+
+    Example:
+        >>> import minicnn as mc
+        >>> model = mc.Sequential([mc.layers.Dense(10, activation="softmax", input_shape=(84,))])
+        >>> model.count_params()
+        850
+    """
+
+    def __init__(self, units: int, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, name=None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not isinstance(units, int) or units <= 0:
+            raise ValueError(f"units must be a positive int, got {units!r}")
+        self.units = units
+        self.activation = check_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"Dense {self.name!r} expects flat inputs (features,), got {tuple(input_shape)}; "
+                             "put a Flatten() layer before it")
+        return (self.units,)
+
+    def create_params(self, rng):
+        self.add_param("kernel", self.kernel_initializer((self.input_shape[0], self.units), rng, self.dtype))
+        if self.use_bias:
+            self.add_param("bias", self.bias_initializer((self.units,), rng, self.dtype))
+
+    def forward(self, x, training=False):
+        self.x = x
+        self.y = self._activate(x @ self.params["kernel"])
+        return self.y
+
+    def backward_linear(self, grad_z):
+        xp = self.backend.xp
+        xp.matmul(self.x.T, grad_z, out=self.grads["kernel"])
+        if self.use_bias:
+            grad_z.sum(axis=0, out=self.grads["bias"])
+        return grad_z @ self.params["kernel"].T
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}

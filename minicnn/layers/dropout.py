@@ -1,0 +1,45 @@
+"""Inverted dropout.
+
+Training, with rate ``r`` and a fresh uniform ``u`` per element::
+
+    m = [u >= r] / (1 - r)         (kept with probability 1 - r, scaled so that E[y] = x)
+    y = x * m                      dx = dy * m
+
+Inference: ``y = x`` (no scaling needed, thanks to the 1/(1-r) at training time).
+"""
+
+from __future__ import annotations
+
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Keras's ``Dropout(rate)``: zero a fraction ``rate`` of the inputs at training time.
+
+    ``seed`` fixes this layer's random stream; otherwise it is drawn from the model's seed.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, input_shape=None, name=None):
+        super().__init__(name=name, input_shape=input_shape)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+
+    def create_params(self, rng):
+        seed = self.seed if self.seed is not None else int(rng.integers(2**63))
+        self.rng = self.backend.make_rng(seed)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self.mask = None
+            return x
+        uniform = self.backend.uniform(self.rng, x.shape, self.dtype)
+        self.mask = self.backend.dropout_mask(uniform, self.rate)
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad if self.mask is None else grad * self.mask
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate, "seed": self.seed}

@@ -1,0 +1,288 @@
+"""``Sequential``: a stack of layers, trained by backpropagation.
+
+One training step (``train_on_batch``)::
+
+    a_0 = x;  a_l = layer_l.forward(a_{l-1})          forward, layer by layer
+    L   = loss(a_L, y)
+    g_L = dL/da_L  (fused: dL/dz_L = (p - y)/N for softmax + cross-entropy)
+    g_{l-1} = layer_l.backward(g_l)                   backward, in reverse order
+    optimizer.apply(params, grads)                     each layer's params updated from its grads
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import losses as losses_module
+from . import optimizers as optimizers_module
+from .backend import Backend, get_backend
+from .layers.base import Layer
+from .seeding import resolve_seed
+
+
+def _snake_case(name: str) -> str:
+    """Keras's layer naming: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
+
+
+class Sequential:
+    """A linear stack of layers, with Keras's interface.
+
+    Args:
+        layers: the layers, first to last (more can be added with :meth:`add`).
+        name: the model's name (``"sequential"``).
+        dtype: ``"float32"`` (training) or ``"float64"`` (gradient checks).
+        seed: seeds initial weights, dropout and shuffling (default: :func:`minicnn.set_seed`'s, else random).
+        backend: ``"numpy"``, ``"numba"``, ``"cupy"`` or a Backend (default: :func:`minicnn.set_backend`'s).
+
+    Example:
+        >>> import minicnn as mc
+        >>> from minicnn import layers
+        >>> model = mc.Sequential([layers.Dense(4, activation="relu", input_shape=(3,)), layers.Dense(2)], seed=0)
+        >>> model.count_params()
+        26
+    """
+
+    def __init__(self, layers=None, name: str = "sequential", dtype="float32", seed: int | None = None,
+                 backend: str | Backend | None = None):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.seed = resolve_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.backend = get_backend(backend)
+        self.layers: list[Layer] = []
+        self.loss = None
+        self.optimizer = None
+        self.metrics: list[str] = []
+        self.stop_training = False
+        self._name_counts: dict[str, int] = {}
+        for layer in layers or []:
+            self.add(layer)
+
+    # --- assembling -------------------------------------------------------------------------------
+    def add(self, layer: Layer) -> None:
+        """Append a layer; it is built at once when the input shape is known."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a minicnn layer, got {type(layer).__name__}")
+        if layer.name is None:
+            base = _snake_case(type(layer).__name__)
+            count = self._name_counts.get(base, 0)
+            layer.name = base if count == 0 else f"{base}_{count}"
+            self._name_counts[base] = count + 1
+        if any(other.name == layer.name for other in self.layers):
+            raise ValueError(f"the model already has a layer named {layer.name!r}")
+        self.layers.append(layer)
+        if len(self.layers) == 1:
+            if layer.input_shape is not None:
+                self.build(layer.input_shape)
+        elif self.layers[-2].built:
+            self._build_layer(layer, self.layers[-2].output_shape)
+
+    def _build_layer(self, layer, input_shape):
+        layer.build(input_shape, self.backend, self.dtype, self.rng)
+
+    def build(self, input_shape) -> None:
+        """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
+        shape = tuple(int(d) for d in input_shape)
+        for layer in self.layers:
+            self._build_layer(layer, shape)
+            shape = layer.output_shape
+
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    def _require_built(self):
+        if not self.layers:
+            raise ValueError("the model has no layers")
+        if not self.built:
+            raise ValueError("the model is not built: give the first layer an input_shape=(...) "
+                             "or call model.build(input_shape)")
+
+    @property
+    def input_shape(self):
+        self._require_built()
+        return self.layers[0].input_shape
+
+    @property
+    def output_shape(self):
+        self._require_built()
+        return self.layers[-1].output_shape
+
+    # --- parameters ---------------------------------------------------------------------------------
+    @property
+    def params(self) -> list:
+        """Every parameter (backend arrays), in Keras's order: per layer, kernel then bias."""
+        return [p for layer in self.layers for p in layer.params.values()]
+
+    @property
+    def grads(self) -> list:
+        """The gradients of :attr:`params` from the last backward pass, same order."""
+        return [g for layer in self.layers for g in layer.grads.values()]
+
+    def count_params(self) -> int:
+        self._require_built()
+        return sum(layer.count_params() for layer in self.layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of every parameter, in Keras's order (Keras's ``get_weights()`` loads as it is)."""
+        self._require_built()
+        return [self.backend.to_numpy(p) for p in self.params]
+
+    def set_weights(self, weights) -> None:
+        """Set every parameter from arrays in Keras's order; shapes must match."""
+        self._require_built()
+        weights = list(weights)
+        slots = [(layer.name, key, p) for layer in self.layers for key, p in layer.params.items()]
+        if len(weights) != len(slots):
+            raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
+        for (layer_name, key, p), w in zip(slots, weights):
+            w = np.asarray(w) if not hasattr(w, "__cuda_array_interface__") else w
+            if tuple(w.shape) != tuple(p.shape):
+                raise ValueError(f"set_weights: layer {layer_name!r} {key} has shape {tuple(p.shape)}, "
+                                 f"got {tuple(w.shape)}")
+        for (_, _, p), w in zip(slots, weights):
+            p[...] = self.backend.asarray(w, dtype=self.dtype)
+
+    # --- compiling ----------------------------------------------------------------------------------
+    def compile(self, loss="categorical_crossentropy", optimizer="adadelta", metrics=None) -> None:
+        """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
+        self.loss = losses_module.get(loss)
+        self.optimizer = optimizers_module.get(optimizer)
+        metrics = list(metrics or [])
+        for m in metrics:
+            if m not in ("accuracy", "acc"):
+                raise ValueError(f"unknown metric {m!r}; known metrics: accuracy")
+        self.metrics = ["accuracy" for _ in metrics[:1]]
+
+    def _require_compiled(self, what):
+        if self.loss is None:
+            raise RuntimeError(f"call model.compile(loss=..., optimizer=...) before {what}()")
+
+    # --- the computation ----------------------------------------------------------------------------
+    def _to_backend(self, x, name="x", shape=None):
+        """Validate a host or backend array and move it to the backend in the model's dtype."""
+        shape = self.input_shape if shape is None else shape
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
+        if tuple(x.shape[1:]) != tuple(shape):
+            hint = ""
+            if tuple(x.shape[1:]) + (1,) == tuple(shape):
+                hint = f"; add the channel axis: {name}.reshape(-1, {', '.join(map(str, shape))})"
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, shape))})"
+                             f"{hint}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples)")
+        return self.backend.asarray(x, dtype=self.dtype)
+
+    def forward(self, x, training: bool = False):
+        """Run every layer's forward on a backend array ``x``; returns the output (backend array)."""
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, grad, fused_softmax: bool = False):
+        """Run every layer's backward, last to first. With ``fused_softmax``, ``grad`` is dL/dz of the
+        last layer (past its softmax). Returns dL/dx for the model's input."""
+        layers = self.layers
+        if fused_softmax:
+            grad = layers[-1].backward_linear(grad)
+            layers = layers[:-1]
+        for layer in reversed(layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def _uses_fused_softmax(self) -> bool:
+        last = self.layers[-1]
+        return (isinstance(self.loss, losses_module.CategoricalCrossentropy)
+                and getattr(last, "activation", None) == "softmax" and hasattr(last, "backward_linear"))
+
+    def _forward_backward(self, x, y, training: bool):
+        """Forward, loss and backward on backend arrays; returns (loss, outputs, dL/dx) as backend arrays."""
+        xp = self.backend.xp
+        p = self.forward(x, training=training)
+        loss = self.loss.forward(xp, p, y)
+        if self._uses_fused_softmax():
+            dx = self.backward(self.loss.backward_from_softmax(p, y), fused_softmax=True)
+        else:
+            dx = self.backward(self.loss.backward(xp, p, y))
+        return loss, p, dx
+
+    def _check_targets(self, y, n):
+        y = self._to_backend(y, name="y", shape=self.output_shape)
+        if y.shape[0] != n:
+            raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
+        return y
+
+    def train_on_batch(self, x, y) -> list[float]:
+        """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update."""
+        self._require_compiled("train_on_batch")
+        xb = self._to_backend(x)
+        yb = self._check_targets(y, xb.shape[0])
+        loss, acc = self._train_step(xb, yb)
+        return [float(loss), float(acc)]
+
+    def _train_step(self, xb, yb):
+        """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation)."""
+        loss, p, _ = self._forward_backward(xb, yb, training=True)
+        acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
+        self.optimizer.apply(self.params, self.grads)
+        return loss, acc
+
+    def compute_gradients(self, x, y, training: bool = False):
+        """The loss and dL/dparams on one batch, without updating anything.
+
+        Returns ``(loss, grads)``: a float and host arrays in :meth:`get_weights` order.
+        ``training=True`` applies dropout (a fresh mask); the default leaves it off.
+        """
+        if self.loss is None:
+            self.loss = losses_module.CategoricalCrossentropy()
+        xb = self._to_backend(x)
+        yb = self._check_targets(y, xb.shape[0])
+        loss, _, _ = self._forward_backward(xb, yb, training=training)
+        return float(loss), [self.backend.to_numpy(g) for g in self.grads]
+
+    def predict(self, x, batch_size: int = 32) -> np.ndarray:
+        """The model's outputs (class probabilities for the tutorial) for ``x``, as a host array, by batches."""
+        self._require_built()
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        xb = self._to_backend(x)
+        outs = [self.backend.to_numpy(self.forward(xb[i:i + batch_size], training=False))
+                for i in range(0, xb.shape[0], batch_size)]
+        return np.concatenate(outs)
+
+    def predict_classes(self, x, batch_size: int = 32) -> np.ndarray:
+        """The most probable class of each sample: ``argmax(predict(x), axis=-1)``."""
+        return self.predict(x, batch_size=batch_size).argmax(axis=-1)
+
+    # --- showing ------------------------------------------------------------------------------------
+    def summary(self, print_fn=print) -> str:
+        """Print (and return) the layer table as Keras 2 printed it for the tutorial."""
+        self._require_built()
+        widths = (36, 30, 14)
+        line = sum(widths)
+
+        def row(*cells):
+            return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+        lines = [f'Model: "{self.name}"', "_" * line, row("Layer (type)", "Output Shape", "Param #"), "=" * line]
+        for layer in self.layers:
+            shape = "(None, " + ", ".join(str(d) for d in layer.output_shape) + ")"
+            lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, layer.count_params()))
+        total = self.count_params()
+        lines += ["=" * line, f"Total params: {total:,}", f"Trainable params: {total:,}",
+                  "Non-trainable params: 0", "_" * line]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return f"<Sequential {self.name!r}: {len(self.layers)} layers, backend {self.backend.name!r}>"

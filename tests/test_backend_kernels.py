@@ -1,0 +1,90 @@
+"""Every fast backend's kernels against the plain NumPy reference, on many shapes.
+
+Exact equality where the kernel does the same arithmetic (im2col, max-pool forward, ReLU, dropout);
+sums in another order (col2im, overlapping max-pool backward) agree to a few units of the last place:
+float64 rtol 1e-12, float32 rtol 1e-5 (at most 25 terms summed, each rounding 6e-8 relative).
+"""
+
+import numpy as np
+import pytest
+
+from minicnn.backend import get_backend, make_window
+
+
+def _backend_or_skip(name):
+    try:
+        return get_backend(name)
+    except (ImportError, RuntimeError) as err:
+        pytest.skip(f"backend {name!r} unavailable here: {err}")
+
+
+@pytest.fixture(params=["numba", "cupy"])
+def fast(request):
+    return _backend_or_skip(request.param)
+
+
+REF = get_backend("numpy")
+
+GEOMETRIES = [  # (N, H, W, C, window, strides, padding)
+    (2, 7, 7, 1, (3, 3), (1, 1), "valid"),
+    (3, 9, 6, 2, (5, 5), (2, 2), "same"),
+    (1, 8, 5, 3, (2, 3), (2, 1), "same"),
+    (2, 6, 7, 3, (3, 2), (3, 2), "valid"),
+    (2, 11, 13, 4, (3, 3), (2, 2), "same"),
+    (4, 28, 28, 1, (5, 5), (1, 1), "valid"),
+    (2, 12, 12, 32, (5, 5), (1, 1), "valid"),
+    (2, 24, 24, 8, (2, 2), (2, 2), "valid"),
+]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def _host(be, a):
+    return be.to_numpy(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_im2col_col2im_match_reference(fast, geom, dtype):
+    n, h, w, c, k, s, pad = geom
+    rng = np.random.default_rng(1)
+    win = make_window(h, w, k, s, pad)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    cols = fast.im2col(fast.asarray(x), win)
+    np.testing.assert_array_equal(_host(fast, cols), REF.im2col(x, win))
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    np.testing.assert_allclose(_host(fast, fast.col2im(fast.asarray(g), x.shape, win)),
+                               REF.col2im(g, x.shape, win), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_maxpool_matches_reference(fast, geom, dtype):
+    n, h, w, c, k, s, pad = geom
+    rng = np.random.default_rng(2)
+    win = make_window(h, w, k, s, pad)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    x[0, :2, :2, 0] = 1.5   # a tie: the first maximum must win in every backend
+    y, arg = fast.maxpool_forward(fast.asarray(x), win)
+    y_ref, arg_ref = REF.maxpool_forward(x, win)
+    np.testing.assert_array_equal(_host(fast, y), y_ref)
+    np.testing.assert_array_equal(_host(fast, arg), arg_ref)
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    np.testing.assert_allclose(_host(fast, fast.maxpool_backward(fast.asarray(dy), arg, x.shape, win)),
+                               REF.maxpool_backward(dy, arg_ref, x.shape, win), rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_relu_and_backward_match_reference(fast, dtype):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((37, 11)).astype(dtype)
+    b = rng.standard_normal(11).astype(dtype)
+    y = fast.bias_relu(fast.asarray(z.copy()), fast.asarray(b))
+    y_ref = REF.bias_relu(z.copy(), b)
+    np.testing.assert_array_equal(_host(fast, y), y_ref)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    np.testing.assert_array_equal(_host(fast, fast.relu_backward(fast.asarray(dy), y)), REF.relu_backward(dy, y_ref))
+
+
+def test_dropout_mask_matches_reference(fast):
+    u = np.random.default_rng(4).random((50, 7), dtype=np.float32)
+    np.testing.assert_array_equal(_host(fast, fast.dropout_mask(fast.asarray(u), 0.3)), REF.dropout_mask(u, 0.3))
