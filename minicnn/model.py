@@ -262,6 +262,71 @@ class Sequential:
         """The most probable class of each sample: ``argmax(predict(x), axis=-1)``."""
         return self.predict(x, batch_size=batch_size).argmax(axis=-1)
 
+    # --- training and evaluating (the loop lives in minicnn/training.py) ------------------------------
+    def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, callbacks=None):
+        """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
+
+        ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
+        gives a validation set instead. Each epoch reshuffles the training samples and keeps the last partial
+        batch. ``verbose``: 1 a live progress bar, 2 one line per epoch, 0 nothing.
+
+        Returns a :class:`~minicnn.training.History`: ``history.history["loss"|"accuracy"|"val_loss"|
+        "val_accuracy"|"seconds"]`` hold one value per epoch; ``history.params == {"verbose", "epochs", "steps"}``.
+        """
+        from .training import fit
+
+        return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                   validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                   callbacks=callbacks)
+
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1) -> list[float]:
+        """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches."""
+        from .training import _check_positive_int, _Progress, evaluate_arrays
+
+        self._require_compiled("evaluate")
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        xb = self._to_backend(x)
+        yb = self._check_targets(y, xb.shape[0])
+        progress = _Progress(verbose, 1, steps=-(-xb.shape[0] // batch_size))
+        progress.begin()
+        loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress)
+        result = [float(loss), float(acc)]
+        progress.end(None, {"loss": result[0], "accuracy": result[1]})
+        return result
+
+    # --- saving -------------------------------------------------------------------------------------
+    def save_weights(self, path) -> None:
+        """Save every parameter to a ``.npz`` file, keyed ``<layer name>/<kernel|bias>``, written atomically."""
+        from .utils import atomic_write
+
+        self._require_built()
+        arrays = {f"{layer.name}/{key}": self.backend.to_numpy(p)
+                  for layer in self.layers for key, p in layer.params.items()}
+        arrays["__layers__"] = np.array([f"{layer.name}:{type(layer).__name__}" for layer in self.layers])
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+    def load_weights(self, path) -> None:
+        """Load parameters saved by :meth:`save_weights` (from any backend); names and shapes must match."""
+        self._require_built()
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a minicnn weights file ({err})") from err
+        with data:
+            weights = []
+            for layer in self.layers:
+                for key, p in layer.params.items():
+                    name = f"{layer.name}/{key}"
+                    if name not in data.files:
+                        stored = sorted(k for k in data.files if k != "__layers__")
+                        raise ValueError(f"{path}: no weights for {name!r} (the file holds {stored})")
+                    if data[name].shape != tuple(p.shape):
+                        raise ValueError(f"{path}: {name!r} has shape {data[name].shape} in the file, "
+                                         f"the model expects {tuple(p.shape)}")
+                    weights.append(data[name])
+        self.set_weights(weights)
+
     # --- showing ------------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
         """Print (and return) the layer table as Keras 2 printed it for the tutorial."""

@@ -1,0 +1,191 @@
+"""``python -m minicnn.train``: the R keras MNIST tutorial, end to end.
+
+Loads MNIST, scales pixels by 1/255, one-hot encodes labels, trains the tutorial's CNN with Adadelta
+(learning rate 1.0, rho 0.95, epsilon 1e-7), batch 128, 10 epochs, validation_split 0.2, evaluates on the test
+set and counts the misclassified digits. Writes into ``--out``: history.png, misclassified.png, weights.npz,
+metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from . import layers as L
+from .backend import BACKEND_NAMES, get_backend
+from .datasets import fashion_mnist, mnist
+from .model import Sequential
+from .optimizers import Adadelta
+from .utils import atomic_write, to_categorical
+
+TUTORIAL = {"test_loss": 0.0230, "test_accuracy": 0.9930, "misclassified": 70}
+
+
+def tutorial_model(seed=None, backend=None, learning_rate=1.0, dtype="float32"):
+    """The tutorial's CNN, compiled: 186,110 parameters."""
+    model = Sequential([
+        L.Conv2D(32, (5, 5), activation="relu", input_shape=(28, 28, 1)),
+        L.MaxPooling2D((2, 2)),
+        L.Conv2D(64, (5, 5), activation="relu"),
+        L.MaxPooling2D((2, 2)),
+        L.Dropout(0.2),
+        L.Flatten(),
+        L.Dense(120, activation="relu"),
+        L.Dropout(0.5),
+        L.Dense(84, activation="relu"),
+        L.Dense(10, activation="softmax"),
+    ], seed=seed, backend=backend, dtype=dtype)
+    model.compile(loss="categorical_crossentropy", optimizer=Adadelta(learning_rate=learning_rate, rho=0.95,
+                                                                     epsilon=1e-7), metrics=["accuracy"])
+    return model
+
+
+def prepare(images, labels):
+    """uint8 (N, 28, 28) images and labels -> float32 (N, 28, 28, 1) in [0, 1] and one-hot (N, 10)."""
+    return images.reshape(-1, 28, 28, 1).astype(np.float32) / 255.0, to_categorical(labels, 10)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m minicnn.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=_non_negative_int, default=10, help="passes over the training set (10)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="samples per training step (128)")
+    p.add_argument("--validation-split", type=_fraction, default=0.2,
+                   help="fraction of the training set, taken from its end, held out for validation (0.2)")
+    p.add_argument("--learning-rate", type=_positive_float, default=1.0, help="Adadelta's learning rate (1.0)")
+    p.add_argument("--seed", type=int, default=42, help="seed of initial weights, dropout and shuffling (42)")
+    p.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist", help="data set (mnist)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the four idx files (default: $MINICNN_DATA, then ~/.minicnn/datasets)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="use only the first N training images, for a quick run")
+    p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
+                   help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
+    p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    return p
+
+
+def run(args) -> dict:
+    backend = get_backend(args.backend)
+    loader = mnist if args.dataset == "mnist" else fashion_mnist
+    out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+
+    (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
+    if args.limit:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    x_train, y_train_1h = prepare(x_train, y_train)
+    x_test_f, y_test_1h = prepare(x_test, y_test)
+
+    model = tutorial_model(seed=args.seed, backend=backend, learning_rate=args.learning_rate)
+    model.summary()
+    print(f"backend: {backend.name}; training on {len(x_train)} images ({args.dataset}), "
+          f"validation_split {args.validation_split}")
+    started = time.perf_counter()
+    history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
+                        verbose=2 if args.quiet else 1, validation_split=args.validation_split)
+    train_seconds = time.perf_counter() - started
+    test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
+    predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
+    wrong = int((predicted != y_test).sum())
+    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}, misclassified {wrong} of {len(y_test)} "
+          f"(tutorial: {TUTORIAL['test_loss']}, {TUTORIAL['test_accuracy']}, {TUTORIAL['misclassified']})")
+
+    from .plotting import plot_history, plot_misclassified
+
+    if history.epoch:
+        plot_history(history, os.path.join(out, "history.png"))
+    plot_misclassified(x_test, y_test, predicted, os.path.join(out, "misclassified.png"),
+                       class_names=fashion_mnist.CLASS_NAMES if args.dataset == "fashion_mnist" else None)
+    model.save_weights(os.path.join(out, "weights.npz"))
+    metrics = {
+        "dataset": args.dataset, "backend": backend.name, "seed": args.seed,
+        "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": args.validation_split,
+        "learning_rate": args.learning_rate, "train_images": int(len(x_train)), "params": history.params,
+        "history": history.history, "train_seconds": train_seconds,
+        "test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong, "tutorial": TUTORIAL,
+        "versions": {"minicnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                     **_optional_versions()},
+    }
+    atomic_write(os.path.join(out, "metrics.json"), lambda fh: json.dump(metrics, fh, indent=2), mode="w")
+    print(f"wrote {out}/: history.png, misclassified.png, weights.npz, metrics.json")
+    return metrics
+
+
+def _optional_versions():
+    versions = {}
+    for name in ("numba", "cupy", "matplotlib"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return versions
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`python -m minicnn.train` end to end on the real MNIST files (short run), and its error handling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_datasets import _real_mnist_dir
+
+
+def _run(args, env_extra=None, timeout=600):
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "minicnn.train", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_short_run_reaches_90_percent_and_writes_every_output(tmp_path):
+    data = _real_mnist_dir()
+    out = tmp_path / "run"
+    proc = _run(["--epochs", "1", "--limit", "12000", "--quiet", "--data-dir", data, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Total params: 186,110" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.90, metrics["test_accuracy"]
+    assert metrics["params"] == {"verbose": 2, "epochs": 1, "steps": 75}   # 9,600 images / 128
+    assert set(metrics["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert 0 < metrics["misclassified"] == round((1 - metrics["test_accuracy"]) * 10000)
+    assert metrics["backend"] and metrics["seed"] == 42 and "numpy" in metrics["versions"]
+    from matplotlib.image import imread
+
+    for png in ("history.png", "misclassified.png"):
+        assert imread(out / png).shape[0] > 100
+    import numpy as np
+
+    with np.load(out / "weights.npz") as w:
+        assert w["conv2d/kernel"].shape == (5, 5, 1, 32)
+    assert sorted(p.name for p in out.iterdir()) == ["history.png", "metrics.json", "misclassified.png",
+                                                     "weights.npz"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
+    (["--validation-split", "1.5"], r"--validation-split: expected a number in \[0, 1\)"),
+    (["--backend", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_bad_options_exit_2_with_one_line(args, message):
+    import re
+
+    proc = _run(args)
+    assert proc.returncode == 2
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+
+
+def test_missing_data_exits_2_and_names_the_files(tmp_path):
+    proc = _run(["--data-dir", str(tmp_path), "--out", str(tmp_path / "o")],
+                env_extra={"MINICNN_DATA": str(tmp_path / "none"), "HOME": str(tmp_path / "home"),
+                           "MINICNN_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: mnist: the files train-images-idx3-ubyte.gz")
+    assert "Traceback" not in proc.stderr
