@@ -111,8 +111,12 @@ def _create(name: str) -> Backend:
 
         return NumbaBackend()
     if name == "cupy":
-        from .cupy_gpu import CupyBackend
-
+        try:
+            from .cupy_gpu import CupyBackend
+        except ImportError as err:
+            raise ImportError(str(err) if "minicnn[gpu]" in str(err) else
+                              "the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' "
+                              f"(cupy-cuda13x; cupy-cuda12x for CUDA 12 drivers) ({err})") from err
         return CupyBackend()
     raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}")
 

@@ -1,0 +1,313 @@
+"""One script that checks and times the CuPy backend on a real GPU. Run it once where there is a GPU:
+
+    python -m benchmarks.gpu_check [--out DIR] [--data-dir MNIST_DIR] [--cpu-epoch-seconds S]
+
+Sections (each one reports and goes on if it fails): the environment; every GPU kernel against the NumPy
+reference on random inputs; float64 gradient checks on the GPU; the whole model CPU (Numba) vs GPU on identical
+weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; one
+epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed). Writes
+``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from benchmarks.common import machine_info, markdown_table, time_call, write_json
+
+SUMMARY: list[dict] = []
+REPORT: dict = {"sections": {}}
+
+
+def record(check, result, detail="", **extra):
+    SUMMARY.append({"check": check, "result": result, "detail": detail})
+    REPORT["sections"].setdefault(check, {}).update({"result": result, "detail": detail, **extra})
+    print(f"[{result}] {check}: {detail}", flush=True)
+
+
+def section(name):
+    def wrap(fn):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            print(f"\n== {name}", flush=True)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # report and go on: one failure must not cost the rest of the run
+                traceback.print_exc()
+                record(name, "ERROR", f"{type(err).__name__}: {err}")
+            finally:
+                print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+        return run
+    return wrap
+
+
+@section("environment")
+def environment():
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    env = {"gpu": props["name"].decode(), "driver": cupy.cuda.runtime.driverGetVersion(),
+           "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
+           "gpu_memory_gib": round(props["totalGlobalMem"] / 2**30, 1), **machine_info()}
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:
+        env["torch"] = None
+    REPORT["environment"] = env
+    for k, v in env.items():
+        print(f"   {k}: {v}")
+    record("environment", "info", f"{env['gpu']}, CUDA runtime {env['cuda_runtime']}, driver {env['driver']}, "
+                                  f"CuPy {env['cupy']}")
+
+
+GEOMETRIES = [(2, 7, 7, 1, (3, 3), (1, 1), "valid"), (3, 9, 6, 2, (5, 5), (2, 2), "same"),
+              (1, 8, 5, 3, (2, 3), (2, 1), "same"), (2, 6, 7, 3, (3, 2), (3, 2), "valid"),
+              (2, 11, 13, 4, (3, 3), (2, 2), "same"), (8, 28, 28, 1, (5, 5), (1, 1), "valid"),
+              (8, 12, 12, 32, (5, 5), (1, 1), "valid"), (8, 24, 24, 32, (2, 2), (2, 2), "valid")]
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@section("kernels vs NumPy reference")
+def kernels_vs_reference():
+    from minicnn.backend import get_backend, make_window
+
+    gpu, ref = get_backend("cupy"), get_backend("numpy")
+    rng = np.random.default_rng(0)
+    worst = {}
+    for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        for n, h, w, c, k, s, pad in GEOMETRIES:
+            win = make_window(h, w, k, s, pad)
+            x = rng.standard_normal((n, h, w, c)).astype(dtype)
+            x[0, :2, :2, 0] = 1.5  # a tie in a pooling window
+            cols = ref.im2col(x, win)
+            g = rng.standard_normal(cols.shape).astype(dtype)
+            y, arg = ref.maxpool_forward(x, win)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            gy, garg = gpu.maxpool_forward(gpu.asarray(x), win)
+            errs = {
+                "im2col": _rel(gpu.to_numpy(gpu.im2col(gpu.asarray(x), win)), cols),
+                "col2im": _rel(gpu.to_numpy(gpu.col2im(gpu.asarray(g), x.shape, win)), ref.col2im(g, x.shape, win)),
+                "maxpool_forward": _rel(gpu.to_numpy(gy), y) + float((gpu.to_numpy(garg) != arg).sum()),
+                "maxpool_backward": _rel(gpu.to_numpy(gpu.maxpool_backward(gpu.asarray(dy), garg, x.shape, win)),
+                                         ref.maxpool_backward(dy, arg, x.shape, win)),
+            }
+            z = rng.standard_normal((37, 11)).astype(dtype)
+            b = rng.standard_normal(11).astype(dtype)
+            yr = ref.bias_relu(z.copy(), b)
+            errs["bias_relu"] = _rel(gpu.to_numpy(gpu.bias_relu(gpu.asarray(z), gpu.asarray(b))), yr)
+            errs["relu_backward"] = _rel(gpu.to_numpy(gpu.relu_backward(gpu.asarray(z), gpu.asarray(yr))),
+                                         ref.relu_backward(z, yr))
+            u = rng.random((50, 7)).astype(dtype)
+            errs["dropout_mask"] = _rel(gpu.to_numpy(gpu.dropout_mask(gpu.asarray(u), 0.3)), ref.dropout_mask(u, 0.3))
+            for name, err in errs.items():
+                key = f"{name} {np.dtype(dtype).name}"
+                worst[key] = max(worst.get(key, 0.0), err)
+        bad = {k: v for k, v in worst.items() if k.endswith(np.dtype(dtype).name) and v > tol}
+        record(f"kernels {np.dtype(dtype).name} == reference", "PASS" if not bad else "FAIL",
+               f"{len(GEOMETRIES)} geometries x 7 kernels, worst rel. err "
+               f"{max(v for k, v in worst.items() if k.endswith(np.dtype(dtype).name)):.1e} (tol {tol:.0e})"
+               + (f"; failing: {bad}" if bad else ""))
+    REPORT["kernel_errors"] = worst
+
+
+@section("float64 gradient checks on the GPU")
+def gradient_checks():
+    from minicnn import layers
+    from minicnn.gradcheck import check_layer, check_model
+    from minicnn.train import tutorial_model
+
+    cases = [(layers.Conv2D(3, (3, 3), strides=2, padding="same", activation="relu"), (2, 7, 6, 3)),
+             (layers.Conv2D(2, (2, 3), activation="tanh"), (2, 7, 5, 1)),
+             (layers.MaxPooling2D((3, 3), strides=2, padding="same"), (2, 7, 6, 3)),
+             (layers.Dense(4, activation="softmax"), (3, 5))]
+    worst = 0.0
+    for layer, shape in cases:
+        for mode in ("elementwise", "direction"):
+            worst = max(worst, check_layer(layer, shape, mode=mode, backend="cupy").max_error)
+    model = tutorial_model(seed=3, backend="cupy", dtype="float64")
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 1, (3, 28, 28, 1)), np.eye(10)[[1, 7, 3]]
+    model_err = check_model(model, x, y, mode="direction").max_error
+    ok = worst <= 1e-6 and model_err <= 1e-6
+    record("float64 gradcheck (GPU)", "PASS" if ok else "FAIL",
+           f"4 layers x 2 modes worst rel. err {worst:.1e}; tutorial model (direction) {model_err:.1e}; tol 1e-6")
+
+
+def _load_mnist(data_dir):
+    from minicnn.datasets import mnist
+    from minicnn.train import prepare
+
+    (xtr, ytr), (xte, yte) = mnist.load_data(data_dir)
+    return prepare(xtr, ytr), prepare(xte, yte), yte
+
+
+@section("whole model: CPU (Numba) vs GPU on identical weights")
+def cpu_vs_gpu(data):
+    from minicnn.train import tutorial_model
+
+    (xtr, ytr), (xte, yte1h), yte = data
+    cpu, gpu = tutorial_model(seed=5, backend="numba"), tutorial_model(seed=5, backend="cupy")
+    gpu.set_weights(cpu.get_weights())
+    p_cpu, p_gpu = cpu.predict(xte, batch_size=500), gpu.predict(xte, batch_size=500)
+    differ = int((p_cpu.argmax(1) != p_gpu.argmax(1)).sum())
+    out_err = _rel(p_gpu, p_cpu)
+    _, g_cpu = cpu.compute_gradients(xtr[:128], ytr[:128])
+    _, g_gpu = gpu.compute_gradients(xtr[:128], ytr[:128])
+    grad_err = max(_rel(a, b) for a, b in zip(g_gpu, g_cpu))
+    # a trained model too: argmax agreement matters most where the model is confident
+    for _ in range(30):
+        cpu.train_on_batch(xtr[:128], ytr[:128])
+    gpu.set_weights(cpu.get_weights())
+    differ_trained = int((cpu.predict_classes(xte, 500) != gpu.predict_classes(xte, 500)).sum())
+    ok = differ == 0 and differ_trained == 0 and out_err < 1e-4 and grad_err < 1e-4
+    record("CPU vs GPU model", "PASS" if ok else "FAIL",
+           f"test-set argmax differs on {differ} (initial weights) and {differ_trained} (after 30 steps) of "
+           f"{len(xte)}; outputs rel. err {out_err:.1e}; gradients rel. err {grad_err:.1e} (float32)")
+
+
+@section("kernel timings: GPU vs Numba CPU")
+def kernel_timings():
+    import cupy
+
+    from minicnn import layers
+    from minicnn.backend import get_backend
+
+    rows = []
+    sync = cupy.cuda.get_current_stream().synchronize
+    shapes = [("conv2d", lambda: layers.Conv2D(32, (5, 5), activation="relu"), (128, 28, 28, 1)),
+              ("conv2d_1", lambda: layers.Conv2D(64, (5, 5), activation="relu"), (128, 12, 12, 32)),
+              ("max_pooling2d", lambda: layers.MaxPooling2D((2, 2)), (128, 24, 24, 32)),
+              ("max_pooling2d_1", lambda: layers.MaxPooling2D((2, 2)), (128, 8, 8, 64)),
+              ("dense", lambda: layers.Dense(120, activation="relu"), (128, 1024))]
+    rng = np.random.default_rng(0)
+    for name, make, shape in shapes:
+        row = {"layer": name, "input": str(shape)}
+        for be_name, s in (("numba", lambda: None), ("cupy", sync)):
+            be = get_backend(be_name)
+            layer = make()
+            layer.build(shape[1:], be, np.float32, rng)
+            x = be.asarray(rng.standard_normal(shape).astype(np.float32))
+            y = layer.forward(x, training=True)
+            g = be.asarray(rng.standard_normal(y.shape).astype(np.float32))
+            fwd = time_call(lambda: layer.forward(x, training=True), s, repeats=10 if be_name == "numba" else 50)
+            bwd = time_call(lambda: layer.backward(g), s, repeats=10 if be_name == "numba" else 50)
+            row[f"{be_name} fwd ms"], row[f"{be_name} bwd ms"] = 1e3 * fwd, 1e3 * bwd
+        row["speed-up fwd"] = row["numba fwd ms"] / row["cupy fwd ms"]
+        row["speed-up bwd"] = row["numba bwd ms"] / row["cupy bwd ms"]
+        rows.append(row)
+    table = markdown_table(rows, ["layer", "input", "numba fwd ms", "cupy fwd ms", "speed-up fwd",
+                                  "numba bwd ms", "cupy bwd ms", "speed-up bwd"])
+    print(table)
+    REPORT["kernel_timings"] = rows
+    record("kernel timings", "info", "per layer at batch 128: " + ", ".join(
+        f"{r['layer']} x{r['speed-up fwd']:.0f}/x{r['speed-up bwd']:.0f}" for r in rows) + " (fwd/bwd GPU speed-up)")
+
+
+@section("one epoch of the tutorial on the GPU")
+def train_epoch(data, cpu_epoch_seconds):
+    from minicnn.train import tutorial_model
+
+    (xtr, ytr), (xte, yte1h), yte = data
+    model = tutorial_model(seed=42, backend="cupy")
+    hist = model.fit(xtr, ytr, batch_size=128, epochs=2, verbose=2, validation_split=0.2)
+    secs = hist.history["seconds"]
+    test_loss, test_acc = model.evaluate(xte, yte1h, batch_size=128, verbose=0)
+    REPORT["gpu_epoch"] = {"seconds": secs, "history": hist.history, "test_loss": test_loss, "test_accuracy": test_acc}
+    detail = (f"epoch 1 {secs[0]:.2f} s (with kernel compilation), epoch 2 {secs[1]:.2f} s; after 2 epochs "
+              f"val_acc {hist.history['val_accuracy'][-1]:.4f}, test acc {test_acc:.4f}")
+    if cpu_epoch_seconds:
+        detail += f"; {cpu_epoch_seconds / secs[1]:.1f}x faster than Numba CPU's {cpu_epoch_seconds:.1f} s"
+    record("minicnn GPU epoch", "PASS" if test_acc > 0.97 else "FAIL", detail)
+    return secs[1]
+
+
+@section("the same epoch in PyTorch on the same GPU")
+def torch_epoch(data, minicnn_seconds):
+    import torch
+    from torch import nn
+
+    (xtr, ytr), _, _ = data
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
+                          nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)).to(dev)
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    n_train = int(len(xtr) * 0.8)
+    x = torch.tensor(xtr[:n_train].transpose(0, 3, 1, 2), device=dev)
+    y = torch.tensor(ytr[:n_train].argmax(1), device=dev)
+    xv = torch.tensor(xtr[n_train:].transpose(0, 3, 1, 2), device=dev)
+    yv = torch.tensor(ytr[n_train:].argmax(1), device=dev)
+    loss_fn = nn.CrossEntropyLoss()
+    secs = []
+    for _ in range(2):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_train, device=dev)
+        total = torch.zeros((), device=dev)
+        for s in range(0, n_train, 128):
+            idx = order[s:s + 128]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(xv[s:s + 128]).argmax(1) == yv[s:s + 128]).sum() for s in range(0, len(xv), 128))
+        float(total), float(correct)
+        torch.cuda.synchronize()
+        secs.append(time.perf_counter() - start)
+    REPORT["torch_epoch"] = {"seconds": secs, "torch": torch.__version__, "val_accuracy": float(correct) / len(xv)}
+    ratio = minicnn_seconds / secs[1] if minicnn_seconds else float("nan")
+    record("PyTorch GPU epoch", "PASS" if ratio <= 1.5 else "FAIL",
+           f"PyTorch {torch.__version__} eager: epoch 2 {secs[1]:.2f} s (val acc {float(correct) / len(xv):.4f}); "
+           f"minicnn/PyTorch = {ratio:.2f} (target <= 1.5)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.environ.get("OUT") or "benchmark-results")
+    parser.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: the loader's search)")
+    parser.add_argument("--cpu-epoch-seconds", type=float, default=None,
+                        help="a Numba CPU epoch measured elsewhere (python -m benchmarks.train), for the ratio")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    started = time.perf_counter()
+    environment()
+    kernels_vs_reference()
+    gradient_checks()
+    data = None
+    try:
+        data = _load_mnist(args.data_dir)
+    except Exception as err:
+        record("MNIST", "ERROR", str(err))
+    if data is not None:
+        cpu_vs_gpu(data)
+    kernel_timings()
+    if data is not None:
+        seconds = train_epoch(data, args.cpu_epoch_seconds)
+        torch_epoch(data, seconds)
+    REPORT["summary"] = SUMMARY
+    REPORT["total_seconds"] = time.perf_counter() - started
+    write_json(os.path.join(args.out, "gpu_check.json"), REPORT)
+    print(f"\nwrote {os.path.join(args.out, 'gpu_check.json')} ({REPORT['total_seconds']:.0f} s in all)\n")
+    print(markdown_table(SUMMARY, ["check", "result", "detail"]))
+    return 0 if all(r["result"] in ("PASS", "info") for r in SUMMARY) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

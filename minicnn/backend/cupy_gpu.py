@@ -1,0 +1,177 @@
+"""CuPy kernels for NVIDIA GPUs: the same results as :mod:`numpy_ref`, one GPU thread per output element.
+
+Every kernel is written in GATHER form: a thread computes one element of its output from what it reads,
+so no two threads write the same place and no atomics are needed:
+
+- ``im2col``: thread = one entry ``(row, (i, j, c))`` of the column matrix, reads one input pixel (or 0 in padding);
+- ``col2im``: thread = one input pixel, sums the column entries that were read from it;
+- max-pool forward: thread = one output pixel, scans its window (first maximum wins);
+- max-pool backward: thread = one input pixel, sums ``dy`` of the windows whose winner it is;
+- bias + ReLU, ReLU backward, dropout mask: elementwise.
+
+Matrix products go to cuBLAS through ``cupy.matmul``. Index arithmetic is 32-bit: arrays up to 2**31 elements.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Backend
+from .geometry import Window
+
+try:
+    import cupy
+except ImportError as err:  # pragma: no cover - depends on the machine
+    raise ImportError("the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' installs "
+                      "cupy-cuda13x (CUDA 13 drivers); for CUDA 12 drivers use pip install cupy-cuda12x") from err
+
+_GEOMETRY = "int32 H, int32 W, int32 C, int32 KH, int32 KW, int32 SH, int32 SW, int32 PT, int32 PL, int32 OH, int32 OW"
+
+_im2col = cupy.ElementwiseKernel(
+    "raw T x, " + _GEOMETRY, "T col",
+    """
+    const int P = KH * KW * C;
+    const int r = i / P, q = i % P;
+    const int ch = q % C, kk = q / C, kj = kk % KW, ki = kk / KW;
+    const int xo = r % OW, t = r / OW, yo = t % OH, b = t / OH;
+    const int hh = yo * SH + ki - PT, ww = xo * SW + kj - PL;
+    col = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? x[((b * H + hh) * W + ww) * C + ch] : (T)0;
+    """, "minicnn_im2col")
+
+_col2im = cupy.ElementwiseKernel(
+    "raw T cols, " + _GEOMETRY, "T dx",
+    """
+    const int P = KH * KW * C;
+    const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
+    T sum = 0;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int t = hh + PT - ki;
+        if (t < 0 || t % SH != 0) continue;
+        const int yo = t / SH;
+        if (yo >= OH) continue;
+        for (int kj = 0; kj < KW; ++kj) {
+            const int u = ww + PL - kj;
+            if (u < 0 || u % SW != 0) continue;
+            const int xo = u / SW;
+            if (xo >= OW) continue;
+            sum += cols[((b * OH + yo) * OW + xo) * P + (ki * KW + kj) * C + ch];
+        }
+    }
+    dx = sum;
+    """, "minicnn_col2im")
+
+_maxpool_forward = cupy.ElementwiseKernel(
+    "raw T x, " + _GEOMETRY, "T y, int32 argmax",
+    """
+    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;
+    T best = 0;
+    int best_k = -1;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int hh = yo * SH + ki - PT;
+        if (hh < 0 || hh >= H) continue;
+        for (int kj = 0; kj < KW; ++kj) {
+            const int ww = xo * SW + kj - PL;
+            if (ww < 0 || ww >= W) continue;
+            const T v = x[((b * H + hh) * W + ww) * C + ch];
+            if (best_k < 0 || v > best) { best = v; best_k = ki * KW + kj; }  // strict: first maximum wins
+        }
+    }
+    y = best;
+    argmax = best_k;
+    """, "minicnn_maxpool_forward")
+
+_maxpool_backward = cupy.ElementwiseKernel(
+    "raw T dy, raw int32 argmax, " + _GEOMETRY, "T dx",
+    """
+    const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
+    T sum = 0;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int t = hh + PT - ki;
+        if (t < 0 || t % SH != 0) continue;
+        const int yo = t / SH;
+        if (yo >= OH) continue;
+        for (int kj = 0; kj < KW; ++kj) {
+            const int u = ww + PL - kj;
+            if (u < 0 || u % SW != 0) continue;
+            const int xo = u / SW;
+            if (xo >= OW) continue;
+            const int o = ((b * OH + yo) * OW + xo) * C + ch;
+            if (argmax[o] == ki * KW + kj) sum += dy[o];
+        }
+    }
+    dx = sum;
+    """, "minicnn_maxpool_backward")
+
+_bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "y = max(z + bias, (T)0)", "minicnn_bias_relu")
+_relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dz", "dz = y > (T)0 ? dy : (T)0", "minicnn_relu_backward")
+_dropout_mask = cupy.ElementwiseKernel("T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0",
+                                       "minicnn_dropout_mask")
+
+
+def _geometry(shape, win: Window):
+    _, h, w, c = shape
+    return (h, w, c, win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w)
+
+
+class CupyBackend(Backend):
+    """CuPy arrays on the current GPU; the data crosses to and from the host only through asarray/to_numpy."""
+
+    name = "cupy"
+    xp = cupy
+
+    def __init__(self):
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as err:
+            raise RuntimeError(f"the 'cupy' backend found no usable NVIDIA GPU ({err}); use 'numba' or 'numpy'") \
+                from err
+        if count == 0:
+            raise RuntimeError("the 'cupy' backend found no NVIDIA GPU; use 'numba' or 'numpy'")
+
+    def asarray(self, a, dtype=None):
+        return cupy.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        return cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else np.array(a, copy=True)
+
+    def synchronize(self):
+        cupy.cuda.get_current_stream().synchronize()
+
+    def make_rng(self, seed):
+        return cupy.random.default_rng(seed)
+
+    def uniform(self, rng, shape, dtype):
+        return rng.random(shape, dtype=dtype)
+
+    def im2col(self, x, win: Window, out=None):
+        x = cupy.ascontiguousarray(x)
+        n, _, _, c = x.shape
+        if out is None:
+            out = cupy.empty((n * win.out_h * win.out_w, win.kh * win.kw * c), dtype=x.dtype)
+        return _im2col(x, *_geometry(x.shape, win), out)
+
+    def col2im(self, cols, x_shape, win: Window):
+        dx = cupy.empty(x_shape, dtype=cols.dtype)
+        return _col2im(cupy.ascontiguousarray(cols), *_geometry(x_shape, win), dx)
+
+    def maxpool_forward(self, x, win: Window):
+        x = cupy.ascontiguousarray(x)
+        n, _, _, c = x.shape
+        y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype)
+        argmax = cupy.empty(y.shape, dtype=cupy.int32)
+        _maxpool_forward(x, *_geometry(x.shape, win), y, argmax)
+        return y, argmax
+
+    def maxpool_backward(self, dy, argmax, x_shape, win: Window):
+        dx = cupy.empty(x_shape, dtype=dy.dtype)
+        return _maxpool_backward(cupy.ascontiguousarray(dy), argmax, *_geometry(x_shape, win), dx)
+
+    def bias_relu(self, z, bias):
+        return _bias_relu(z, bias, z)
+
+    def relu_backward(self, dy, y):
+        return _relu_backward(dy, y)
+
+    def dropout_mask(self, uniform, rate: float):
+        t = uniform.dtype.type
+        return _dropout_mask(uniform, t(rate), t(1.0 / (1.0 - rate)))
