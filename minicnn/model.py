@@ -187,10 +187,14 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, grad, fused_softmax: bool = False):
+    def backward(self, grad, fused_softmax: bool = False, input_gradient: bool = True):
         """Run every layer's backward, last to first. With ``fused_softmax``, ``grad`` is dL/dz of the
-        last layer (past its softmax). Returns dL/dx for the model's input."""
+        last layer (past its softmax). Returns dL/dx for the model's input (None with ``input_gradient=False``,
+        which lets the first layer skip that work)."""
         layers = self.layers
+        first = layers[0]
+        if hasattr(first, "compute_input_gradient"):
+            first.compute_input_gradient = input_gradient
         if fused_softmax:
             grad = layers[-1].backward_linear(grad)
             layers = layers[:-1]
@@ -203,15 +207,16 @@ class Sequential:
         return (isinstance(self.loss, losses_module.CategoricalCrossentropy)
                 and getattr(last, "activation", None) == "softmax" and hasattr(last, "backward_linear"))
 
-    def _forward_backward(self, x, y, training: bool):
+    def _forward_backward(self, x, y, training: bool, input_gradient: bool = True):
         """Forward, loss and backward on backend arrays; returns (loss, outputs, dL/dx) as backend arrays."""
         xp = self.backend.xp
         p = self.forward(x, training=training)
         loss = self.loss.forward(xp, p, y)
         if self._uses_fused_softmax():
-            dx = self.backward(self.loss.backward_from_softmax(p, y), fused_softmax=True)
+            grad, fused = self.loss.backward_from_softmax(p, y), True
         else:
-            dx = self.backward(self.loss.backward(xp, p, y))
+            grad, fused = self.loss.backward(xp, p, y), False
+        dx = self.backward(grad, fused_softmax=fused, input_gradient=input_gradient)
         return loss, p, dx
 
     def _check_targets(self, y, n):
@@ -230,7 +235,7 @@ class Sequential:
 
     def _train_step(self, xb, yb):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation)."""
-        loss, p, _ = self._forward_backward(xb, yb, training=True)
+        loss, p, _ = self._forward_backward(xb, yb, training=True, input_gradient=False)
         acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
         self.optimizer.apply(self.params, self.grads)
         return loss, acc

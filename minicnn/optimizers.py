@@ -6,7 +6,7 @@ State is kept per parameter, in the order of the parameter list, and can be read
 
 from __future__ import annotations
 
-from .backend import array_module
+from .backend import array_module, backend_of
 
 
 class Optimizer:
@@ -72,18 +72,9 @@ class Adadelta(Optimizer):
         self.accumulated_delta = [array_module(p).zeros_like(p) for p in params]
 
     def update(self, k, param, grad):
-        xp = array_module(param)
-        eg2, edx2 = self.accumulated_grad[k], self.accumulated_delta[k]
-        rho, eps = self.rho, self.epsilon
-        eg2 *= rho
-        eg2 += (1 - rho) * (grad * grad)
-        delta = xp.sqrt(edx2 + eps)
-        delta /= xp.sqrt(eg2 + eps)
-        delta *= grad
-        edx2 *= rho
-        edx2 += (1 - rho) * (delta * delta)
-        delta *= self.learning_rate
-        param -= delta
+        # the arithmetic is the backend's (minicnn/backend/numpy_ref.py; one fused kernel on the GPU)
+        backend_of(param).adadelta_update(param, grad, self.accumulated_grad[k], self.accumulated_delta[k],
+                                          self.learning_rate, self.rho, self.epsilon)
 
     def get_state(self):
         return {"iterations": self.iterations,

@@ -7,10 +7,9 @@ relative rounding of 6e-8 times the square root of up to 800 summed terms, ampli
 
 import numpy as np
 import pytest
+from conftest import synthetic_digits, tutorial_layers
 
 import minicnn as mc
-
-from conftest import synthetic_digits, tutorial_layers
 
 
 def _backend_or_skip(name):

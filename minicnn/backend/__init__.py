@@ -10,6 +10,7 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``bias_relu(z, b)``           in place ``z <- max(z + b, 0)``
 ``relu_backward(dy, y)``      ``dy * [y > 0]``
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
+``adadelta_update(...)``      one in-place Adadelta step of a parameter (fused on the GPU)
 ============================  ==========================================================
 
 Backends: ``"numpy"`` (the plain reference), ``"numba"`` (parallel CPU kernels) and ``"cupy"`` (NVIDIA GPU).
@@ -27,7 +28,7 @@ from . import numpy_ref
 from .geometry import Window, make_window
 
 __all__ = ["Backend", "Window", "make_window", "get_backend", "set_backend", "available_backends",
-           "array_module"]
+           "array_module", "backend_of"]
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
 
@@ -86,8 +87,17 @@ class Backend:
     def dropout_mask(self, uniform, rate: float):
         return numpy_ref.dropout_mask(self.xp, uniform, rate)
 
+    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
+        numpy_ref.adadelta_update(self.xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho,
+                                  epsilon)
+
     def __repr__(self):
         return f"<minicnn backend {self.name!r}>"
+
+
+def backend_of(a) -> Backend:
+    """The backend whose memory holds array ``a`` (cupy for a CuPy array, else the NumPy reference)."""
+    return get_backend("cupy") if type(a).__module__.startswith("cupy") else get_backend("numpy")
 
 
 def array_module(a):

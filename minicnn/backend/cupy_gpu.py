@@ -7,7 +7,7 @@ so no two threads write the same place and no atomics are needed:
 - ``col2im``: thread = one input pixel, sums the column entries that were read from it;
 - max-pool forward: thread = one output pixel, scans its window (first maximum wins);
 - max-pool backward: thread = one input pixel, sums ``dy`` of the windows whose winner it is;
-- bias + ReLU, ReLU backward, dropout mask: elementwise.
+- bias + ReLU, ReLU backward, dropout mask, the Adadelta step: elementwise (one fused kernel each).
 
 Matrix products go to cuBLAS through ``cupy.matmul``. Index arithmetic is 32-bit: arrays up to 2**31 elements.
 """
@@ -107,6 +107,15 @@ _relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dz", "dz = y > (T)0 ? dy
 _dropout_mask = cupy.ElementwiseKernel("T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0",
                                        "minicnn_dropout_mask")
 
+_adadelta = cupy.ElementwiseKernel(
+    "T g, T lr, T rho, T one_minus_rho, T eps", "T param, T eg2, T edx2",
+    """
+    eg2 = rho * eg2 + one_minus_rho * (g * g);
+    const T delta = sqrt(edx2 + eps) / sqrt(eg2 + eps) * g;
+    edx2 = rho * edx2 + one_minus_rho * (delta * delta);
+    param -= lr * delta;
+    """, "minicnn_adadelta")
+
 
 def _geometry(shape, win: Window):
     _, h, w, c = shape
@@ -175,3 +184,9 @@ class CupyBackend(Backend):
     def dropout_mask(self, uniform, rate: float):
         t = uniform.dtype.type
         return _dropout_mask(uniform, t(rate), t(1.0 / (1.0 - rate)))
+
+    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
+        """One fused kernel per parameter instead of ten elementwise ones."""
+        t = param.dtype.type
+        _adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), param, accumulated_grad,
+                  accumulated_delta)

@@ -93,3 +93,20 @@ def dropout_mask(xp, uniform, rate: float):
     """The inverted-dropout multiplier: 1/(1-rate) where uniform >= rate, else 0 (keep probability 1-rate)."""
     scale = uniform.dtype.type(1.0 / (1.0 - rate))
     return (uniform >= rate) * scale
+
+
+def adadelta_update(xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
+    """In place, Keras's Adadelta step (see :class:`minicnn.optimizers.Adadelta`)::
+
+        E[g2] <- rho E[g2] + (1 - rho) g^2;  delta = sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g
+        E[dx2] <- rho E[dx2] + (1 - rho) delta^2;  param <- param - lr * delta
+    """
+    accumulated_grad *= rho
+    accumulated_grad += (1 - rho) * (grad * grad)
+    delta = xp.sqrt(accumulated_delta + epsilon)
+    delta /= xp.sqrt(accumulated_grad + epsilon)
+    delta *= grad
+    accumulated_delta *= rho
+    accumulated_delta += (1 - rho) * (delta * delta)
+    delta *= learning_rate
+    param -= delta

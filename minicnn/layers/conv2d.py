@@ -49,7 +49,13 @@ class LinearWithActivation(Layer):
 
     ``backward(dY)`` is ``backward_linear(dY * activation'(z))``; the loss may call ``backward_linear``
     directly with ``dZ`` when it fuses the gradient of softmax and cross-entropy into ``(p - y) / N``.
+
+    ``compute_input_gradient = False`` (the model sets it on its first layer during training, where nobody
+    reads dL/dx) skips ``dX`` and returns None: for the tutorial's first convolution that saves a matrix
+    product and a col2im over the whole input batch.
     """
+
+    compute_input_gradient = True
 
     def _activate(self, z):
         if self.activation == "relu" and self.use_bias:
@@ -126,6 +132,8 @@ class Conv2D(LinearWithActivation):
         xp.matmul(self.cols.T, grad_z, out=self.grads["kernel"].reshape(kernel2d.shape))
         if self.use_bias:
             grad_z.sum(axis=0, out=self.grads["bias"])
+        if not self.compute_input_gradient:
+            return None
         grad_cols = xp.matmul(grad_z, kernel2d.T, out=self._scratch("grad_cols", self.cols.shape))
         return self.backend.col2im(grad_cols, self.x_shape, self.window)
 

@@ -62,6 +62,8 @@ class Dense(LinearWithActivation):
         xp.matmul(self.x.T, grad_z, out=self.grads["kernel"])
         if self.use_bias:
             grad_z.sum(axis=0, out=self.grads["bias"])
+        if not self.compute_input_gradient:
+            return None
         return grad_z @ self.params["kernel"].T
 
     def get_config(self):
