@@ -201,8 +201,9 @@ def kernel_timings():
             x = be.asarray(rng.standard_normal(shape).astype(np.float32))
             y = layer.forward(x, training=True)
             g = be.asarray(rng.standard_normal(y.shape).astype(np.float32))
-            fwd = time_call(lambda: layer.forward(x, training=True), s, repeats=10 if be_name == "numba" else 50)
-            bwd = time_call(lambda: layer.backward(g), s, repeats=10 if be_name == "numba" else 50)
+            repeats = 10 if be_name == "numba" else 50
+            fwd = time_call(lambda layer=layer, x=x: layer.forward(x, training=True), s, repeats=repeats)
+            bwd = time_call(lambda layer=layer, g=g: layer.backward(g), s, repeats=repeats)
             row[f"{be_name} fwd ms"], row[f"{be_name} bwd ms"] = 1e3 * fwd, 1e3 * bwd
         row["speed-up fwd"] = row["numba fwd ms"] / row["cupy fwd ms"]
         row["speed-up bwd"] = row["numba bwd ms"] / row["cupy bwd ms"]

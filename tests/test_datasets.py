@@ -80,7 +80,8 @@ def test_truncated_data_says_expected_and_found(tmp_path):
     a = np.zeros((10, 4), dtype=np.uint8)
     f = tmp_path / "t-idx2-ubyte"
     f.write_bytes(_idx_bytes(a)[:-5])
-    with pytest.raises(DataFileError, match=r"t-idx2-ubyte: header says shape \(10, 4\) \(52 bytes.*47 bytes.*truncated"):
+    expected = r"t-idx2-ubyte: header says shape \(10, 4\) \(52 bytes.*47 bytes.*truncated"
+    with pytest.raises(DataFileError, match=expected):
         read_idx(f)
 
 
