@@ -84,6 +84,7 @@ class Sequential:
 
     def _build_layer(self, layer, input_shape):
         layer.build(input_shape, self.backend, self.dtype, self.rng)
+        layer.reuse_buffers = True   # a model's layers write into buffers kept across steps (see Layer)
 
     def build(self, input_shape) -> None:
         """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
@@ -182,7 +183,9 @@ class Sequential:
         return self.backend.asarray(x, dtype=self.dtype)
 
     def forward(self, x, training: bool = False):
-        """Run every layer's forward on a backend array ``x``; returns the output (backend array)."""
+        """Run every layer's forward on a backend array ``x``; returns the output (backend array).
+
+        The output lives in the last layer's reused buffer: the next call overwrites it (``predict`` copies)."""
         for layer in self.layers:
             x = layer.forward(x, training=training)
         return x

@@ -155,3 +155,17 @@ def test_train_before_compile_is_a_clear_error():
 def test_float64_model_for_gradient_checks(tutorial_model):
     model = tutorial_model(dtype="float64")
     assert all(p.dtype == np.float64 for p in model.params)
+
+
+def test_standalone_layers_return_fresh_arrays_model_layers_reuse_buffers():
+    x1, x2 = np.ones((2, 3), np.float32), 2 * np.ones((2, 3), np.float32)
+    alone = layers.Dense(4)
+    alone.build((3,), mc.get_backend("numpy"), np.float32, np.random.default_rng(0))
+    y1 = alone.forward(x1)
+    y1_copy = y1.copy()
+    alone.forward(x2)
+    np.testing.assert_array_equal(y1, y1_copy)          # a learner's y1 is not overwritten
+    model = mc.Sequential([layers.Dense(4, input_shape=(3,))], backend="numpy")
+    first = model.forward(x1)
+    second = model.forward(x2)
+    assert np.shares_memory(first, second)              # inside a model: one buffer, reused (predict copies)

@@ -159,31 +159,32 @@ class CupyBackend(Backend):
             out = cupy.empty((n * win.out_h * win.out_w, win.kh * win.kw * c), dtype=x.dtype)
         return _im2col(x, *_geometry(x.shape, win), out)
 
-    def col2im(self, cols, x_shape, win: Window):
-        dx = cupy.empty(x_shape, dtype=cols.dtype)
+    def col2im(self, cols, x_shape, win: Window, out=None):
+        dx = cupy.empty(x_shape, dtype=cols.dtype) if out is None else out
         return _col2im(cupy.ascontiguousarray(cols), *_geometry(x_shape, win), dx)
 
-    def maxpool_forward(self, x, win: Window):
+    def maxpool_forward(self, x, win: Window, out=None, argmax_out=None):
         x = cupy.ascontiguousarray(x)
         n, _, _, c = x.shape
-        y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype)
-        argmax = cupy.empty(y.shape, dtype=cupy.int32)
+        y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
+        argmax = cupy.empty(y.shape, dtype=cupy.int32) if argmax_out is None else argmax_out
         _maxpool_forward(x, *_geometry(x.shape, win), y, argmax)
         return y, argmax
 
-    def maxpool_backward(self, dy, argmax, x_shape, win: Window):
-        dx = cupy.empty(x_shape, dtype=dy.dtype)
+    def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
+        dx = cupy.empty(x_shape, dtype=dy.dtype) if out is None else out
         return _maxpool_backward(cupy.ascontiguousarray(dy), argmax, *_geometry(x_shape, win), dx)
 
     def bias_relu(self, z, bias):
         return _bias_relu(z, bias, z)
 
-    def relu_backward(self, dy, y):
-        return _relu_backward(dy, y)
+    def relu_backward(self, dy, y, out=None):
+        return _relu_backward(dy, y, out) if out is not None else _relu_backward(dy, y)
 
-    def dropout_mask(self, uniform, rate: float):
+    def dropout_mask(self, uniform, rate: float, out=None):
         t = uniform.dtype.type
-        return _dropout_mask(uniform, t(rate), t(1.0 / (1.0 - rate)))
+        args = (uniform, t(rate), t(1.0 / (1.0 - rate)))
+        return _dropout_mask(*args, out) if out is not None else _dropout_mask(*args)
 
     def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
         """One fused kernel per parameter instead of ten elementwise ones."""

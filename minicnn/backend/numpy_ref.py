@@ -41,7 +41,15 @@ def im2col(xp, x, win: Window, out=None):
     return out
 
 
-def col2im(xp, cols, x_shape, win: Window):
+def _into(out, result):
+    """Return ``result``, copied into ``out`` when the caller gave a buffer."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def col2im(xp, cols, x_shape, win: Window, out=None):
     """The adjoint of im2col: dx[n, h, w, c] = sum of cols entries that im2col read from x[n, h, w, c]."""
     n, h, w, c = x_shape
     dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
@@ -50,10 +58,10 @@ def col2im(xp, cols, x_shape, win: Window):
     for i in range(win.kh):
         for j in range(win.kw):
             dxpad[_window_slice(win, i, j)] += cols6[:, :, :, i, j, :]
-    return dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :]
+    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
 
 
-def maxpool_forward(xp, x, win: Window):
+def maxpool_forward(xp, x, win: Window, out=None, argmax_out=None):
     """y[n, oh, ow, c] = max over the window; argmax = index i*KW + j of its FIRST maximum (TensorFlow's rule).
 
     Padding (``"same"``) counts as -inf, so it is never the maximum.
@@ -63,10 +71,10 @@ def maxpool_forward(xp, x, win: Window):
                         for i in range(win.kh) for j in range(win.kw)])
     argmax = xp.argmax(windows, axis=0).astype(xp.int32)
     y = xp.take_along_axis(windows, argmax[None], axis=0)[0]
-    return y, argmax
+    return _into(out, y), _into(argmax_out, argmax)
 
 
-def maxpool_backward(xp, dy, argmax, x_shape, win: Window):
+def maxpool_backward(xp, dy, argmax, x_shape, win: Window, out=None):
     """dx[n, h, w, c] = sum of dy over the windows whose first maximum sits at (h, w)."""
     n, h, w, c = x_shape
     dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
@@ -74,7 +82,7 @@ def maxpool_backward(xp, dy, argmax, x_shape, win: Window):
     for i in range(win.kh):
         for j in range(win.kw):
             dxpad[_window_slice(win, i, j)] += xp.where(argmax == i * win.kw + j, dy, 0)
-    return dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :]
+    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
 
 
 def bias_relu(xp, z, bias):
@@ -84,15 +92,25 @@ def bias_relu(xp, z, bias):
     return z
 
 
-def relu_backward(xp, dy, y):
+def relu_backward(xp, dy, y, out=None):
     """dz = dy * [y > 0] (y is the ReLU's output)."""
-    return dy * (y > 0)
+    return xp.multiply(dy, y > 0, out=out)
 
 
-def dropout_mask(xp, uniform, rate: float):
+def weight_gradient(xp, cols, grad_z, out):
+    """dW = cols^T @ dZ: (P, M) @ (M, F) -> (P, F), written into ``out``."""
+    return xp.matmul(cols.T, grad_z, out=out)
+
+
+def bias_gradient(xp, grad_z, out):
+    """db = sum over rows of dZ, written into ``out``."""
+    return grad_z.sum(axis=0, out=out)
+
+
+def dropout_mask(xp, uniform, rate: float, out=None):
     """The inverted-dropout multiplier: 1/(1-rate) where uniform >= rate, else 0 (keep probability 1-rate)."""
     scale = uniform.dtype.type(1.0 / (1.0 - rate))
-    return (uniform >= rate) * scale
+    return xp.multiply(uniform >= rate, scale, out=out)
 
 
 def adadelta_update(xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):

@@ -44,12 +44,12 @@ def activation_forward(backend, name: str, z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def activation_backward(backend, name: str, dy, y):
-    """dz = dy * f'(z), computed from the output y."""
+def activation_backward(backend, name: str, dy, y, out=None):
+    """dz = dy * f'(z), computed from the output y (written into ``out`` for ReLU when given)."""
     if name == "linear":
         return dy
     if name == "relu":
-        return backend.relu_backward(dy, y)
+        return backend.relu_backward(dy, y, out)
     if name == "sigmoid":
         return dy * y * (1 - y)
     if name == "tanh":

@@ -13,7 +13,13 @@ class Layer:
     (same shape), so a learner can look at it. Parameters are ordered as Keras orders them (kernel, bias).
 
     Shapes exclude the batch axis: ``input_shape == (28, 28, 1)`` means inputs of shape ``(N, 28, 28, 1)``.
+
+    ``reuse_buffers``: a layer on its own returns fresh arrays. Inside a model (which sets this to True) it
+    writes its outputs and gradients into buffers it keeps, allocated once per shape, so that a training step
+    allocates no large array; the next call then overwrites them: copy what you want to keep.
     """
+
+    reuse_buffers = False
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name
@@ -53,13 +59,18 @@ class Layer:
         self.params[name] = self.backend.asarray(value.astype(self.dtype))
         self.grads[name] = self.backend.xp.zeros_like(self.params[name])
 
-    def _scratch(self, key: str, shape):
+    def _scratch(self, key: str, shape, dtype=None):
         """A work buffer of this layer, allocated once per shape and reused across steps."""
+        dtype = self.dtype if dtype is None else dtype
         buf = self._scratch_buffers.get(key)
-        if buf is None or buf.shape != tuple(shape):
-            buf = self.backend.xp.empty(shape, dtype=self.dtype)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+            buf = self.backend.xp.empty(shape, dtype=dtype)
             self._scratch_buffers[key] = buf
         return buf
+
+    def _buffer(self, key: str, shape, dtype=None):
+        """Where to write an output or a gradient: a reused buffer inside a model, else None (allocate)."""
+        return self._scratch(key, shape, dtype) if self.reuse_buffers else None
 
     # --- computing ----------------------------------------------------------------------------------
     def forward(self, x, training: bool = False):

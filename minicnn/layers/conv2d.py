@@ -65,7 +65,9 @@ class LinearWithActivation(Layer):
         return activation_forward(self.backend, self.activation, z)
 
     def backward(self, grad):
-        return self.backward_linear(activation_backward(self.backend, self.activation, grad, self.y))
+        grad_z = activation_backward(self.backend, self.activation, grad, self.y,
+                                     out=self._buffer("grad_z", self.y.shape))
+        return self.backward_linear(grad_z)
 
     def backward_linear(self, grad_z):
         raise NotImplementedError
@@ -121,7 +123,7 @@ class Conv2D(LinearWithActivation):
         kernel2d = self.params["kernel"].reshape(-1, self.filters)
         self.x_shape = x.shape
         self.cols = self.backend.im2col(x, win, out=self._scratch("cols", (rows, kernel2d.shape[0])))
-        z = self.cols @ kernel2d
+        z = self.backend.xp.matmul(self.cols, kernel2d, out=self._buffer("z", (rows, self.filters)))
         self.y = self._activate(z)
         return self.y.reshape(n, win.out_h, win.out_w, self.filters)
 
@@ -129,13 +131,13 @@ class Conv2D(LinearWithActivation):
         xp = self.backend.xp
         grad_z = grad_z.reshape(-1, self.filters)
         kernel2d = self.params["kernel"].reshape(-1, self.filters)
-        xp.matmul(self.cols.T, grad_z, out=self.grads["kernel"].reshape(kernel2d.shape))
+        self.backend.weight_gradient(self.cols, grad_z, self.grads["kernel"].reshape(kernel2d.shape))
         if self.use_bias:
-            grad_z.sum(axis=0, out=self.grads["bias"])
+            self.backend.bias_gradient(grad_z, self.grads["bias"])
         if not self.compute_input_gradient:
             return None
         grad_cols = xp.matmul(grad_z, kernel2d.T, out=self._scratch("grad_cols", self.cols.shape))
-        return self.backend.col2im(grad_cols, self.x_shape, self.window)
+        return self.backend.col2im(grad_cols, self.x_shape, self.window, out=self._buffer("grad_x", self.x_shape))
 
     def backward(self, grad):
         return super().backward(grad.reshape(-1, self.filters))

@@ -54,17 +54,17 @@ class Dense(LinearWithActivation):
 
     def forward(self, x, training=False):
         self.x = x
-        self.y = self._activate(x @ self.params["kernel"])
+        z = self.backend.xp.matmul(x, self.params["kernel"], out=self._buffer("z", (x.shape[0], self.units)))
+        self.y = self._activate(z)
         return self.y
 
     def backward_linear(self, grad_z):
-        xp = self.backend.xp
-        xp.matmul(self.x.T, grad_z, out=self.grads["kernel"])
+        self.backend.weight_gradient(self.x, grad_z, self.grads["kernel"])
         if self.use_bias:
-            grad_z.sum(axis=0, out=self.grads["bias"])
+            self.backend.bias_gradient(grad_z, self.grads["bias"])
         if not self.compute_input_gradient:
             return None
-        return grad_z @ self.params["kernel"].T
+        return self.backend.xp.matmul(grad_z, self.params["kernel"].T, out=self._buffer("grad_x", self.x.shape))
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}

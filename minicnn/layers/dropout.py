@@ -35,11 +35,13 @@ class Dropout(Layer):
             self.mask = None
             return x
         uniform = self.backend.uniform(self.rng, x.shape, self.dtype)
-        self.mask = self.backend.dropout_mask(uniform, self.rate)
-        return x * self.mask
+        self.mask = self.backend.dropout_mask(uniform, self.rate, out=self._buffer("mask", x.shape))
+        return self.backend.xp.multiply(x, self.mask, out=self._buffer("y", x.shape))
 
     def backward(self, grad):
-        return grad if self.mask is None else grad * self.mask
+        if self.mask is None:
+            return grad
+        return self.backend.xp.multiply(grad, self.mask, out=self._buffer("grad_x", grad.shape))
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}

@@ -47,11 +47,14 @@ class MaxPooling2D(Layer):
 
     def forward(self, x, training=False):
         self.x_shape = x.shape
-        y, self.argmax = self.backend.maxpool_forward(x, self.window)
+        out_shape = (x.shape[0],) + self.output_shape
+        y, self.argmax = self.backend.maxpool_forward(x, self.window, out=self._buffer("y", out_shape),
+                                                      argmax_out=self._buffer("argmax", out_shape, "int32"))
         return y
 
     def backward(self, grad):
-        return self.backend.maxpool_backward(grad, self.argmax, self.x_shape, self.window)
+        return self.backend.maxpool_backward(grad, self.argmax, self.x_shape, self.window,
+                                             out=self._buffer("grad_x", self.x_shape))
 
     def get_config(self):
         return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}

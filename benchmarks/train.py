@@ -1,0 +1,295 @@
+"""Seconds per epoch of the tutorial for each minicnn backend and, in the same run, Keras and PyTorch.
+
+    python -m benchmarks.train [--steps N] [--frameworks minicnn-numba,minicnn-numpy,keras,torch] [--out DIR]
+
+An epoch is the tutorial's: 375 training steps of batch 128 (48,000 images) plus validation on 12,000 images,
+with the same model, data, batch size and thread count everywhere. Each framework runs in its own process (so
+thread pools and memory do not mix), warms up, then is timed:
+
+- default: two epochs; the second is reported (the first pays for compilation and caches);
+- ``--steps N``: N training steps and N validation batches after 3 warm-up steps, extrapolated to 375 + 94.
+
+Reports per framework: seconds per epoch, ms per training step, peak resident memory of its process, and the
+ratio to minicnn's best backend. Keras's ``fit`` time is split into compute (its batches and validation, timed by
+a callback) and the rest (the idle waits the team saw inside ``fit``). Prints a markdown table, writes
+``train.json`` and ``train.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.common import bar_chart, machine_info, markdown_table, write_json
+
+TRAIN_STEPS, VAL_BATCHES, BATCH = 375, 94, 128
+FRAMEWORKS = ("minicnn-numpy", "minicnn-numba", "minicnn-cupy", "keras", "torch")
+
+
+def load_data(n_train, n_val):
+    """The first n_train + n_val MNIST training images (float32 NHWC, one-hot), or random ones without MNIST."""
+    n = n_train + n_val
+    try:
+        from minicnn.datasets import mnist
+        from minicnn.train import prepare
+
+        (x, y), _ = mnist.load_data()
+        x, y = prepare(x[:n], y[:n])
+        source = "mnist"
+    except Exception:
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 28, 28, 1), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
+        source = "random (MNIST not found)"
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:], source
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- workers: each times one framework and prints one JSON line ----------------------------------------
+
+def _minicnn_worker(backend, x, y, xv, yv, steps):
+    from minicnn.train import tutorial_model
+    from minicnn.training import evaluate_arrays
+
+    model = tutorial_model(seed=0, backend=backend)
+    be = model.backend
+    xb, yb = model._to_backend(x), model._check_targets(y, len(x))
+    xvb, yvb = model._to_backend(xv), model._check_targets(yv, len(xv))
+    n = len(x)
+
+    def train(n_steps):
+        order = be.asarray(model.rng.permutation(n))
+        total = be.xp.zeros((), dtype=model.dtype)
+        for s in range(n_steps):
+            idx = order[(s * BATCH) % n:(s * BATCH) % n + BATCH]
+            loss, _ = model._train_step(xb[idx], yb[idx])
+            total += loss
+        float(total)
+        be.synchronize()
+
+    def validate():
+        loss, _ = evaluate_arrays(model, xvb, yvb, BATCH)
+        float(loss)
+        be.synchronize()
+
+    return _time_phases(train, validate, steps)
+
+
+def _time_phases(train, validate, steps):
+    """Warm up, then time training steps and validation; returns seconds per step, validation seconds."""
+    t0 = time.perf_counter()
+    train(3)
+    validate()
+    warmup = time.perf_counter() - t0
+    repeats = 1 if steps else 2
+    n_steps = steps or TRAIN_STEPS
+    results = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        train(n_steps)
+        t1 = time.perf_counter()
+        validate()
+        t2 = time.perf_counter()
+        results.append(((t1 - t0) / n_steps, t2 - t1))
+    step_s, val_s = results[-1]
+    return {"step_s": step_s, "val_s": val_s, "warmup_s": warmup}
+
+
+def _torch_worker(x, y, xv, yv, steps, threads):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
+                          nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    yt = torch.from_numpy(y.argmax(1))
+    xvt = torch.from_numpy(np.ascontiguousarray(xv.transpose(0, 3, 1, 2)))
+    yvt = torch.from_numpy(yv.argmax(1))
+    n = len(xt)
+
+    def train(n_steps):
+        model.train()
+        order = torch.randperm(n)
+        for s in range(n_steps):
+            idx = order[(s * BATCH) % n:(s * BATCH) % n + BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+
+    def validate():
+        model.eval()
+        with torch.no_grad():
+            for s in range(0, len(xvt), BATCH):
+                loss_fn(model(xvt[s:s + BATCH]), yvt[s:s + BATCH])
+
+    result = _time_phases(train, validate, steps)
+    result["version"] = torch.__version__
+    return result
+
+
+def _keras_worker(x, y, xv, yv, steps, threads):
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (5, 5), activation="relu"), L.MaxPooling2D(),
+                              L.Conv2D(64, (5, 5), activation="relu"), L.MaxPooling2D(), L.Dropout(0.2),
+                              L.Flatten(), L.Dense(120, activation="relu"), L.Dropout(0.5),
+                              L.Dense(84, activation="relu"), L.Dense(10, activation="softmax")])
+    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-7),
+                  metrics=["accuracy"])
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches.append(time.perf_counter() - self.t)
+
+        def on_test_begin(self, logs=None):
+            self.v = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.val.append(time.perf_counter() - self.v)
+
+    clock = Clock()
+    n_train = steps * BATCH if steps else len(x)
+    n_val = min(len(xv), (steps or VAL_BATCHES) * BATCH)
+    model.fit(x[:3 * BATCH], y[:3 * BATCH], batch_size=BATCH, epochs=1, verbose=0,
+              validation_data=(xv[:BATCH], yv[:BATCH]))   # warm-up: tracing and compilation
+    epochs = 1 if steps else 2
+    walls = []
+    for _ in range(epochs):
+        clock.batches, clock.val = [], []
+        t0 = time.perf_counter()
+        model.fit(x[:n_train], y[:n_train], batch_size=BATCH, epochs=1, verbose=0,
+                  validation_data=(xv[:n_val], yv[:n_val]), callbacks=[clock])
+        walls.append(time.perf_counter() - t0)
+    n_steps = len(clock.batches)
+    return {"step_s": float(np.sum(clock.batches)) / n_steps, "val_s": float(np.sum(clock.val)),
+            "fit_wall_s": walls[-1], "fit_steps": n_steps, "fit_val_images": n_val,
+            "version": f"keras {keras.__version__}, tensorflow {tf.__version__}"}
+
+
+def worker(name, steps, threads):
+    n_train = (steps + 3) * BATCH if steps else TRAIN_STEPS * BATCH
+    n_val = min(steps, VAL_BATCHES) * BATCH if steps else 12000
+    x, y, xv, yv, source = load_data(n_train, n_val)
+    if name.startswith("minicnn-"):
+        result = _minicnn_worker(name.split("-", 1)[1], x, y, xv, yv, steps)
+        import minicnn
+
+        result["version"] = f"minicnn {minicnn.__version__}"
+    elif name == "torch":
+        result = _torch_worker(x, y, xv, yv, steps, threads)
+    elif name == "keras":
+        result = _keras_worker(x, y, xv, yv, steps, threads)
+    else:
+        raise ValueError(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}")
+    val_scale = 12000 / len(xv)
+    result["val_epoch_s"] = result["val_s"] * val_scale
+    result["epoch_s"] = result["step_s"] * TRAIN_STEPS + result["val_epoch_s"]
+    if "fit_wall_s" in result:  # Keras: the whole fit, scaled like its compute, for the idle part
+        compute = result["step_s"] * result["fit_steps"] + result["val_s"]
+        result["fit_epoch_s"] = result["epoch_s"] * result["fit_wall_s"] / compute
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["data"] = source
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _available(name):
+    module = {"keras": "keras", "torch": "torch", "minicnn-cupy": "cupy"}.get(name)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+        if name == "keras":
+            __import__("tensorflow")
+        if name == "minicnn-cupy":
+            import minicnn
+
+            minicnn.get_backend("cupy")
+        return True
+    except Exception:
+        return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=0, help="time N steps and extrapolate (0: two full epochs)")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every framework")
+    parser.add_argument("--out", default=os.path.join("benchmark-results", "train"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 0:
+        parser.error("--steps must be >= 0")
+    if args.worker:
+        worker(args.worker, args.steps, args.threads)
+        return 0
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads),
+           "OPENBLAS_NUM_THREADS": str(args.threads)}
+    for name in [f.strip() for f in args.frameworks.split(",") if f.strip()]:
+        if name not in FRAMEWORKS:
+            parser.error(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}")
+        if not _available(name):
+            print(f"{name}: not installed here, skipped", flush=True)
+            continue
+        print(f"{name}: running ...", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", name, "--steps", str(args.steps),
+                               "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            print(f"{name}: FAILED\n{proc.stderr[-3000:]}", flush=True)
+            rows.append({"framework": name, "error": proc.stderr[-500:]})
+            continue
+        result = {"framework": name, **json.loads(line[len("RESULT "):])}
+        print(f"{name}: {result['epoch_s']:.1f} s/epoch, {1e3 * result['step_s']:.1f} ms/step", flush=True)
+        rows.append(result)
+    done = [r for r in rows if "epoch_s" in r]
+    mini = [r["epoch_s"] for r in done if r["framework"].startswith("minicnn")]
+    best = min(mini) if mini else None
+    for r in done:
+        r["ms_per_step"] = 1e3 * r["step_s"]
+        r["vs_minicnn_best"] = r["epoch_s"] / best if best else None
+    table = markdown_table(done, ["framework", "epoch_s", "ms_per_step", "val_epoch_s", "fit_epoch_s",
+                                  "peak_rss_mib", "vs_minicnn_best", "version"])
+    report = {"machine": machine_info(), "threads": args.threads, "steps": args.steps or "2 full epochs",
+              "results": rows}
+    write_json(os.path.join(args.out, "train.json"), report)
+    if done:
+        bar_chart(os.path.join(args.out, "train.png"), [r["framework"] for r in done], [r["epoch_s"] for r in done],
+                  "Seconds per tutorial epoch (lower is better)", "seconds per epoch")
+    m = report["machine"]
+    print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
+          f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}")
+    print(table)
+    print(f"\nwrote {args.out}/train.json and train.png")
+    return 0 if len(done) == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
