@@ -11,6 +11,7 @@ One training step (``train_on_batch``)::
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -20,6 +21,18 @@ from . import optimizers as optimizers_module
 from .backend import Backend, get_backend
 from .layers.base import Layer
 from .seeding import resolve_seed
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The loss of a training step was NaN or infinite (raised before that step's update)."""
+
+    def __init__(self, value: float):
+        super().__init__(f"the loss became {value}")
+        self.value = value
+
+
+class NotCompiledError(ValueError, RuntimeError):
+    """Training or evaluating a model that has not been compiled."""
 
 
 def _snake_case(name: str) -> str:
@@ -162,25 +175,36 @@ class Sequential:
 
     def _require_compiled(self, what):
         if self.loss is None:
-            raise RuntimeError(f"call model.compile(loss=..., optimizer=...) before {what}()")
+            raise NotCompiledError(f"call model.compile(loss=..., optimizer=...) before {what}()")
 
     # --- the computation ----------------------------------------------------------------------------
     def _to_backend(self, x, name="x", shape=None):
-        """Validate a host or backend array and move it to the backend in the model's dtype."""
-        shape = self.input_shape if shape is None else shape
+        """Validate a host or backend array and move it to the backend in the model's dtype.
+
+        Checks, each a ValueError/TypeError naming ``name``: numbers (not strings or objects), the shape
+        ``(N, *shape)`` (with a reshape hint when only the channel axis is missing), at least one sample, no NaN
+        or infinity."""
+        shape = self.input_shape if shape is None else tuple(shape)
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as err:
+                raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__} ({err})") from None
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
-        if tuple(x.shape[1:]) != tuple(shape):
+        expected = "(N, " + ", ".join(map(str, shape)) + ")"
+        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
             hint = ""
-            if tuple(x.shape[1:]) + (1,) == tuple(shape):
+            if tuple(x.shape[1:]) + (1,) == shape:
                 hint = f"; add the channel axis: {name}.reshape(-1, {', '.join(map(str, shape))})"
-            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, shape))})"
-                             f"{hint}")
+            raise ValueError(f"{name} has shape {tuple(x.shape)} ({x.ndim} dimensions), expected {expected}{hint}")
         if x.shape[0] == 0:
             raise ValueError(f"{name} is empty (0 samples)")
-        return self.backend.asarray(x, dtype=self.dtype)
+        xb = self.backend.asarray(x, dtype=self.dtype)
+        if x.dtype.kind == "f" and not bool(self.backend.xp.isfinite(xb).all()):
+            bad = int((~self.backend.xp.isfinite(xb)).sum())
+            raise ValueError(f"{name} holds {bad} NaN or infinite values; clean or impute them first")
+        return xb
 
     def forward(self, x, training: bool = False):
         """Run every layer's forward on a backend array ``x``; returns the output (backend array).
@@ -223,10 +247,26 @@ class Sequential:
         return loss, p, dx
 
     def _check_targets(self, y, n):
-        y = self._to_backend(y, name="y", shape=self.output_shape)
-        if y.shape[0] != n:
-            raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
-        return y
+        """Validate targets for the loss: one row per sample of x, one-hot (or probability) rows of the output's
+        width. Class indices get a hint to use ``to_categorical``."""
+        k = self.output_shape[-1]
+        if hasattr(y, "ndim") and y.ndim == 1 and y.dtype.kind in "iu" and len(self.output_shape) == 1:
+            raise ValueError(f"y holds class indices of shape {tuple(y.shape)}; the loss expects one-hot rows of "
+                             f"shape (N, {k}): use minicnn.utils.to_categorical(y, {k})")
+        yb = self._to_backend(y, name="y", shape=self.output_shape)
+        if yb.shape[0] != n:
+            raise ValueError(f"x has {n} samples but y has {yb.shape[0]}")
+        if isinstance(self.loss, losses_module.CategoricalCrossentropy):
+            xp = self.backend.xp
+            if bool((yb < 0).any()) or bool((yb > 1).any()):
+                raise ValueError(f"y must hold one-hot rows (values in [0, 1]) for {self.loss.name}, found values "
+                                 f"from {float(yb.min())} to {float(yb.max())}")
+            sums = yb.sum(axis=-1)
+            if not bool(xp.all(xp.abs(sums - 1) <= 1e-3)):
+                worst = int(xp.argmax(xp.abs(sums - 1)))
+                raise ValueError(f"y must hold one-hot rows summing to 1 for {self.loss.name}; row {worst} sums to "
+                                 f"{float(sums[worst])}")
+        return yb
 
     def train_on_batch(self, x, y) -> list[float]:
         """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update."""
@@ -236,9 +276,14 @@ class Sequential:
         loss, acc = self._train_step(xb, yb)
         return [float(loss), float(acc)]
 
-    def _train_step(self, xb, yb):
-        """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation)."""
+    def _train_step(self, xb, yb, check_finite: bool = False):
+        """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
+
+        With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
+        weights stay those of the last good step (this reads the loss on the host: one synchronisation)."""
         loss, p, _ = self._forward_backward(xb, yb, training=True, input_gradient=False)
+        if check_finite and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(float(loss))
         acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
         self.optimizer.apply(self.params, self.grads)
         return loss, acc
@@ -272,7 +317,8 @@ class Sequential:
 
     # --- training and evaluating (the loop lives in minicnn/training.py) ------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, callbacks=None):
+            validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
+            nan_guard: bool = True):
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
@@ -281,12 +327,17 @@ class Sequential:
 
         Returns a :class:`~minicnn.training.History`: ``history.history["loss"|"accuracy"|"val_loss"|
         "val_accuracy"|"seconds"]`` hold one value per epoch; ``history.params == {"verbose", "epochs", "steps"}``.
+
+        ``checkpoint_dir``: write a checkpoint there at the end of every epoch (weights, optimizer state, epoch,
+        history); ``resume=True`` continues from it, ``epochs`` still counting the total. ``nan_guard``: stop at
+        once, keeping the last good weights, when the loss becomes NaN or infinite (``history.stopped``
+        says where). Ctrl-C stops cleanly too; the last epoch's checkpoint is kept.
         """
         from .training import fit
 
         return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                    validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
-                   callbacks=callbacks)
+                   callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, nan_guard=nan_guard)
 
     def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1) -> list[float]:
         """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches."""
@@ -304,13 +355,33 @@ class Sequential:
         return result
 
     # --- saving -------------------------------------------------------------------------------------
+    def named_weights(self) -> list[tuple[str, np.ndarray]]:
+        """``("<layer name>/<kernel|bias>", host array)`` for every parameter, in Keras's order."""
+        self._require_built()
+        return [(f"{layer.name}/{key}", self.backend.to_numpy(p))
+                for layer in self.layers for key, p in layer.params.items()]
+
+    def set_named_weights(self, arrays: dict, source: str = "weights") -> None:
+        """Set every parameter from ``{"<layer>/<key>": array}``; a missing name or a wrong shape is an error
+        that names it (``source`` says where the arrays came from)."""
+        self._require_built()
+        weights = []
+        for layer in self.layers:
+            for key, p in layer.params.items():
+                name = f"{layer.name}/{key}"
+                if name not in arrays:
+                    raise ValueError(f"{source}: no weights for {name!r} (it holds {sorted(arrays)})")
+                if tuple(arrays[name].shape) != tuple(p.shape):
+                    raise ValueError(f"{source}: {name!r} has shape {tuple(arrays[name].shape)} in the file, "
+                                     f"the model expects {tuple(p.shape)}")
+                weights.append(arrays[name])
+        self.set_weights(weights)
+
     def save_weights(self, path) -> None:
         """Save every parameter to a ``.npz`` file, keyed ``<layer name>/<kernel|bias>``, written atomically."""
         from .utils import atomic_write
 
-        self._require_built()
-        arrays = {f"{layer.name}/{key}": self.backend.to_numpy(p)
-                  for layer in self.layers for key, p in layer.params.items()}
+        arrays = dict(self.named_weights())
         arrays["__layers__"] = np.array([f"{layer.name}:{type(layer).__name__}" for layer in self.layers])
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
@@ -322,18 +393,7 @@ class Sequential:
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: not a minicnn weights file ({err})") from err
         with data:
-            weights = []
-            for layer in self.layers:
-                for key, p in layer.params.items():
-                    name = f"{layer.name}/{key}"
-                    if name not in data.files:
-                        stored = sorted(k for k in data.files if k != "__layers__")
-                        raise ValueError(f"{path}: no weights for {name!r} (the file holds {stored})")
-                    if data[name].shape != tuple(p.shape):
-                        raise ValueError(f"{path}: {name!r} has shape {data[name].shape} in the file, "
-                                         f"the model expects {tuple(p.shape)}")
-                    weights.append(data[name])
-        self.set_weights(weights)
+            self.set_named_weights({k: data[k] for k in data.files if k != "__layers__"}, str(path))
 
     # --- showing ------------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:

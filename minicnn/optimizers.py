@@ -36,9 +36,30 @@ class Optimizer:
     def update(self, k, param, grad):
         raise NotImplementedError
 
+    slot_names: tuple = ()   # the per-parameter state lists, e.g. ("accumulated_grad", "accumulated_delta")
+
     def get_state(self) -> dict:
-        """The optimizer's state as host-side NumPy arrays (for checkpoints)."""
-        return {"iterations": self.iterations}
+        """The optimizer's state as host-side NumPy arrays (for checkpoints): iterations and each slot list."""
+        state = {"iterations": self.iterations}
+        for name in self.slot_names:
+            state[name] = [_to_host(a) for a in getattr(self, name, [])]
+        return state
+
+    def set_state(self, state: dict, params) -> None:
+        """Restore :meth:`get_state`'s result for ``params`` (same order and shapes)."""
+        self.build(params)
+        self.iterations = int(state["iterations"])
+        for name in self.slot_names:
+            values = state.get(name, [])
+            if not values:
+                continue
+            if len(values) != len(params):
+                raise ValueError(f"optimizer state {name!r} holds {len(values)} arrays, the model has {len(params)}")
+            for slot, value, p in zip(getattr(self, name), values, params):
+                if tuple(value.shape) != tuple(p.shape):
+                    raise ValueError(f"optimizer state {name!r}: shape {tuple(value.shape)} where the parameter "
+                                     f"has {tuple(p.shape)}")
+                slot[...] = array_module(p).asarray(value)
 
     def get_config(self) -> dict:
         return {"name": type(self).__name__, "learning_rate": self.learning_rate}
@@ -58,6 +79,8 @@ class Adadelta(Optimizer):
     State: ``accumulated_grad[k]`` = E[g^2], ``accumulated_delta[k]`` = E[dx^2].
     """
 
+    slot_names = ("accumulated_grad", "accumulated_delta")
+
     def __init__(self, learning_rate: float = 1.0, rho: float = 0.95, epsilon: float = 1e-7):
         super().__init__(learning_rate)
         if not 0.0 <= rho < 1.0:
@@ -76,11 +99,6 @@ class Adadelta(Optimizer):
         backend_of(param).adadelta_update(param, grad, self.accumulated_grad[k], self.accumulated_delta[k],
                                           self.learning_rate, self.rho, self.epsilon)
 
-    def get_state(self):
-        return {"iterations": self.iterations,
-                "accumulated_grad": [_to_host(a) for a in getattr(self, "accumulated_grad", [])],
-                "accumulated_delta": [_to_host(a) for a in getattr(self, "accumulated_delta", [])]}
-
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
 
@@ -94,6 +112,8 @@ class SGD(Optimizer):
 
     State: ``velocity[k]``.
     """
+
+    slot_names = ("velocity",)
 
     def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         super().__init__(learning_rate)
@@ -116,9 +136,6 @@ class SGD(Optimizer):
             param += self.momentum * v - self.learning_rate * grad
         else:
             param += v
-
-    def get_state(self):
-        return {"iterations": self.iterations, "velocity": [_to_host(a) for a in getattr(self, "velocity", [])]}
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

@@ -92,6 +92,10 @@ def build_parser():
                    help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="write a checkpoint there at the end of every epoch (weights, optimizer state, history)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --checkpoint-dir; --epochs still counts the total")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return p
 
@@ -113,8 +117,13 @@ def run(args) -> dict:
     print(f"backend: {backend.name}; training on {len(x_train)} images ({args.dataset}), "
           f"validation_split {args.validation_split}")
     started = time.perf_counter()
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.npz)")
     history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
-                        verbose=2 if args.quiet else 1, validation_split=args.validation_split)
+                        verbose=2 if args.quiet else 1, validation_split=args.validation_split,
+                        checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if history.stopped and history.stopped["reason"] == "interrupted":
+        raise KeyboardInterrupt
     train_seconds = time.perf_counter() - started
     test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
     predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
@@ -133,7 +142,7 @@ def run(args) -> dict:
         "dataset": args.dataset, "backend": backend.name, "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": args.validation_split,
         "learning_rate": args.learning_rate, "train_images": int(len(x_train)), "params": history.params,
-        "history": history.history, "train_seconds": train_seconds,
+        "history": history.history, "train_seconds": train_seconds, "stopped": history.stopped,
         "test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong, "tutorial": TUTORIAL,
         "versions": {"minicnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
                      **_optional_versions()},

@@ -20,12 +20,17 @@ from . import losses as losses_module
 
 
 class History:
-    """What ``fit`` returns: ``history`` (per-epoch lists of each metric), ``params`` and ``epoch``."""
+    """What ``fit`` returns: ``history`` (per-epoch lists of each metric), ``params`` and ``epoch``.
+
+    ``stopped`` is None after a complete run, else a dict saying why and where training stopped early
+    (``{"reason": "nan", "epoch": e, "step": s, ...}`` or ``{"reason": "interrupted", ...}``).
+    """
 
     def __init__(self):
         self.history: dict[str, list[float]] = {}
         self.params: dict = {}
         self.epoch: list[int] = []
+        self.stopped: dict | None = None
 
     def append(self, epoch: int, logs: dict):
         self.epoch.append(epoch)
@@ -130,6 +135,12 @@ class _Progress:
         self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(done - self.bar.n)
 
+    def abandon(self):
+        """Close a live bar without a summary line (training stopped in the middle of an epoch)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
     def end(self, epoch, logs):
         seconds = time.perf_counter() - self.start
         text = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
@@ -180,9 +191,24 @@ def evaluate_arrays(model, xb, yb, batch_size, progress=None):
     return total_loss / n, total_acc / n
 
 
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
+    """The order of the training samples in ``epoch``: a permutation drawn from a stream seeded by (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+def _start_epoch_streams(model, epoch):
+    for layer in model.layers:
+        if hasattr(layer, "reseed"):
+            layer.reseed(epoch)
+
+
 def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, validation_data=None,
-        shuffle=True, callbacks=None, initial_epoch=0, refresh_every=10, file=None):
+        shuffle=True, callbacks=None, refresh_every=10, file=None, checkpoint_dir=None, resume=False,
+        nan_guard=True):
     """Train ``model`` on ``(x, y)``; see :meth:`minicnn.Sequential.fit`."""
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .model import NonFiniteLoss
+
     model._require_compiled("fit")
     batch_size = _check_positive_int(batch_size, "batch_size")
     epochs = _check_positive_int(epochs, "epochs", minimum=0)
@@ -208,6 +234,18 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
     steps = -(-n // batch_size)
     history = History()
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoint is)")
+    initial_epoch = 0
+    if resume:
+        meta = load_checkpoint(model, checkpoint_dir)
+        initial_epoch = int(meta["epochs_done"])
+        for e in range(initial_epoch):
+            history.append(e, {k: v[e] for k, v in meta["history"].items() if k != "seconds"})
+        history.history["seconds"] = list(meta["history"].get("seconds", []))
+        if initial_epoch >= epochs and verbose:
+            print(f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
+                  file=file or sys.stdout)
     callbacks = list(callbacks or [])
     for cb in callbacks:
         cb.model = model
@@ -216,36 +254,51 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
     for cb in callbacks:
         cb.on_train_begin()
 
-    for epoch in range(initial_epoch, epochs):
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch)
-        progress.begin(epoch)
-        started = time.perf_counter()
-        order = model.rng.permutation(n) if shuffle else np.arange(n)
-        order = backend.asarray(order)
-        sum_loss = xp.zeros((), dtype=model.dtype)
-        sum_acc = xp.zeros((), dtype=model.dtype)
-        for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            loss, acc = model._train_step(xb[idx], yb[idx])
-            sum_loss += loss * idx.shape[0]
-            sum_acc += acc * idx.shape[0]
-            done = step + 1
-            if progress.wants_values and (done % refresh_every == 0 or done == steps):
-                seen = min(done * batch_size, n)
-                progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
-        logs = {"loss": float(sum_loss) / n, "accuracy": float(sum_acc) / n}
-        if has_val:
-            val_loss, val_acc = evaluate_arrays(model, xvb, yvb, batch_size)
-            logs.update(val_loss=float(val_loss), val_accuracy=float(val_acc))
-        seconds = time.perf_counter() - started
-        progress.end(epoch, logs)
-        history.append(epoch, logs)
-        history.history.setdefault("seconds", []).append(seconds)
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    epoch = step = 0
+    try:
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            progress.begin(epoch)
+            started = time.perf_counter()
+            _start_epoch_streams(model, epoch)
+            order = backend.asarray(epoch_order(model.seed, epoch, n, shuffle))
+            sum_loss = xp.zeros((), dtype=model.dtype)
+            sum_acc = xp.zeros((), dtype=model.dtype)
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                loss, acc = model._train_step(xb[idx], yb[idx], check_finite=nan_guard)
+                sum_loss += loss * idx.shape[0]
+                sum_acc += acc * idx.shape[0]
+                done = step + 1
+                if progress.wants_values and (done % refresh_every == 0 or done == steps):
+                    seen = min(done * batch_size, n)
+                    progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
+            logs = {"loss": float(sum_loss) / n, "accuracy": float(sum_acc) / n}
+            if has_val:
+                val_loss, val_acc = evaluate_arrays(model, xvb, yvb, batch_size)
+                logs.update(val_loss=float(val_loss), val_accuracy=float(val_acc))
+            seconds = time.perf_counter() - started
+            progress.end(epoch, logs)
+            history.append(epoch, logs)
+            history.history.setdefault("seconds", []).append(seconds)
+            if checkpoint_dir is not None:
+                save_checkpoint(model, checkpoint_dir, epoch + 1, history)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    except NonFiniteLoss as err:
+        progress.abandon()
+        history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
+        print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of the "
+              f"step before (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
+    except KeyboardInterrupt:
+        progress.abandon()
+        history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
+        kept = (f"; the checkpoint of epoch {len(history.epoch)} is in {checkpoint_dir} (resume=True continues)"
+                if checkpoint_dir is not None and history.epoch else "")
+        print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
     for cb in callbacks:
         cb.on_train_end()
     return history

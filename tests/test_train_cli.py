@@ -59,3 +59,30 @@ def test_missing_data_exits_2_and_names_the_files(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: mnist: the files train-images-idx3-ubyte.gz")
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_resume_after_one_epoch_ends_with_the_same_weights(tmp_path):
+    import numpy as np
+
+    data = _real_mnist_dir()
+    common = ["--limit", "1280", "--batch-size", "64", "--quiet", "--data-dir", data, "--seed", "3"]
+    straight = _run(common + ["--epochs", "2", "--out", str(tmp_path / "a")])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = _run(common + ["--epochs", "1", "--checkpoint-dir", str(tmp_path / "ck"), "--out", str(tmp_path / "b")])
+    assert first.returncode == 0, first.stderr[-2000:]
+    resumed = _run(common + ["--epochs", "2", "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
+                             "--out", str(tmp_path / "c")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with np.load(tmp_path / "a" / "weights.npz") as a, np.load(tmp_path / "c" / "weights.npz") as c:
+        assert sorted(a.files) == sorted(c.files)
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], c[key])
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 2
+
+
+def test_cli_resume_without_checkpoint_is_one_line(tmp_path):
+    proc = _run(["--resume", "--checkpoint-dir", str(tmp_path / "none"), "--data-dir", _real_mnist_dir(),
+                 "--limit", "128", "--out", str(tmp_path / "o")])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: no checkpoint to resume from" in proc.stderr

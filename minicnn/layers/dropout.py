@@ -10,6 +10,8 @@ Inference: ``y = x`` (no scaling needed, thanks to the 1/(1-r) at training time)
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import Layer
 
 
@@ -27,8 +29,13 @@ class Dropout(Layer):
         self.seed = seed
 
     def create_params(self, rng):
-        seed = self.seed if self.seed is not None else int(rng.integers(2**63))
-        self.rng = self.backend.make_rng(seed)
+        self.stream_seed = self.seed if self.seed is not None else int(rng.integers(2**63))
+        self.rng = self.backend.make_rng(self.stream_seed)
+
+    def reseed(self, epoch: int):
+        """Restart the random stream at a point fixed by (seed, epoch): fit() calls this at the start of every
+        epoch, so that an epoch's masks do not depend on what ran before it (what makes resuming exact)."""
+        self.rng = self.backend.make_rng(int(np.random.SeedSequence([self.stream_seed, epoch]).generate_state(1)[0]))
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
