@@ -4,12 +4,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import synthetic_digits
 
 import minicnn as mc
 from minicnn import layers
 from minicnn.training import LambdaCallback
-
-from conftest import synthetic_digits
 
 
 def small_model(seed=0, optimizer=None):
@@ -34,7 +33,8 @@ BAD_CALLS = [
     ("x of the wrong image size", lambda m: m.predict(np.zeros((2, 32, 32, 1))), ValueError,
      r"x has shape \(2, 32, 32, 1\).*expected \(N, 28, 28, 1\)"),
     ("x of rank 2", lambda m: m.predict(np.zeros((2, 784))), ValueError, r"x has shape \(2, 784\) \(2 dimensions\)"),
-    ("x of strings", lambda m: m.predict(np.full((2, 28, 28, 1), "a")), TypeError, "x must hold numbers, got dtype <U1"),
+    ("x of strings", lambda m: m.predict(np.full((2, 28, 28, 1), "a")), TypeError,
+     "x must hold numbers, got dtype <U1"),
     ("x as objects", lambda m: m.predict(np.array([None, 1], dtype=object)), TypeError, "x must hold numbers"),
     ("x with NaN", lambda m: m.predict(NAN_X), ValueError, "x holds 1 NaN or infinite values"),
     ("x with infinity", lambda m: m.train_on_batch(INF_X, Y), ValueError, "x holds 1 NaN or infinite values"),
@@ -49,7 +49,8 @@ BAD_CALLS = [
     ("y rows not summing to 1", lambda m: m.train_on_batch(X, Y * 0.5), ValueError, "row 0 sums to 0.5"),
     ("y with NaN", lambda m: m.train_on_batch(X, np.where(Y == 1, np.nan, 0)), ValueError, "y holds 8 NaN"),
     ("batch_size 0", lambda m: m.fit(X, Y, batch_size=0, verbose=0), ValueError, "batch_size must be an int >= 1"),
-    ("batch_size as a float", lambda m: m.fit(X, Y, batch_size=2.5, verbose=0), ValueError, "batch_size must be an int"),
+    ("batch_size as a float", lambda m: m.fit(X, Y, batch_size=2.5, verbose=0), ValueError,
+     "batch_size must be an int"),
     ("negative epochs", lambda m: m.fit(X, Y, epochs=-1, verbose=0), ValueError, "epochs must be an int >= 0"),
     ("validation_split 1", lambda m: m.fit(X, Y, validation_split=1.0, verbose=0), ValueError,
      r"validation_split must be in \[0, 1\)"),
