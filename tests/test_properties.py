@@ -80,7 +80,7 @@ def arrays_of_any_kind(draw):
     dtype = draw(DTYPES)
     shape = draw(st.sampled_from([(0, 6, 6, 1), (2, 6, 6), (2, 6, 6, 1), (3, 6, 6, 1), (1, 6, 6, 2), (2, 36),
                                   (6, 6, 1), (), (2, 7, 6, 1)]))
-    if dtype == object:
+    if dtype is object:
         return np.empty(shape, dtype=object)
     elements = None
     if dtype in (np.float32, np.float64):
