@@ -218,20 +218,11 @@ def worker(name, steps, threads):
 
 
 def _available(name):
-    module = {"keras": "keras", "torch": "torch", "minicnn-cupy": "cupy"}.get(name)
-    if module is None:
-        return True
-    try:
-        __import__(module)
-        if name == "keras":
-            __import__("tensorflow")
-        if name == "minicnn-cupy":
-            import minicnn
+    """Whether a framework can run here, without importing it (TensorFlow's import alone costs seconds)."""
+    from importlib.util import find_spec
 
-            minicnn.get_backend("cupy")
-        return True
-    except Exception:
-        return False
+    needed = {"keras": ("keras", "tensorflow"), "torch": ("torch",), "minicnn-cupy": ("cupy",)}.get(name, ())
+    return all(find_spec(module) is not None for module in needed)
 
 
 def main(argv=None):
