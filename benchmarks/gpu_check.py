@@ -187,6 +187,7 @@ def kernel_timings():
     rows = []
     sync = cupy.cuda.get_current_stream().synchronize
     shapes = [("conv2d", lambda: layers.Conv2D(32, (5, 5), activation="relu"), (128, 28, 28, 1)),
+              ("conv2d, as trained (no dX)", lambda: layers.Conv2D(32, (5, 5), activation="relu"), (128, 28, 28, 1)),
               ("conv2d_1", lambda: layers.Conv2D(64, (5, 5), activation="relu"), (128, 12, 12, 32)),
               ("max_pooling2d", lambda: layers.MaxPooling2D((2, 2)), (128, 24, 24, 32)),
               ("max_pooling2d_1", lambda: layers.MaxPooling2D((2, 2)), (128, 8, 8, 64)),
@@ -198,6 +199,9 @@ def kernel_timings():
             be = get_backend(be_name)
             layer = make()
             layer.build(shape[1:], be, np.float32, rng)
+            layer.reuse_buffers = True                      # as inside a model
+            if "no dX" in name:
+                layer.compute_input_gradient = False        # the first layer in training
             x = be.asarray(rng.standard_normal(shape).astype(np.float32))
             y = layer.forward(x, training=True)
             g = be.asarray(rng.standard_normal(y.shape).astype(np.float32))

@@ -103,3 +103,25 @@ def test_adadelta_update_matches_reference(fast, dtype):
         fast.adadelta_update(*dev, 1.0, 0.95, 1e-7)
     for a, b in zip(dev, host):
         np.testing.assert_allclose(_host(fast, a), b, rtol=TOL[dtype], atol=0)
+
+
+@pytest.mark.parametrize("rows,p,f", [(73728 // 16, 25, 4), (64 * 9, 800, 64), (128, 1024, 120)])
+def test_weight_gradient_matches_reference(fast, rows, p, f):
+    # The first case takes the per-sample split (rows >= 64 * p * f), the others the single product.
+    rng = np.random.default_rng(6)
+    cols = rng.standard_normal((rows, p))
+    dz = rng.standard_normal((rows, f))
+    out = fast.xp.empty((p, f))
+    got = fast.weight_gradient(fast.asarray(cols), fast.asarray(dz), out)
+    np.testing.assert_allclose(_host(fast, got), REF.weight_gradient(cols, dz, np.empty((p, f))), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_dropout_apply_matches_reference(fast):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 9)).astype(np.float32)
+    u = rng.random((40, 9), dtype=np.float32)
+    y, m = fast.dropout_apply(fast.asarray(x), fast.asarray(u), 0.25)
+    y_ref, m_ref = REF.dropout_apply(x, u, 0.25)
+    np.testing.assert_array_equal(_host(fast, m), m_ref)
+    np.testing.assert_array_equal(_host(fast, y), y_ref)

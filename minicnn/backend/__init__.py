@@ -12,6 +12,7 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``weight_gradient(cols, dz, out)``  ``cols^T @ dz`` (a layer's kernel gradient)
 ``bias_gradient(dz, out)``    the sum of ``dz`` over rows (a layer's bias gradient)
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
+``dropout_apply(x, u, rate)`` ``(x * mask, mask)``
 ``adadelta_update(...)``      one in-place Adadelta step of a parameter (fused on the GPU)
 ============================  ==========================================================
 
@@ -98,6 +99,11 @@ class Backend:
 
     def dropout_mask(self, uniform, rate: float, out=None):
         return numpy_ref.dropout_mask(self.xp, uniform, rate, out)
+
+    def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
+        """``(x * m, m)`` with ``m = dropout_mask(uniform, rate)`` (one fused kernel on the GPU)."""
+        mask = self.dropout_mask(uniform, rate, out=mask_out)
+        return self.xp.multiply(x, mask, out=out), mask
 
     def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
         numpy_ref.adadelta_update(self.xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho,

@@ -28,7 +28,7 @@ from numba import njit, prange
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import Backend
+from . import Backend, numpy_ref
 from .geometry import Window
 
 
@@ -250,23 +250,9 @@ class NumbaBackend(Backend):
         return partial.sum(axis=0, out=out)
 
     def weight_gradient(self, cols, grad_z, out):
-        # cols^T @ grad_z. When the rows (N*OH*OW) vastly outnumber the result's entries, as for the first conv
-        # (73,728 rows, a 25 x 32 result), OpenBLAS splits the long sum poorly (35 GFLOP/s measured); one product
-        # per sample, then a sum over samples, ran 2.4x faster. Otherwise one product.
-        rows, p = cols.shape
-        f = grad_z.shape[1]
-        if rows < 64 * p * f or rows % self._samples(rows) != 0:
-            return super().weight_gradient(cols, grad_z, out)
-        n = self._samples(rows)
-        per = np.matmul(cols.reshape(n, rows // n, p).transpose(0, 2, 1), grad_z.reshape(n, rows // n, f))
-        return per.sum(axis=0, out=out)
-
-    @staticmethod
-    def _samples(rows):
-        for n in (128, 64, 32, 16, 8):
-            if rows % n == 0:
-                return n
-        return 1
+        # The first conv's dW sums 73,728 rows into a 25 x 32 result: OpenBLAS splits such a long sum poorly
+        # (35 GFLOP/s measured); one product per sample, then a sum over samples, ran 2.4x faster.
+        return numpy_ref.weight_gradient_split(np, cols, grad_z, out)
 
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)

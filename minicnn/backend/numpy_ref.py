@@ -102,6 +102,19 @@ def weight_gradient(xp, cols, grad_z, out):
     return xp.matmul(cols.T, grad_z, out=out)
 
 
+def weight_gradient_split(xp, cols, grad_z, out, min_rows_per_entry=64):
+    """dW = cols^T @ dZ as above, but when the rows M vastly outnumber the result's entries P*F (the first conv:
+    73,728 rows for a 25 x 32 result), as one product per sample followed by a sum over samples: BLAS libraries
+    parallelise such long sums poorly. Falls back to the single product otherwise."""
+    rows, p = cols.shape
+    f = grad_z.shape[1]
+    n = next((k for k in (128, 64, 32, 16, 8) if rows % k == 0), 0)
+    if rows < min_rows_per_entry * p * f or not n:
+        return weight_gradient(xp, cols, grad_z, out)
+    per_sample = xp.matmul(cols.reshape(n, rows // n, p).transpose(0, 2, 1), grad_z.reshape(n, rows // n, f))
+    return per_sample.sum(axis=0, out=out)
+
+
 def bias_gradient(xp, grad_z, out):
     """db = sum over rows of dZ, written into ``out``."""
     return grad_z.sum(axis=0, out=out)

@@ -42,8 +42,9 @@ class Dropout(Layer):
             self.mask = None
             return x
         uniform = self.backend.uniform(self.rng, x.shape, self.dtype)
-        self.mask = self.backend.dropout_mask(uniform, self.rate, out=self._buffer("mask", x.shape))
-        return self.backend.xp.multiply(x, self.mask, out=self._buffer("y", x.shape))
+        y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self._buffer("y", x.shape),
+                                                  mask_out=self._buffer("mask", x.shape))
+        return y
 
     def backward(self, grad):
         if self.mask is None:
