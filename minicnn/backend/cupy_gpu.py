@@ -138,6 +138,7 @@ class CupyBackend(Backend):
                 from err
         if count == 0:
             raise RuntimeError("the 'cupy' backend found no NVIDIA GPU; use 'numba' or 'numpy'")
+        self._ones = {}   # rows of ones for bias_gradient, one per (length, dtype)
 
     def asarray(self, a, dtype=None):
         return cupy.asarray(a, dtype=dtype)
@@ -187,6 +188,18 @@ class CupyBackend(Backend):
         t = uniform.dtype.type
         args = (uniform, t(rate), t(1.0 / (1.0 - rate)))
         return _dropout_mask(*args, out) if out is not None else _dropout_mask(*args)
+
+    def bias_gradient(self, grad_z, out):
+        """The sum over rows as a product with a row of ones (cuBLAS): CuPy's axis-0 reduction of the first conv's
+        73,728 x 32 gradient runs only 32 blocks of threads on a GPU with 132 multiprocessors."""
+        rows = grad_z.shape[0]
+        if rows < 4096:
+            return super().bias_gradient(grad_z, out)
+        key = (rows, grad_z.dtype.str)
+        if key not in self._ones:
+            self._ones[key] = cupy.ones((1, rows), dtype=grad_z.dtype)
+        cupy.matmul(self._ones[key], grad_z, out=out.reshape(1, -1))
+        return out
 
     def weight_gradient(self, cols, grad_z, out):
         """Long sums (the first conv: 73,728 rows into 25 x 32) as per-sample products then a sum: more parallel
