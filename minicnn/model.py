@@ -211,7 +211,7 @@ class Sequential:
 
         The output lives in the last layer's reused buffer: the next call overwrites it (``predict`` copies)."""
         for layer in self.layers:
-            x = layer.forward(x, training=training)
+            x = layer.run_forward(x, training=training)
         return x
 
     def backward(self, grad, fused_softmax: bool = False, input_gradient: bool = True):
@@ -223,10 +223,10 @@ class Sequential:
         if hasattr(first, "compute_input_gradient"):
             first.compute_input_gradient = input_gradient
         if fused_softmax:
-            grad = layers[-1].backward_linear(grad)
+            grad = layers[-1].run_backward(grad, linear=True)
             layers = layers[:-1]
         for layer in reversed(layers):
-            grad = layer.backward(grad)
+            grad = layer.run_backward(grad)
         return grad
 
     def _uses_fused_softmax(self) -> bool:
@@ -314,6 +314,14 @@ class Sequential:
     def predict_classes(self, x, batch_size: int = 32) -> np.ndarray:
         """The most probable class of each sample: ``argmax(predict(x), axis=-1)``."""
         return self.predict(x, batch_size=batch_size).argmax(axis=-1)
+
+    def trace(self, x, y, update: bool = True):
+        """One training step on ``(x, y)``, recorded layer by layer (shapes, formulas, matrix products,
+        multiply-adds, time, statistics of activations and gradients, each parameter's gradient norm and relative
+        update). ``print()`` the returned :class:`~minicnn.trace.Trace`, or ``.to_dict()`` it."""
+        from .trace import trace_step
+
+        return trace_step(self, x, y, update=update)
 
     # --- training and evaluating (the loop lives in minicnn/training.py) ------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,

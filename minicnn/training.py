@@ -52,7 +52,37 @@ class Callback:
 
     def on_epoch_end(self, epoch, logs=None): ...
 
+    def on_train_batch_end(self, step, logs=None):
+        """After every training step (``step`` counts from 0 over the whole run; ``logs`` has ``epoch``)."""
+
     def on_train_end(self, logs=None): ...
+
+
+class GradientNormRecorder(Callback):
+    """Records, every ``every`` training steps, the L2 norm of each parameter's gradient (``norms[name]`` is a
+    list, ``steps`` the step numbers). Reading the norms synchronises a GPU; ``every`` keeps that rare.
+
+    Example:
+        >>> recorder = GradientNormRecorder(every=10)                                   # doctest: +SKIP
+        >>> model.fit(x, y, callbacks=[recorder])                                       # doctest: +SKIP
+        >>> minicnn.plotting.plot_gradient_norms(recorder, "gradient_norms.png")       # doctest: +SKIP
+    """
+
+    def __init__(self, every: int = 1):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        self.every = every
+        self.steps: list[int] = []
+        self.norms: dict[str, list[float]] = {}
+
+    def on_train_batch_end(self, step, logs=None):
+        if step % self.every:
+            return
+        self.steps.append(step)
+        xp = self.model.backend.xp
+        for layer in self.model.layers:
+            for key, g in layer.grads.items():
+                self.norms.setdefault(f"{layer.name}/{key}", []).append(float(xp.sqrt((g * g).sum())))
 
 
 class LambdaCallback(Callback):
@@ -255,6 +285,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
         cb.on_train_begin()
 
     epoch = step = 0
+    global_step = initial_epoch * steps
     try:
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
@@ -270,6 +301,9 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
                 loss, acc = model._train_step(xb[idx], yb[idx], check_finite=nan_guard)
                 sum_loss += loss * idx.shape[0]
                 sum_acc += acc * idx.shape[0]
+                for cb in callbacks:
+                    cb.on_train_batch_end(global_step, {"epoch": epoch})
+                global_step += 1
                 done = step + 1
                 if progress.wants_values and (done % refresh_every == 0 or done == steps):
                     seen = min(done * batch_size, n)

@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
+class HookHandle:
+    """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, table: dict, key: int):
+        self._table, self._key = table, key
+
+    def remove(self) -> None:
+        self._table.pop(self._key, None)
+
+
 class Layer:
     """A layer: ``forward(x, training)`` computes its output, ``backward(grad)`` the gradient of the loss
     with respect to its input, given the gradient with respect to its output.
@@ -30,6 +40,9 @@ class Layer:
         self.params: dict = {}
         self.grads: dict = {}
         self._scratch_buffers: dict = {}
+        self._forward_hooks: dict = {}
+        self._backward_hooks: dict = {}
+        self._next_hook_id = 0
 
     # --- building ---------------------------------------------------------------------------------
     @property
@@ -79,7 +92,48 @@ class Layer:
     def backward(self, grad):
         raise NotImplementedError
 
+    # --- hooks: watching a layer at work -------------------------------------------------------------
+    def register_forward_hook(self, fn) -> HookHandle:
+        """Call ``fn(layer, input, output)`` after every forward pass run by a model; ``.remove()`` the returned
+        handle to stop. The arrays are the layer's own (reused between steps): copy what you keep."""
+        return self._add_hook(self._forward_hooks, fn)
+
+    def register_backward_hook(self, fn) -> HookHandle:
+        """Call ``fn(layer, grad_input, grad_output)`` after every backward pass run by a model: ``grad_output`` is
+        dL/d(output) as received (for the last layer under the fused softmax + cross-entropy gradient, dL/dz),
+        ``grad_input`` is dL/d(input) as returned (None for a first layer that skips it in training)."""
+        return self._add_hook(self._backward_hooks, fn)
+
+    def _add_hook(self, table, fn):
+        if not callable(fn):
+            raise TypeError(f"a hook must be callable, got {type(fn).__name__}")
+        self._next_hook_id += 1
+        table[self._next_hook_id] = fn
+        return HookHandle(table, self._next_hook_id)
+
+    def run_forward(self, x, training: bool = False):
+        """``forward`` then the forward hooks (what a model calls)."""
+        y = self.forward(x, training=training)
+        for fn in list(self._forward_hooks.values()):
+            fn(self, x, y)
+        return y
+
+    def run_backward(self, grad, linear: bool = False):
+        """``backward`` (or ``backward_linear`` when ``grad`` is already dL/dz) then the backward hooks."""
+        grad_input = self.backward_linear(grad) if linear else self.backward(grad)
+        for fn in list(self._backward_hooks.values()):
+            fn(self, grad_input, grad)
+        return grad_input
+
     # --- inspecting ---------------------------------------------------------------------------------
+    def multiply_adds(self) -> int:
+        """Multiply-adds of the forward pass per image (the matrix products; 0 for layers without any)."""
+        return 0
+
+    def describe(self) -> dict:
+        """What the layer computes, for a learner: one-line formulas of the forward and backward passes and the
+        shapes of the matrix products they run (per batch of N), as strings."""
+        return {"forward": "y = f(x)", "backward": "dX = f'(x) * dY", "products": ""}
     @property
     def weights(self) -> list:
         """The parameters in Keras order (backend arrays)."""

@@ -142,6 +142,19 @@ class Conv2D(LinearWithActivation):
     def backward(self, grad):
         return super().backward(grad.reshape(-1, self.filters))
 
+    def multiply_adds(self) -> int:
+        kh, kw = self.kernel_size
+        return self.window.out_h * self.window.out_w * kh * kw * self.input_shape[-1] * self.filters
+
+    def describe(self) -> dict:
+        kh, kw = self.kernel_size
+        p = kh * kw * self.input_shape[-1]
+        m = f"N*{self.window.out_h * self.window.out_w}"
+        return {"forward": f"Y = {self.activation}(im2col(X) @ W + b)",
+                "backward": "dZ = dY * act'(Z); dW = im2col(X)^T @ dZ; db = sum(dZ); dX = col2im(dZ @ W^T)",
+                "products": f"forward ({m}, {p}) @ ({p}, {self.filters}); backward dW ({p}, {m}) @ ({m}, "
+                            f"{self.filters}), dX ({m}, {self.filters}) @ ({self.filters}, {p})"}
+
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "activation": self.activation,

@@ -66,5 +66,14 @@ class Dense(LinearWithActivation):
             return None
         return self.backend.xp.matmul(grad_z, self.params["kernel"].T, out=self._buffer("grad_x", self.x.shape))
 
+    def multiply_adds(self) -> int:
+        return self.input_shape[0] * self.units
+
+    def describe(self) -> dict:
+        d, u = self.input_shape[0], self.units
+        return {"forward": f"Y = {self.activation}(X @ W + b)",
+                "backward": "dZ = dY * act'(Z); dW = X^T @ dZ; db = sum(dZ); dX = dZ @ W^T",
+                "products": f"forward (N, {d}) @ ({d}, {u}); backward dW ({d}, N) @ (N, {u}), dX (N, {u}) @ ({u}, {d})"}
+
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}

@@ -51,5 +51,9 @@ class Dropout(Layer):
             return grad
         return self.backend.xp.multiply(grad, self.mask, out=self._buffer("grad_x", grad.shape))
 
+    def describe(self) -> dict:
+        return {"forward": f"Y = X * M, M = [U >= {self.rate}] / {1 - self.rate:g} (training); Y = X (inference)",
+                "backward": "dX = dY * M", "products": ""}
+
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}

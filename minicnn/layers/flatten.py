@@ -22,3 +22,6 @@ class Flatten(Layer):
 
     def backward(self, grad):
         return grad.reshape(self.x_shape)
+
+    def describe(self) -> dict:
+        return {"forward": "Y = X.reshape(N, H*W*C)", "backward": "dX = dY.reshape(N, H, W, C)", "products": ""}

@@ -56,5 +56,10 @@ class MaxPooling2D(Layer):
         return self.backend.maxpool_backward(grad, self.argmax, self.x_shape, self.window,
                                              out=self._buffer("grad_x", self.x_shape))
 
+    def describe(self) -> dict:
+        return {"forward": f"Y = max over each {self.pool_size[0]}x{self.pool_size[1]} window (stride "
+                           f"{self.strides[0]}x{self.strides[1]}); remember where",
+                "backward": "dX = dY routed to the first maximum of each window", "products": ""}
+
     def get_config(self):
         return {"name": self.name, "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}

@@ -1,0 +1,96 @@
+"""``python -m minicnn.explain``: see backpropagation at work on the tutorial's CNN.
+
+Writes into ``--out``: ``trace.txt`` and ``trace.json`` (one training step, layer by layer: shapes, formulas,
+matrix products, multiply-adds, time, statistics of activations and gradients, gradient norms and relative
+updates), ``filters.png`` (the first convolution's kernels), ``feature_maps.png`` (each convolution's maps for
+one test digit), ``saliency.png`` (which pixels move that digit's class score) and, when it trains, also
+``gradient_norms.png``. Without ``--weights`` it first trains briefly (``--steps``, 150 by default) so that the
+pictures show learned features rather than the random initial ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+
+import numpy as np
+
+from .datasets import mnist
+from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
+from .train import _checked, prepare, tutorial_model
+from .training import GradientNormRecorder
+from .utils import atomic_write
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m minicnn.explain", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=None, help="a weights.npz written by python -m minicnn.train")
+    p.add_argument("--out", default=None, help="output folder (default: a new explain/<date-time> folder)")
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: $MINICNN_DATA, cache)")
+    p.add_argument("--steps", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
+                   help="training steps of batch 128 to take first when no --weights is given (150)")
+    p.add_argument("--batch", type=_checked(int, lambda v: v > 0, "a positive integer"), default=32,
+                   help="size of the traced batch (32)")
+    p.add_argument("--index", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
+                   help="which test digit the feature maps and saliency show (0)")
+    p.add_argument("--backend", default=None, help="numpy, numba or cupy")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    return p
+
+
+def run(args) -> dict:
+    out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
+    if args.index >= len(x_test):
+        raise ValueError(f"--index must be below {len(x_test)}, got {args.index}")
+    model = tutorial_model(seed=args.seed, backend=args.backend)
+    written = []
+    if args.weights:
+        model.load_weights(args.weights)
+        print(f"weights from {args.weights}")
+    elif args.steps:
+        n = min(len(x_train), args.steps * 128)
+        x, y = prepare(x_train[:n], y_train[:n])
+        print(f"no --weights: training {args.steps} steps of 128 first, so that the pictures show learned features")
+        recorder = GradientNormRecorder(every=max(1, args.steps // 60))
+        model.fit(x, y, batch_size=128, epochs=1, verbose=1, callbacks=[recorder])
+        written.append(plot_gradient_norms(recorder, os.path.join(out, "gradient_norms.png")))
+    else:
+        print("no --weights and --steps 0: the pictures show the random initial weights")
+    xb, yb = prepare(x_train[-args.batch:], y_train[-args.batch:])
+    trace = model.trace(xb, yb)
+    text = str(trace)
+    print(text)
+    atomic_write(os.path.join(out, "trace.txt"), lambda fh: fh.write(text + "\n"), mode="w")
+    atomic_write(os.path.join(out, "trace.json"), lambda fh: fh.write(trace.to_json()), mode="w")
+    written += [os.path.join(out, "trace.txt"), os.path.join(out, "trace.json")]
+    image = x_test[args.index].reshape(28, 28, 1).astype(np.float32) / 255.0
+    written.append(plot_filters(model, os.path.join(out, "filters.png")))
+    written.append(plot_feature_maps(model, image, os.path.join(out, "feature_maps.png")))
+    written.append(plot_saliency(model, image, int(y_test[args.index]), os.path.join(out, "saliency.png")))
+    print(f"wrote {out}/: " + ", ".join(os.path.basename(p) for p in written))
+    return {"out": out, "files": written}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""A trace of one training step, layer by layer: what each layer computed, in which shapes, at what cost, and
+what the numbers looked like on the way forward and back.
+
+    >>> trace = model.trace(x, y)          # one step: forward, loss, backward, optimizer update   # doctest: +SKIP
+    >>> print(trace)                       # the table                                           # doctest: +SKIP
+    >>> trace.to_dict()["forward"][0]["multiply_adds_per_image"]                                 # doctest: +SKIP
+    460800
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+def array_stats(backend, a) -> dict:
+    """mean, std, fraction of exact zeros and L2 norm of an array (None -> empty)."""
+    if a is None:
+        return {}
+    h = backend.to_numpy(a).astype(np.float64)
+    return {"mean": float(h.mean()), "std": float(h.std()), "zeros": float(np.mean(h == 0)),
+            "norm": float(np.sqrt(np.sum(h * h)))}
+
+
+@dataclass
+class Trace:
+    """The record of one traced step. ``forward`` and ``backward`` hold one dict per layer (in the order the
+    layers ran); ``params`` one dict per parameter; ``loss`` the step's loss."""
+
+    batch_size: int
+    loss: float
+    forward: list = field(default_factory=list)
+    backward: list = field(default_factory=list)
+    params: list = field(default_factory=list)
+    optimizer: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        n = self.batch_size
+        out = [f"One training step on a batch of {n}; loss {self.loss:.4f}", "", "FORWARD (first layer to last)"]
+        for r in self.forward:
+            out.append(f"  {r['layer']:<17} {str(r['input_shape']):>17} -> {str(r['output_shape']):<17} "
+                       f"{r['ms']:7.2f} ms  {r['multiply_adds_per_image']:>10,} MAC/image")
+            out.append(f"      {r['formula']}")
+            if r["products"]:
+                out.append(f"      products: {r['products'].replace('N', str(n))}")
+            s = r["output_stats"]
+            out.append(f"      output: mean {s['mean']:+.4f}  std {s['std']:.4f}  zeros {100 * s['zeros']:.1f}%  "
+                       f"norm {s['norm']:.3f}")
+        out += ["", "BACKWARD (last layer to first)"]
+        for r in self.backward:
+            shapes = f"dY {str(r['grad_output_shape']):>17} -> dX {str(r['grad_input_shape']):<17}"
+            out.append(f"  {r['layer']:<17} {shapes} {r['ms']:7.2f} ms")
+            out.append(f"      {r['formula']}")
+            s = r["grad_input_stats"]
+            if s:
+                out.append(f"      dX: mean {s['mean']:+.2e}  std {s['std']:.2e}  zeros {100 * s['zeros']:.1f}%  "
+                           f"norm {s['norm']:.3e}")
+            else:
+                out.append("      dX: not computed (nothing needs the gradient of the input images)")
+        out += ["", f"PARAMETERS ({self.optimizer.get('name', '')} update)"]
+        for r in self.params:
+            ratio = (f"|update| / |weight| {r['update_ratio']:.2e}" if r["update_ratio"] is not None else
+                     f"|update| {r['update_norm']:.2e} (the weight was all zeros)")
+            out.append(f"  {r['name']:<22} {str(r['shape']):<17} |grad| {r['grad_norm']:.3e}   {ratio}")
+        return "\n".join(out)
+
+
+def trace_step(model, x, y, update: bool = True) -> Trace:
+    """Run one training step of ``model`` on ``(x, y)`` (dropout on), recording every layer; see :class:`Trace`.
+
+    With ``update=False`` the optimizer is not applied and the update ratios are 0."""
+    model._require_compiled("trace")
+    be = model.backend
+    xb = model._to_backend(x)
+    yb = model._check_targets(y, xb.shape[0])
+    n = xb.shape[0]
+    trace = Trace(batch_size=int(n), loss=0.0, optimizer=model.optimizer.get_config())
+
+    a = xb
+    for layer in model.layers:
+        in_shape = tuple(a.shape)
+        be.synchronize()
+        t0 = time.perf_counter()
+        a = layer.run_forward(a, training=True)
+        be.synchronize()
+        d = layer.describe()
+        trace.forward.append({"layer": layer.name, "type": type(layer).__name__, "input_shape": in_shape,
+                              "output_shape": tuple(a.shape), "formula": d["forward"], "products": d["products"],
+                              "multiply_adds_per_image": int(layer.multiply_adds()),
+                              "ms": 1e3 * (time.perf_counter() - t0), "output_stats": array_stats(be, a)})
+    xp = be.xp
+    trace.loss = float(model.loss.forward(xp, a, yb))
+    fused = model._uses_fused_softmax()
+    grad = model.loss.backward_from_softmax(a, yb) if fused else model.loss.backward(xp, a, yb)
+    first = model.layers[0]
+    if hasattr(first, "compute_input_gradient"):
+        first.compute_input_gradient = False
+    for i, layer in enumerate(reversed(model.layers)):
+        linear = fused and i == 0
+        out_shape = tuple(grad.shape)
+        be.synchronize()
+        t0 = time.perf_counter()
+        grad = layer.run_backward(grad, linear=linear)
+        be.synchronize()
+        formula = layer.describe()["backward"]
+        if linear:
+            formula = "dZ = (P - Y) / N (softmax + cross-entropy, fused); " + formula.split("; ", 1)[-1]
+        trace.backward.append({"layer": layer.name, "type": type(layer).__name__, "grad_output_shape": out_shape,
+                               "grad_input_shape": None if grad is None else tuple(grad.shape), "formula": formula,
+                               "ms": 1e3 * (time.perf_counter() - t0), "grad_input_stats": array_stats(be, grad)})
+    before = [be.to_numpy(p) for p in model.params]
+    if update:
+        model.optimizer.apply(model.params, model.grads)
+    names = [(layer.name, key) for layer in model.layers for key in layer.params]
+    for (lname, key), old, p, g in zip(names, before, model.params, model.grads):
+        new = be.to_numpy(p)
+        g_host = be.to_numpy(g)
+        w_norm = float(np.linalg.norm(old))
+        step = float(np.linalg.norm(new - old))
+        trace.params.append({"name": f"{lname}/{key}", "shape": tuple(old.shape),
+                             "grad_norm": float(np.linalg.norm(g_host)), "weight_norm": w_norm, "update_norm": step,
+                             "update_ratio": step / w_norm if w_norm else None})
+    return trace
+
+
+def feature_maps(model, image) -> dict:
+    """The output of every Conv2D layer for one image ``(H, W, C)`` or ``(1, H, W, C)``: {layer name: (OH, OW, F)}
+    host arrays (inference mode)."""
+    x = model._to_backend(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
+    maps = {}
+    for layer in model.layers:
+        x = layer.run_forward(x, training=False)
+        if type(layer).__name__ == "Conv2D":
+            maps[layer.name] = model.backend.to_numpy(x)[0]
+    return maps
+
+
+def saliency(model, image, class_index: int) -> np.ndarray:
+    """d(score of ``class_index``)/d(image): how much each input pixel moves that class's score, shape of the image.
+
+    The score is the class's logit (the last layer's input to softmax) when the model ends in softmax, else the
+    class's output. Computed by backpropagation with dL/dz = one-hot(class) at the top, dropout off."""
+    x = model._to_backend(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
+    out = model.forward(x, training=False)
+    k = out.shape[-1]
+    if not 0 <= int(class_index) < k:
+        raise ValueError(f"class_index must be in [0, {k}), got {class_index}")
+    onehot = model.backend.xp.zeros_like(out)
+    onehot[0, int(class_index)] = 1
+    last = model.layers[-1]
+    fused = getattr(last, "activation", None) == "softmax" and hasattr(last, "backward_linear")
+    dx = model.backward(onehot, fused_softmax=fused, input_gradient=True)
+    return model.backend.to_numpy(dx)[0]
