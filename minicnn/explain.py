@@ -19,14 +19,14 @@ import numpy as np
 
 from .datasets import mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
-from .train import _checked, prepare, tutorial_model
+from .train import OneLineErrorParser, _checked, prepare, tutorial_model
 from .training import GradientNormRecorder
 from .utils import atomic_write
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minicnn.explain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(prog="python -m minicnn.explain", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default=None, help="a weights.npz written by python -m minicnn.train")
     p.add_argument("--out", default=None, help="output folder (default: a new explain/<date-time> folder)")
     p.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: $MINICNN_DATA, cache)")

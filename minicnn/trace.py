@@ -58,7 +58,7 @@ class Trace:
         out += ["", "BACKWARD (last layer to first)"]
         for r in self.backward:
             shapes = f"dY {str(r['grad_output_shape']):>17} -> dX {str(r['grad_input_shape']):<17}"
-            out.append(f"  {r['layer']:<17} {shapes} {r['ms']:7.2f} ms")
+            out.append(f"  {r['layer']:<17} {shapes} {r['ms']:7.2f} ms  {r['multiply_adds_per_image']:>10,} MAC/image")
             out.append(f"      {r['formula']}")
             s = r["grad_input_stats"]
             if s:
@@ -112,9 +112,12 @@ def trace_step(model, x, y, update: bool = True) -> Trace:
         grad = layer.run_backward(grad, linear=linear)
         be.synchronize()
         formula = layer.describe()["backward"]
+        # the backward products: dW always, dX unless this layer skipped it (each as many multiply-adds as forward)
+        backward_macs = layer.multiply_adds() * (1 if grad is None else 2)
         if linear:
             formula = "dZ = (P - Y) / N (softmax + cross-entropy, fused); " + formula.split("; ", 1)[-1]
         trace.backward.append({"layer": layer.name, "type": type(layer).__name__, "grad_output_shape": out_shape,
+                               "multiply_adds_per_image": int(backward_macs),
                                "grad_input_shape": None if grad is None else tuple(grad.shape), "formula": formula,
                                "ms": 1e3 * (time.perf_counter() - t0), "grad_input_stats": array_stats(be, grad)})
     before = [be.to_numpy(p) for p in model.params]

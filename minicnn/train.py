@@ -74,9 +74,16 @@ _fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _positive_float = _checked(float, lambda v: v > 0, "a positive number")
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``error: ...``, and exit status 2 (``--help`` explains)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minicnn.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(prog="python -m minicnn.train", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=_non_negative_int, default=10, help="passes over the training set (10)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="samples per training step (128)")
     p.add_argument("--validation-split", type=_fraction, default=0.2,

@@ -29,6 +29,8 @@ def test_trace_counts_and_shapes_for_the_tutorial_model():
     shapes = [(r["input_shape"], r["output_shape"]) for r in trace.forward]
     assert shapes[0] == ((16, 28, 28, 1), (16, 24, 24, 32)) and shapes[-1] == ((16, 84), (16, 10))
     assert [r["layer"] for r in trace.backward] == [layer.name for layer in reversed(model.layers)]
+    back = {r["layer"]: r["multiply_adds_per_image"] for r in trace.backward}
+    assert (back["conv2d"], back["conv2d_1"], back["dense"]) == (460_800, 2 * 3_276_800, 2 * 122_880)
     assert trace.backward[-1]["grad_input_shape"] is None          # the images' gradient is not needed
     assert trace.backward[0]["formula"].startswith("dZ = (P - Y) / N")
     assert "(16*576, 25) @ (25, 32)" in str(trace)

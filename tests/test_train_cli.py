@@ -50,6 +50,7 @@ def test_bad_options_exit_2_with_one_line(args, message):
     proc = _run(args)
     assert proc.returncode == 2
     assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_missing_data_exits_2_and_names_the_files(tmp_path):
