@@ -19,7 +19,7 @@ import numpy as np
 
 from .datasets import mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
-from .train import OneLineErrorParser, _checked, prepare, tutorial_model
+from .train import OneLineErrorParser, _checked, prepare, run_command, tutorial_model
 from .training import GradientNormRecorder
 from .utils import atomic_write
 
@@ -78,18 +78,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

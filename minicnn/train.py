@@ -169,10 +169,12 @@ def _optional_versions():
     return versions
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(parser, run_fn, argv=None) -> int:
+    """Parse ``argv``, call ``run_fn(args)``; a problem with the data or a value prints one line, ``error: ...``,
+    and returns 2 (``--debug`` shows the traceback instead); Ctrl-C returns 130."""
+    args = parser.parse_args(argv)
     try:
-        run(args)
+        run_fn(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -182,6 +184,10 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None) -> int:
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
