@@ -24,11 +24,13 @@ from .seeding import resolve_seed
 
 
 class NonFiniteLoss(ArithmeticError):
-    """The loss of a training step was NaN or infinite (raised before that step's update)."""
+    """The loss of a training step was NaN or infinite (raised before that step's update).
 
-    def __init__(self, value: float):
+    ``step``: the global index of that step when it was found later (deferred guard), else None."""
+
+    def __init__(self, value: float, step: int | None = None):
         super().__init__(f"the loss became {value}")
-        self.value = value
+        self.value, self.step = value, step
 
 
 class NotCompiledError(ValueError, RuntimeError):
@@ -276,16 +278,19 @@ class Sequential:
         loss, acc = self._train_step(xb, yb)
         return [float(loss), float(acc)]
 
-    def _train_step(self, xb, yb, check_finite: bool = False):
+    def _train_step(self, xb, yb, check_finite: bool = False, guard=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
 
         With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
-        weights stay those of the last good step (this reads the loss on the host: one synchronisation)."""
+        weights stay those of the last good step (this reads the loss on the host: one synchronisation).
+        With a ``guard`` (:class:`~minicnn.training.DeferredNanGuard`) the same happens on the device: the guard
+        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
         loss, p, _ = self._forward_backward(xb, yb, training=True, input_gradient=False)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
         acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
-        self.optimizer.apply(self.params, self.grads)
+        gate = None if guard is None else guard.observe(loss)
+        self.optimizer.apply(self.params, self.grads, gate=gate)
         return loss, acc
 
     def compute_gradients(self, x, y, training: bool = False):

@@ -23,17 +23,24 @@ class Optimizer:
         """Create the state for ``params`` (called by the first ``apply``)."""
         self._built_for = [p.shape for p in params]
 
-    def apply(self, params, grads):
-        """One update: for each k, params[k] is changed in place from grads[k]."""
+    def apply(self, params, grads, gate=None):
+        """One update: for each k, params[k] is changed in place from grads[k].
+
+        ``gate``: a 0-d boolean array; when it is False nothing changes (the NaN guard's flag). Optimizers with a
+        fused kernel read it on the device; the others read it on the host."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
         if self._built_for != [p.shape for p in params]:
             self.build(params)
+        if gate is not None and not self.gates_on_device and not bool(gate):
+            return
         for k, (p, g) in enumerate(zip(params, grads)):
-            self.update(k, p, g)
+            self.update(k, p, g, gate)
         self.iterations += 1
 
-    def update(self, k, param, grad):
+    gates_on_device = False
+
+    def update(self, k, param, grad, gate=None):
         raise NotImplementedError
 
     slot_names: tuple = ()   # the per-parameter state lists, e.g. ("accumulated_grad", "accumulated_delta")
@@ -94,10 +101,12 @@ class Adadelta(Optimizer):
         self.accumulated_grad = [array_module(p).zeros_like(p) for p in params]
         self.accumulated_delta = [array_module(p).zeros_like(p) for p in params]
 
-    def update(self, k, param, grad):
+    gates_on_device = True
+
+    def update(self, k, param, grad, gate=None):
         # the arithmetic is the backend's (minicnn/backend/numpy_ref.py; one fused kernel on the GPU)
         backend_of(param).adadelta_update(param, grad, self.accumulated_grad[k], self.accumulated_delta[k],
-                                          self.learning_rate, self.rho, self.epsilon)
+                                          self.learning_rate, self.rho, self.epsilon, gate)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -125,7 +134,7 @@ class SGD(Optimizer):
         super().build(params)
         self.velocity = [array_module(p).zeros_like(p) for p in params]
 
-    def update(self, k, param, grad):
+    def update(self, k, param, grad, gate=None):
         if self.momentum == 0.0:
             param -= self.learning_rate * grad
             return

@@ -221,6 +221,37 @@ def evaluate_arrays(model, xb, yb, batch_size, progress=None):
     return total_loss / n, total_acc / n
 
 
+class DeferredNanGuard:
+    """The NaN guard without a synchronisation per step, for GPUs: on the device it keeps ``ok`` (False from the
+    first step whose loss is not finite on) and that step's index; ``ok`` gates every update, so the weights stay
+    those before the bad step. ``check()`` reads the flag on the host (fit does so every few steps and at the end
+    of each epoch) and raises :class:`~minicnn.model.NonFiniteLoss` naming the step."""
+
+    def __init__(self, xp, first_step: int = 0):
+        self.xp = xp
+        self.ok = xp.ones((), dtype=bool)
+        self.bad_step = xp.full((), -1, dtype=np.int64)
+        self.bad_loss = xp.zeros((), dtype=np.float64)
+        self.step = first_step
+
+    def observe(self, loss):
+        """Note one step's loss (on the device); returns the gate for its update."""
+        xp = self.xp
+        finite = xp.isfinite(loss)
+        first_bad = self.ok & ~finite
+        self.bad_step[...] = xp.where(first_bad, self.step, self.bad_step)
+        self.bad_loss[...] = xp.where(first_bad, loss, self.bad_loss)
+        self.ok &= finite
+        self.step += 1
+        return self.ok
+
+    def check(self):
+        from .model import NonFiniteLoss
+
+        if not bool(self.ok):
+            raise NonFiniteLoss(float(self.bad_loss), int(self.bad_step))
+
+
 def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarray:
     """The order of the training samples in ``epoch``: a permutation drawn from a stream seeded by (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
@@ -286,6 +317,11 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
 
     epoch = step = 0
     global_step = initial_epoch * steps
+    if nan_guard not in (True, False, "immediate", "deferred"):
+        raise ValueError(f"nan_guard must be True, False, 'immediate' or 'deferred', got {nan_guard!r}")
+    if nan_guard is True:   # a synchronisation per step is free on the CPU, not on a GPU
+        nan_guard = "deferred" if backend.name == "cupy" else "immediate"
+    guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
     try:
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
@@ -298,13 +334,15 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
             sum_acc = xp.zeros((), dtype=model.dtype)
             for step in range(steps):
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                loss, acc = model._train_step(xb[idx], yb[idx], check_finite=nan_guard)
+                loss, acc = model._train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
                 sum_loss += loss * idx.shape[0]
                 sum_acc += acc * idx.shape[0]
                 for cb in callbacks:
                     cb.on_train_batch_end(global_step, {"epoch": epoch})
                 global_step += 1
                 done = step + 1
+                if guard is not None and (done % refresh_every == 0 or done == steps):
+                    guard.check()
                 if progress.wants_values and (done % refresh_every == 0 or done == steps):
                     seen = min(done * batch_size, n)
                     progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
@@ -324,6 +362,8 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
                 break
     except NonFiniteLoss as err:
         progress.abandon()
+        if err.step is not None:   # found by the deferred guard a few steps later: name the step it happened at
+            epoch, step = divmod(err.step, steps)
         history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
         print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of the "
               f"step before (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)

@@ -141,6 +141,27 @@ def test_nan_guard_stops_at_once_and_keeps_the_last_good_weights(capsys):
     assert f"at epoch 1, step {bad_step}" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("optimizer", ["adadelta", "sgd"])
+def test_deferred_nan_guard_names_the_same_step_and_keeps_the_same_weights(optimizer):
+    # The GPU's guard (no synchronisation per step) must stop on the same step and keep the same weights as the
+    # immediate one, although it notices up to 10 steps later. Adadelta gates on the device, SGD on the host.
+    make = {"adadelta": lambda: mc.optimizers.Adadelta(learning_rate=1e30),
+            "sgd": lambda: mc.optimizers.SGD(learning_rate=1e36)}[optimizer]
+    x, y = synthetic_digits(160)
+    results = []
+    for mode in ("immediate", "deferred"):
+        model = small_model(optimizer=make())
+        hist = model.fit(x, y, batch_size=8, epochs=2, verbose=0, nan_guard=mode)
+        results.append((hist.stopped, model.get_weights()))
+    (stop_a, w_a), (stop_b, w_b) = results
+    assert stop_a is not None and stop_a["reason"] == "nan"
+    assert (stop_a["epoch"], stop_a["step"]) == (stop_b["epoch"], stop_b["step"])
+    for a, b in zip(w_a, w_b):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.isfinite(w).all() for w in w_b)
+
+
 def test_checkpoint_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     x, y = synthetic_digits(48, seed=4)
     straight = small_model(seed=9)

@@ -105,7 +105,11 @@ class Backend:
         mask = self.dropout_mask(uniform, rate, out=mask_out)
         return self.xp.multiply(x, mask, out=out), mask
 
-    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
+    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
+                        gate=None):
+        """One Adadelta step in place; skipped when ``gate`` (a 0-d boolean array) is False."""
+        if gate is not None and not bool(gate):
+            return
         numpy_ref.adadelta_update(self.xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho,
                                   epsilon)
 

@@ -110,12 +110,14 @@ _dropout_apply = cupy.ElementwiseKernel("T x, T u, T rate, T scale", "T y, T m",
                                         "m = u >= rate ? scale : (T)0; y = x * m", "minicnn_dropout_apply")
 
 _adadelta = cupy.ElementwiseKernel(
-    "T g, T lr, T rho, T one_minus_rho, T eps", "T param, T eg2, T edx2",
+    "T g, T lr, T rho, T one_minus_rho, T eps, raw bool gate", "T param, T eg2, T edx2",
     """
-    eg2 = rho * eg2 + one_minus_rho * (g * g);
-    const T delta = sqrt(edx2 + eps) / sqrt(eg2 + eps) * g;
-    edx2 = rho * edx2 + one_minus_rho * (delta * delta);
-    param -= lr * delta;
+    if (gate[0]) {   // the NaN guard's flag, read on the device: no host synchronisation
+        eg2 = rho * eg2 + one_minus_rho * (g * g);
+        const T delta = sqrt(edx2 + eps) / sqrt(eg2 + eps) * g;
+        edx2 = rho * edx2 + one_minus_rho * (delta * delta);
+        param -= lr * delta;
+    }
     """, "minicnn_adadelta")
 
 
@@ -139,6 +141,7 @@ class CupyBackend(Backend):
         if count == 0:
             raise RuntimeError("the 'cupy' backend found no NVIDIA GPU; use 'numba' or 'numpy'")
         self._ones = {}   # rows of ones for bias_gradient, one per (length, dtype)
+        self._always = cupy.ones((), dtype=cupy.bool_)   # the gate of an ungated Adadelta step
 
     def asarray(self, a, dtype=None):
         return cupy.asarray(a, dtype=dtype)
@@ -213,8 +216,11 @@ class CupyBackend(Backend):
         _dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, m)
         return y, m
 
-    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
-        """One fused kernel per parameter instead of ten elementwise ones."""
+    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
+                        gate=None):
+        """One fused kernel per parameter instead of ten elementwise ones; ``gate`` stays on the device."""
         t = param.dtype.type
-        _adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), param, accumulated_grad,
+        if gate is None:
+            gate = self._always
+        _adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad,
                   accumulated_delta)
