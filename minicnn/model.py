@@ -278,6 +278,19 @@ class Sequential:
         loss, acc = self._train_step(xb, yb)
         return [float(loss), float(acc)]
 
+    def _fused_train_step(self, xb, yb, check_finite, guard):
+        """The training step when softmax meets cross-entropy: loss, accuracy and dL/dz from one backend call."""
+        p = self.forward(xb, training=True)
+        last = self.layers[-1]
+        loss, acc, grad = self.backend.softmax_crossentropy_step(p, yb, self.loss.epsilon,
+                                                                 last._buffer("grad_z", p.shape))
+        if check_finite and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(float(loss))
+        self.backward(grad, fused_softmax=True, input_gradient=False)
+        gate = None if guard is None else guard.observe(loss)
+        self.optimizer.apply(self.params, self.grads, gate=gate)
+        return loss, acc
+
     def _train_step(self, xb, yb, check_finite: bool = False, guard=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
 
@@ -285,6 +298,8 @@ class Sequential:
         weights stay those of the last good step (this reads the loss on the host: one synchronisation).
         With a ``guard`` (:class:`~minicnn.training.DeferredNanGuard`) the same happens on the device: the guard
         notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
+        if self._uses_fused_softmax():
+            return self._fused_train_step(xb, yb, check_finite, guard)
         loss, p, _ = self._forward_backward(xb, yb, training=True, input_gradient=False)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))

@@ -125,3 +125,17 @@ def test_dropout_apply_matches_reference(fast):
     y_ref, m_ref = REF.dropout_apply(x, u, 0.25)
     np.testing.assert_array_equal(_host(fast, m), m_ref)
     np.testing.assert_array_equal(_host(fast, y), y_ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_crossentropy_step_matches_reference(fast, dtype):
+    rng = np.random.default_rng(8)
+    z = rng.normal(0, 3, (33, 10))
+    p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(dtype)
+    p[0] = np.eye(10)[4]                       # a saturated row: the clip matters there
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 33)]
+    loss, acc, grad = fast.softmax_crossentropy_step(fast.asarray(p), fast.asarray(y), 1e-7)
+    loss_r, acc_r, grad_r = REF.softmax_crossentropy_step(p, y, 1e-7)
+    assert float(loss) == pytest.approx(float(loss_r), rel=TOL[dtype])
+    assert float(acc) == float(acc_r)
+    np.testing.assert_allclose(_host(fast, grad), grad_r, rtol=TOL[dtype], atol=0)

@@ -14,6 +14,7 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
 ``dropout_apply(x, u, rate)`` ``(x * mask, mask)``
 ``adadelta_update(...)``      one in-place Adadelta step of a parameter (fused on the GPU)
+``softmax_crossentropy_step`` loss, accuracy and (p - y)/N of a softmax output in one pass
 ============================  ==========================================================
 
 Every kernel that returns an array also takes ``out=`` (``argmax_out=`` too for max-pooling): a buffer of the
@@ -104,6 +105,10 @@ class Backend:
         """``(x * m, m)`` with ``m = dropout_mask(uniform, rate)`` (one fused kernel on the GPU)."""
         mask = self.dropout_mask(uniform, rate, out=mask_out)
         return self.xp.multiply(x, mask, out=out), mask
+
+    def softmax_crossentropy_step(self, p, y, epsilon, grad_out=None):
+        """(mean loss, accuracy, dL/dz = (p - y)/N) for softmax outputs ``p`` and one-hot ``y`` (fused on the GPU)."""
+        return numpy_ref.softmax_crossentropy_step(self.xp, p, y, epsilon, grad_out)
 
     def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
                         gate=None):

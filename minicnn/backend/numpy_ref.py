@@ -141,3 +141,19 @@ def adadelta_update(xp, param, grad, accumulated_grad, accumulated_delta, learni
     accumulated_delta += (1 - rho) * (delta * delta)
     delta *= learning_rate
     param -= delta
+
+
+def crossentropy_per_sample(xp, p, y, epsilon):
+    """Keras's categorical cross-entropy of each row: -sum_k y_k log(clip(p_k / sum_j p_j, eps, 1 - eps))."""
+    q = xp.clip(p / p.sum(axis=-1, keepdims=True), epsilon, 1 - epsilon)
+    return -(y * xp.log(q)).sum(axis=-1)
+
+
+def softmax_crossentropy_step(xp, p, y, epsilon, grad_out=None):
+    """What a training step needs from softmax outputs ``p`` (N, K) and one-hot ``y``, in one place:
+    the mean loss, the accuracy (argmax agreement) and the fused gradient dL/dz = (p - y) / N."""
+    loss = crossentropy_per_sample(xp, p, y, epsilon).mean()
+    accuracy = (p.argmax(axis=-1) == y.argmax(axis=-1)).mean(dtype=p.dtype)
+    grad = xp.subtract(p, y, out=grad_out)
+    grad /= p.shape[0]
+    return loss, accuracy, grad
