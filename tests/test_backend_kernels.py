@@ -85,6 +85,14 @@ def test_bias_relu_and_backward_match_reference(fast, dtype):
     np.testing.assert_array_equal(_host(fast, fast.relu_backward(fast.asarray(dy), y)), REF.relu_backward(dy, y_ref))
 
 
+def test_bias_relu_propagates_nan_like_the_reference(fast):
+    # A NaN must survive ReLU (np.maximum's rule), or a diverging run would look healthy to the NaN guard.
+    z = np.array([[np.nan, -1.0], [2.0, np.nan]], dtype=np.float32)
+    y = fast.bias_relu(fast.asarray(z.copy()), fast.asarray(np.zeros(2, np.float32)))
+    np.testing.assert_array_equal(_host(fast, y), REF.bias_relu(z.copy(), np.zeros(2, np.float32)))
+    assert np.isnan(_host(fast, y)[0, 0])
+
+
 def test_dropout_mask_matches_reference(fast):
     u = np.random.default_rng(4).random((50, 7), dtype=np.float32)
     np.testing.assert_array_equal(_host(fast, fast.dropout_mask(fast.asarray(u), 0.3)), REF.dropout_mask(u, 0.3))

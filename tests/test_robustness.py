@@ -162,6 +162,34 @@ def test_deferred_nan_guard_names_the_same_step_and_keeps_the_same_weights(optim
     assert all(np.isfinite(w).all() for w in w_b)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba", "cupy"])
+def test_a_nan_weight_is_caught_on_every_backend(backend):
+    # A NaN planted in a hidden Dense kernel after step 6 must reach the loss (through ReLU) and stop training at
+    # step 7 with either guard, keeping identical weights.
+    try:
+        mc.get_backend(backend)
+    except (ImportError, RuntimeError) as err:
+        pytest.skip(f"backend {backend!r} unavailable here: {err}")
+
+    class Poison(mc.training.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            if step == 5:
+                self.model.params[4][...] = np.nan
+
+    x, y = synthetic_digits(160)
+    results = []
+    for mode in ("immediate", "deferred"):
+        model = mc.Sequential([layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
+                               layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(16, activation="relu"),
+                               layers.Dense(10, activation="softmax")], seed=0, backend=backend)
+        model.compile()
+        hist = model.fit(x, y, batch_size=8, epochs=2, verbose=0, nan_guard=mode, callbacks=[Poison()])
+        assert hist.stopped is not None and (hist.stopped["epoch"], hist.stopped["step"]) == (1, 7), hist.stopped
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_checkpoint_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     x, y = synthetic_digits(48, seed=4)
     straight = small_model(seed=9)

@@ -102,7 +102,9 @@ _maxpool_backward = cupy.ElementwiseKernel(
     dx = sum;
     """, "minicnn_maxpool_backward")
 
-_bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "y = max(z + bias, (T)0)", "minicnn_bias_relu")
+# NaN stays NaN, as in np.maximum (CUDA's max would return 0 and hide a diverging run from the NaN guard)
+_bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0",
+                                    "minicnn_bias_relu")
 _relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dz", "dz = y > (T)0 ? dy : (T)0", "minicnn_relu_backward")
 _dropout_mask = cupy.ElementwiseKernel("T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0",
                                        "minicnn_dropout_mask")
@@ -130,7 +132,8 @@ _softmax_xent = cupy.ElementwiseKernel(
     int arg_p = 0, arg_y = 0;
     for (int k = 0; k < K; ++k) {
         const T pk = p[i * K + k], yk = y[i * K + k];
-        const T q = min(max(pk / total, eps), (T)1 - eps);
+        T q = pk / total;                       // clip written with comparisons so that NaN stays NaN
+        q = q < eps ? eps : (q > (T)1 - eps ? (T)1 - eps : q);
         if (yk != (T)0) loss -= yk * log(q);
         if (pk > best_p) { best_p = pk; arg_p = k; }
         if (yk > best_y) { best_y = yk; arg_y = k; }

@@ -160,7 +160,7 @@ def _bias_relu(z, bias):
     for r in prange(rows):
         for f in range(cols):
             v = z[r, f] + bias[f]
-            z[r, f] = v if v > 0 else 0.0
+            z[r, f] = v if (v > 0 or v != v) else 0.0   # NaN stays NaN, as in np.maximum
     return z
 
 
