@@ -87,3 +87,41 @@ def test_cli_resume_without_checkpoint_is_one_line(tmp_path):
                  "--limit", "128", "--out", str(tmp_path / "o")])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: no checkpoint to resume from" in proc.stderr
+
+
+def test_cupy_backend_without_cupy_is_one_line_saying_what_to_install(tmp_path):
+    from importlib.util import find_spec
+
+    if find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here: the missing-CuPy message cannot be shown")
+    proc = _run(["--backend", "cupy", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: the 'cupy' backend needs CuPy") and "pip install 'minicnn[gpu]'" in proc.stderr
+
+
+def test_fashion_mnist_runs_from_a_folder_of_idx_files(tmp_path):
+    # Fashion-MNIST's files have MNIST's names and sizes; a synthetic folder of them (two classes, a bright top or
+    # bottom half) exercises the whole --dataset fashion_mnist path, class names in the picture included.
+    import gzip
+    import struct
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for prefix, n in (("train", 60000), ("t10k", 10000)):
+        labels = rng.integers(0, 2, n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[labels == 0, :14] = 200
+        images[labels == 1, 14:] = 200
+        head_i = struct.pack(">BBBBIII", 0, 0, 8, 3, n, 28, 28)
+        head_l = struct.pack(">BBBBI", 0, 0, 8, 1, n)
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(head_i + images.tobytes(), 1))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(head_l + labels.tobytes(), 1))
+    out = tmp_path / "run"
+    proc = _run(["--dataset", "fashion_mnist", "--data-dir", str(folder), "--epochs", "1", "--limit", "512",
+                 "--quiet", "--out", str(out)], env_extra={"MINICNN_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "fashion_mnist" and metrics["test_accuracy"] > 0.9
