@@ -96,7 +96,8 @@ def test_cupy_backend_without_cupy_is_one_line_saying_what_to_install(tmp_path):
         pytest.skip("CuPy is installed here: the missing-CuPy message cannot be shown")
     proc = _run(["--backend", "cupy", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: the 'cupy' backend needs CuPy") and "pip install 'minicnn[gpu]'" in proc.stderr
+    assert proc.stderr.startswith("error: the 'cupy' backend needs CuPy")
+    assert "pip install 'minicnn[gpu]'" in proc.stderr
 
 
 def test_fashion_mnist_runs_from_a_folder_of_idx_files(tmp_path):
