@@ -4,12 +4,14 @@ Every layer's forward and backward pass is written by hand, readable, and checke
 gradients and against Keras.
 """
 
-from . import initializers, layers, losses, optimizers
+from . import datasets, gradcheck, initializers, layers, losses, optimizers, plotting, training, utils
 from .backend import available_backends, get_backend, set_backend
 from .model import Sequential
 from .seeding import set_seed
+from .utils import to_categorical
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "layers", "losses", "optimizers", "initializers", "set_backend", "get_backend",
-           "available_backends", "set_seed", "__version__"]
+__all__ = ["Sequential", "layers", "losses", "optimizers", "initializers", "datasets", "training", "plotting",
+           "gradcheck", "utils", "to_categorical", "set_backend", "get_backend", "available_backends", "set_seed",
+           "__version__"]
