@@ -27,15 +27,22 @@ def checkpoint_path(directory) -> str:
     return os.path.join(os.fspath(directory), FILENAME)
 
 
-def save_checkpoint(model, directory, epochs_done: int, history) -> str:
-    """Write the checkpoint after ``epochs_done`` completed epochs; returns its path."""
-    arrays = {f"weights/{name}": w for name, w in model.named_weights()}
-    state = model.optimizer.get_state()
+def training_state(model, epochs_done: int, history) -> dict:
+    """Host copies of everything a checkpoint holds, taken now (weights, optimizer state, history so far)."""
+    return {"weights": dict(model.named_weights()), "optimizer": model.optimizer.get_state(),
+            "meta": {"epochs_done": epochs_done, "history": {k: list(v) for k, v in history.history.items()},
+                     "params": dict(history.params), "seed": model.seed, "optimizer": model.optimizer.get_config()}}
+
+
+def save_checkpoint(model, directory, epochs_done: int, history, state: dict | None = None) -> str:
+    """Write the checkpoint after ``epochs_done`` completed epochs (or the ``state`` taken earlier by
+    :func:`training_state`); returns its path."""
+    state = training_state(model, epochs_done, history) if state is None else state
+    arrays = {f"weights/{name}": w for name, w in state["weights"].items()}
     for slot in model.optimizer.slot_names:
-        for k, a in enumerate(state.get(slot, [])):
+        for k, a in enumerate(state["optimizer"].get(slot, [])):
             arrays[f"optimizer/{slot}/{k}"] = a
-    meta = {"epochs_done": epochs_done, "history": history.history, "params": history.params, "seed": model.seed,
-            "optimizer": model.optimizer.get_config(), "iterations": state["iterations"]}
+    meta = {**state["meta"], "iterations": state["optimizer"]["iterations"]}
     arrays["meta"] = np.array(json.dumps(meta))
     path = checkpoint_path(directory)
     atomic_write(path, lambda fh: np.savez(fh, **arrays))

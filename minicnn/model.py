@@ -359,7 +359,8 @@ class Sequential:
         ``checkpoint_dir``: write a checkpoint there at the end of every epoch (weights, optimizer state, epoch,
         history); ``resume=True`` continues from it, ``epochs`` still counting the total. ``nan_guard``: stop at
         once, keeping the last good weights, when the loss becomes NaN or infinite (``history.stopped``
-        says where). Ctrl-C stops cleanly too; the last epoch's checkpoint is kept.
+        says where). Ctrl-C stops cleanly too, writing (with ``checkpoint_dir``) the state the interrupted epoch
+        started from, so that resuming redoes that epoch exactly.
         """
         from .training import fit
 

@@ -267,7 +267,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
         shuffle=True, callbacks=None, refresh_every=10, file=None, checkpoint_dir=None, resume=False,
         nan_guard=True):
     """Train ``model`` on ``(x, y)``; see :meth:`minicnn.Sequential.fit`."""
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint, training_state
     from .model import NonFiniteLoss
 
     model._require_compiled("fit")
@@ -316,6 +316,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
         cb.on_train_begin()
 
     epoch = step = 0
+    epoch_start = None
     global_step = initial_epoch * steps
     if nan_guard not in (True, False, "immediate", "deferred"):
         raise ValueError(f"nan_guard must be True, False, 'immediate' or 'deferred', got {nan_guard!r}")
@@ -324,6 +325,8 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
     guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
     try:
         for epoch in range(initial_epoch, epochs):
+            # the state at the start of this epoch (host copies, ~2 MB for the tutorial): what Ctrl-C saves
+            epoch_start = training_state(model, epoch, history) if checkpoint_dir is not None else None
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             progress.begin(epoch)
@@ -356,6 +359,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
             history.history.setdefault("seconds", []).append(seconds)
             if checkpoint_dir is not None:
                 save_checkpoint(model, checkpoint_dir, epoch + 1, history)
+                epoch_start = None   # the checkpoint on disk is now the newer state
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -370,8 +374,12 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0, v
     except KeyboardInterrupt:
         progress.abandon()
         history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
-        kept = (f"; the checkpoint of epoch {len(history.epoch)} is in {checkpoint_dir} (resume=True continues)"
-                if checkpoint_dir is not None and history.epoch else "")
+        kept = ""
+        if checkpoint_dir is not None and epoch_start is not None:
+            # the interrupted epoch is redone on resume: save the state it started from
+            save_checkpoint(model, checkpoint_dir, epoch, history, state=epoch_start)
+            kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
+                    f"redoes epoch {epoch + 1} and continues")
         print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
     for cb in callbacks:
         cb.on_train_end()

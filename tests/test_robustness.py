@@ -204,6 +204,9 @@ def test_checkpoint_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path
     h_int = first.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_split=0.25,
                       checkpoint_dir=tmp_path, callbacks=[StopInEpoch2()])
     assert h_int.stopped["reason"] == "interrupted" and h_int.epoch == [0]
+    from minicnn.checkpoint import load_checkpoint
+
+    assert load_checkpoint(small_model(seed=9), tmp_path)["epochs_done"] == 1   # epoch 1's end, not older
     resumed = small_model(seed=9)          # a fresh process would build the model anew
     h2 = resumed.fit(x, y, batch_size=16, epochs=3, verbose=0, validation_split=0.25, checkpoint_dir=tmp_path,
                      resume=True)
@@ -213,6 +216,27 @@ def test_checkpoint_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path
         assert h2.history[k] == h1.history[k]
     assert h2.epoch == [0, 1, 2]
     assert resumed.optimizer.iterations == straight.optimizer.iterations == 9
+
+
+def test_ctrl_c_in_the_middle_of_the_first_epoch_writes_a_checkpoint_that_resumes_exactly(tmp_path):
+    x, y = synthetic_digits(48, seed=5)
+    straight = small_model(seed=3)
+    straight.fit(x, y, batch_size=8, epochs=2, verbose=0)
+
+    class CtrlC(mc.training.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            if step == 3:
+                raise KeyboardInterrupt   # in the middle of epoch 1: no epoch has completed yet
+
+    first = small_model(seed=3)
+    hist = first.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path, callbacks=[CtrlC()])
+    assert hist.stopped == {"reason": "interrupted", "epoch": 1, "step": 4}
+    assert (tmp_path / "checkpoint.npz").exists()
+    resumed = small_model(seed=3)
+    h2 = resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    assert h2.epoch == [0, 1]
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_crash_while_writing_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
