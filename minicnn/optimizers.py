@@ -49,7 +49,7 @@ class Optimizer:
         """The optimizer's state as host-side NumPy arrays (for checkpoints): iterations and each slot list."""
         state = {"iterations": self.iterations}
         for name in self.slot_names:
-            state[name] = [_to_host(a) for a in getattr(self, name, [])]
+            state[name] = [backend_of(a).to_numpy(a) for a in getattr(self, name, [])]
         return state
 
     def set_state(self, state: dict, params) -> None:
@@ -148,12 +148,6 @@ class SGD(Optimizer):
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
-
-
-def _to_host(a):
-    import numpy
-
-    return a.get() if hasattr(a, "get") and not isinstance(a, numpy.ndarray) else numpy.array(a, copy=True)
 
 
 OPTIMIZERS = {"adadelta": Adadelta, "sgd": SGD}

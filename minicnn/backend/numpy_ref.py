@@ -153,7 +153,16 @@ def softmax_crossentropy_step(xp, p, y, epsilon, grad_out=None):
     """What a training step needs from softmax outputs ``p`` (N, K) and one-hot ``y``, in one place:
     the mean loss, the accuracy (argmax agreement) and the fused gradient dL/dz = (p - y) / N."""
     loss = crossentropy_per_sample(xp, p, y, epsilon).mean()
-    accuracy = (p.argmax(axis=-1) == y.argmax(axis=-1)).mean(dtype=p.dtype)
-    grad = xp.subtract(p, y, out=grad_out)
+    return loss, accuracy(xp, p, y), softmax_crossentropy_grad(xp, p, y, grad_out)
+
+
+def accuracy(xp, p, y):
+    """Fraction of rows whose largest output is at the target's class (first maximum on ties), 0-d array."""
+    return (p.argmax(axis=-1) == y.argmax(axis=-1)).mean(dtype=p.dtype)
+
+
+def softmax_crossentropy_grad(xp, p, y, out=None):
+    """dL/dz for p = softmax(z) under the mean cross-entropy: (p - y) / N."""
+    grad = xp.subtract(p, y, out=out)
     grad /= p.shape[0]
-    return loss, accuracy, grad
+    return grad
