@@ -147,3 +147,60 @@ def test_softmax_crossentropy_step_matches_reference(fast, dtype):
     assert float(loss) == pytest.approx(float(loss_r), rel=TOL[dtype])
     assert float(acc) == float(acc_r)
     np.testing.assert_allclose(_host(fast, grad), grad_r, rtol=TOL[dtype], atol=0)
+
+
+def _close(got, want, tol):
+    # Sums taken in another order: the largest difference relative to the largest entry (a float32 sum of up to
+    # 2,304 terms here, each rounding by 6e-8 relative, typically drifts by ~50 * 6e-8 = 3e-6).
+    scale = max(float(np.abs(want).max()), 1e-30)
+    assert float(np.abs(got - want).max()) / scale <= tol, float(np.abs(got - want).max()) / scale
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+@pytest.mark.parametrize("relu,use_bias", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", GEOMETRIES)
+def test_conv2d_forward_backward_match_reference(fast, geom, dtype, relu, use_bias, chunk_rows, monkeypatch):
+    # The fused convolution (the Numba backend rebuilds im2col a few samples at a time): chunk_rows=1 forces one
+    # sample per chunk, so chunk boundaries and the split between threads are exercised on small inputs too.
+    if chunk_rows is not None and hasattr(fast, "CHUNK_ROWS"):
+        monkeypatch.setattr(fast, "CHUNK_ROWS", chunk_rows)
+    n, h, w, c, k, s, pad = geom
+    n += 3  # an odd batch that does not split evenly between two threads
+    rng = np.random.default_rng(9)
+    win = make_window(h, w, k, s, pad)
+    f = 5
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    kernel2d = rng.standard_normal((k[0] * k[1] * c, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype) if use_bias else None
+    z_ref, saved_ref = REF.conv2d_forward(x, kernel2d, bias, win, relu)
+    z, saved = fast.conv2d_forward(fast.asarray(x), fast.asarray(kernel2d),
+                                   None if bias is None else fast.asarray(bias), win, relu)
+    _close(_host(fast, z), z_ref, TOL[dtype])
+    dz = rng.standard_normal(z_ref.shape).astype(dtype)
+    dw_ref, db_ref = np.empty_like(kernel2d), np.empty(f, dtype)
+    dx_ref = REF.conv2d_backward(saved_ref, dz, kernel2d, x.shape, win, dw_ref, db_ref)
+    dw, db = fast.xp.empty(kernel2d.shape, dtype=dtype), fast.xp.empty(f, dtype=dtype)
+    dx = fast.conv2d_backward(saved, fast.asarray(dz), fast.asarray(kernel2d), x.shape, win, dw,
+                              db if use_bias else None)
+    _close(_host(fast, dx), dx_ref, TOL[dtype])
+    _close(_host(fast, dw), dw_ref, TOL[dtype])
+    if use_bias:
+        _close(_host(fast, db), db_ref, TOL[dtype])
+    assert fast.conv2d_backward(saved, fast.asarray(dz), fast.asarray(kernel2d), x.shape, win, dw, None,
+                                input_gradient=False) is None
+    _close(_host(fast, dw), dw_ref, TOL[dtype])
+
+
+@pytest.mark.parametrize("m,k,n,transposed", [(1, 3, 2, False), (7, 5, 3, True), (128, 1024, 120, False),
+                                              (128, 120, 1024, True), (3, 64, 1, False)])
+def test_matmul_matches_reference(fast, m, k, n, transposed):
+    # The Numba backend splits rows between threads (fewer rows than threads included); b may be a transposed view.
+    rng = np.random.default_rng(10)
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T if transposed else rng.standard_normal((k, n))
+    got = fast.matmul(fast.asarray(a), fast.asarray(b) if not transposed else fast.asarray(b.T).T)
+    _close(_host(fast, got), a @ b, 1e-12)
+    out = fast.xp.empty((m, n))
+    assert fast.matmul(fast.asarray(a), fast.asarray(b), out=out) is out
+    _close(_host(fast, out), a @ b, 1e-12)

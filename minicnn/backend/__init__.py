@@ -9,6 +9,9 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``maxpool_backward(dy, argmax, x_shape, win)``  routes ``dy`` to those maxima
 ``bias_relu(z, b)``           in place ``z <- max(z + b, 0)``
 ``relu_backward(dy, y)``      ``dy * [y > 0]``
+``matmul(a, b, out=None)``    ``a @ b`` (every matrix product of a layer goes through it)
+``conv2d_forward(x, w, b, win, relu)``  ``im2col(x) @ w + b`` (+ ReLU) and what the backward needs
+``conv2d_backward(saved, dz, ...)``  dW, db and ``col2im(dz @ w^T)`` of that convolution
 ``weight_gradient(cols, dz, out)``  ``cols^T @ dz`` (a layer's kernel gradient)
 ``bias_gradient(dz, out)``    the sum of ``dz`` over rows (a layer's bias gradient)
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
@@ -92,6 +95,45 @@ class Backend:
     def relu_backward(self, dy, y, out=None):
         return numpy_ref.relu_backward(self.xp, dy, y, out)
 
+    def matmul(self, a, b, out=None):
+        """``a @ b`` of two matrices (written into ``out`` when given)."""
+        return self.xp.matmul(a, b, out=out)
+
+    def conv2d_forward(self, x, kernel2d, bias, win: Window, relu: bool, out=None, scratch=None):
+        """A convolution's linear part: ``Z = im2col(x) @ kernel2d + bias``, then ``max(Z, 0)`` when ``relu``.
+
+        ``kernel2d`` is the Keras kernel reshaped to ``(KH*KW*C, F)``; ``bias`` is ``(F,)`` or None. Returns
+        ``(Z, saved)``: ``Z`` of shape ``(N*OH*OW, F)`` (written into ``out`` when given) and what
+        :meth:`conv2d_backward` needs from this call (here the column matrix; the Numba backend keeps only ``x``
+        and rebuilds the columns a few samples at a time). ``scratch(key, shape, dtype)``, when given, lends
+        work buffers (the layer's own, reused across steps).
+        """
+        cols = self.im2col(x, win, out=_lend(scratch, "cols", (len(x) * win.out_h * win.out_w, kernel2d.shape[0]),
+                                             x.dtype))
+        z = self.matmul(cols, kernel2d, out=out)
+        if bias is not None and relu:
+            self.bias_relu(z, bias)
+        elif bias is not None:
+            z += bias
+        elif relu:
+            self.xp.maximum(z, 0, out=z)
+        return z, cols
+
+    def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
+                        input_gradient=True, out=None, scratch=None):
+        """The gradients of :meth:`conv2d_forward` given ``dZ`` (``(N*OH*OW, F)``, after the activation's
+        derivative): ``dW = cols^T @ dZ`` into ``grad_kernel`` (``(KH*KW*C, F)``), ``db = sum(dZ)`` into
+        ``grad_bias`` (unless None), and returns ``dX = col2im(dZ @ kernel2d^T)`` (None when not
+        ``input_gradient``)."""
+        cols = saved
+        self.weight_gradient(cols, grad_z, grad_kernel)
+        if grad_bias is not None:
+            self.bias_gradient(grad_z, grad_bias)
+        if not input_gradient:
+            return None
+        grad_cols = self.matmul(grad_z, kernel2d.T, out=_lend(scratch, "grad_cols", cols.shape, cols.dtype))
+        return self.col2im(grad_cols, x_shape, win, out=out)
+
     def weight_gradient(self, cols, grad_z, out):
         return numpy_ref.weight_gradient(self.xp, cols, grad_z, out)
 
@@ -120,6 +162,11 @@ class Backend:
 
     def __repr__(self):
         return f"<minicnn backend {self.name!r}>"
+
+
+def _lend(scratch, key, shape, dtype):
+    """``scratch(key, shape, dtype)`` when a scratch supplier was given, else None (the kernel allocates)."""
+    return None if scratch is None else scratch(key, shape, dtype)
 
 
 def backend_of(a) -> Backend:

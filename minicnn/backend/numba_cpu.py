@@ -23,52 +23,59 @@ import os
 
 import numba
 import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that np.dot inside Numba calls; imported before threadpoolctl looks)
 from numba import njit, prange
+from threadpoolctl import ThreadpoolController
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from . import Backend, numpy_ref
+from . import Backend
 from .geometry import Window
+
+
+@njit(cache=True)
+def _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, out, row0):
+    # Sample b's oh*ow rows of the column matrix, written from row row0 of out. For a kernel row i fully inside
+    # the image, its kw*c values are contiguous in x and in the output row: one run of copies; padding is zeros.
+    n, h, w, c = x.shape
+    xf = x.reshape(n * h * w * c)
+    run = kw * c
+    for yo in range(oh):
+        h0 = yo * sh - pt
+        for xo in range(ow):
+            w0 = xo * sw - pl
+            r = row0 + yo * ow + xo
+            inside_w = w0 >= 0 and w0 + kw <= w
+            for i in range(kh):
+                hh = h0 + i
+                dst = i * run
+                if hh < 0 or hh >= h:
+                    for t in range(run):
+                        out[r, dst + t] = 0.0
+                elif inside_w:
+                    src = ((b * h + hh) * w + w0) * c
+                    for t in range(run):
+                        out[r, dst + t] = xf[src + t]
+                else:
+                    for j in range(kw):
+                        ww = w0 + j
+                        for ch in range(c):
+                            out[r, dst + j * c + ch] = x[b, hh, ww, ch] if 0 <= ww < w else 0.0
 
 
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, out):
-    # One output row per (n, oh, ow). For a kernel row i fully inside the image, its kw*c values are contiguous
-    # in x and in the output row: one run of copies; taps in the padding are zeros.
-    n, h, w, c = x.shape
-    xf = x.reshape(n * h * w * c)
-    run = kw * c
-    for b in prange(n):
-        for yo in range(oh):
-            h0 = yo * sh - pt
-            for xo in range(ow):
-                w0 = xo * sw - pl
-                r = (b * oh + yo) * ow + xo
-                inside_w = w0 >= 0 and w0 + kw <= w
-                for i in range(kh):
-                    hh = h0 + i
-                    dst = i * run
-                    if hh < 0 or hh >= h:
-                        for t in range(run):
-                            out[r, dst + t] = 0.0
-                    elif inside_w:
-                        src = ((b * h + hh) * w + w0) * c
-                        for t in range(run):
-                            out[r, dst + t] = xf[src + t]
-                    else:
-                        for j in range(kw):
-                            ww = w0 + j
-                            for ch in range(c):
-                                out[r, dst + j * c + ch] = x[b, hh, ww, ch] if 0 <= ww < w else 0.0
+    for b in prange(x.shape[0]):
+        _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, out, b * oh * ow)
     return out
 
 
-@njit(parallel=True, cache=True)
-def _col2im(cols, kh, kw, sh, sw, pt, pl, oh, ow, dx):
-    n, h, w, c = dx.shape
-    for row in prange(n * h):
-        b, hh = row // h, row % h
+@njit(cache=True)
+def _col2im_sample(cols, row0, b, kh, kw, sh, sw, pt, pl, oh, ow, dx):
+    # Gather form: each pixel of sample b sums the column entries read from it (sample b's rows start at row0).
+    _, h, w, c = dx.shape
+    for hh in range(h):
         for ww in range(w):
             for ch in range(c):
                 dx[b, hh, ww, ch] = 0.0
@@ -86,10 +93,71 @@ def _col2im(cols, kh, kw, sh, sw, pt, pl, oh, ow, dx):
                     xo = u // sw
                     if xo >= ow:
                         continue
-                    r = (b * oh + y) * ow + xo
+                    r = row0 + y * ow + xo
                     base = (i * kw + j) * c
                     for ch in range(c):
                         dx[b, hh, ww, ch] += cols[r, base + ch]
+
+
+@njit(parallel=True, cache=True)
+def _col2im(cols, kh, kw, sh, sw, pt, pl, oh, ow, dx):
+    for b in prange(dx.shape[0]):
+        _col2im_sample(cols, b * oh * ow, b, kh, kw, sh, sw, pt, pl, oh, ow, dx)
+    return dx
+
+
+@njit(cache=True)
+def _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf):
+    # im2col of the k-th chunk of `chunk` samples into the first rows of buf; returns (first sample, end, rows).
+    s0, s1 = k * chunk, min(x.shape[0], (k + 1) * chunk)
+    for b in range(s0, s1):
+        _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, buf, (b - s0) * oh * ow)
+    return s0, s1, (s1 - s0) * oh * ow
+
+
+@njit(parallel=True, cache=True)
+def _conv_forward(x, w2d, bias, relu, kh, kw, sh, sw, pt, pl, oh, ow, cols, out):
+    # cols holds one small column buffer per thread (part). Each part takes chunks of samples in turn: im2col of
+    # the chunk into its buffer (which stays in cache), one product into the chunk's output rows, then bias (and
+    # ReLU) on those rows.
+    parts, chunk = cols.shape[0], cols.shape[1] // (oh * ow)
+    chunks = (x.shape[0] + chunk - 1) // chunk
+    for part in prange(parts):
+        buf = cols[part]
+        for k in range(part, chunks, parts):
+            s0, _, rows = _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf)
+            z = out[s0 * oh * ow:s0 * oh * ow + rows]
+            np.dot(buf[:rows], w2d, z)
+            for r in range(rows):
+                for j in range(w2d.shape[1]):
+                    v = z[r, j] + bias[j]
+                    z[r, j] = v if (not relu or v > 0 or v != v) else 0.0   # NaN stays NaN
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _conv_backward(x, grad_z, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, grad_cols, dw_tmp, dw_parts, db_parts,
+                   need_dx, dx):
+    # Chunks as in _conv_forward, im2col rebuilt chunk by chunk instead of kept from the forward pass. Each part
+    # sums its own dW and db (the caller adds the parts); dX of a chunk's samples is written by that part alone.
+    parts, chunk = cols.shape[0], cols.shape[1] // (oh * ow)
+    chunks = (x.shape[0] + chunk - 1) // chunk
+    for part in prange(parts):
+        buf, gbuf, tmp, dwp, dbp = cols[part], grad_cols[part], dw_tmp[part], dw_parts[part], db_parts[part]
+        dwp[:] = 0.0
+        dbp[:] = 0.0
+        for k in range(part, chunks, parts):
+            s0, s1, rows = _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf)
+            dz = grad_z[s0 * oh * ow:s0 * oh * ow + rows]
+            np.dot(buf[:rows].T, dz, tmp)
+            dwp += tmp
+            for r in range(rows):
+                for j in range(dz.shape[1]):
+                    dbp[j] += dz[r, j]
+            if need_dx:
+                np.dot(dz, w2d.T, gbuf[:rows])
+                for b in range(s0, s1):
+                    _col2im_sample(gbuf, (b - s0) * oh * ow, b, kh, kw, sh, sw, pt, pl, oh, ow, dx)
     return dx
 
 
@@ -191,6 +259,33 @@ def _column_sums(a, partial):
 
 
 @njit(parallel=True, cache=True)
+def _matmul_rows(a, b, out, parts):
+    # a @ b, each of `parts` threads multiplying its own block of rows of a (BLAS runs single-threaded here).
+    rows = a.shape[0]
+    step = (rows + parts - 1) // parts
+    for part in prange(parts):
+        lo, hi = part * step, min(rows, (part + 1) * step)
+        if lo < hi:
+            np.dot(a[lo:hi], b, out[lo:hi])
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _weight_gradient_parts(a, dz, partial):
+    # a^T @ dz as a sum over blocks of rows: each thread multiplies its block into its own partial result.
+    rows = a.shape[0]
+    parts = partial.shape[0]
+    step = (rows + parts - 1) // parts
+    for part in prange(parts):
+        lo, hi = part * step, min(rows, (part + 1) * step)
+        if lo < hi:
+            np.dot(a[lo:hi].T, dz[lo:hi], partial[part])
+        else:
+            partial[part][:] = 0.0
+    return partial
+
+
+@njit(parallel=True, cache=True)
 def _dropout_mask(uniform, rate, scale, out):
     flat_u, flat_o = uniform.ravel(), out.ravel()
     for i in prange(flat_u.size):
@@ -206,6 +301,20 @@ class NumbaBackend(Backend):
     """NumPy arrays, Numba-parallel kernels, matrix products through NumPy's BLAS."""
 
     name = "numba"
+
+    def __init__(self):
+        # Every matrix product of this backend runs inside a Numba parallel loop, with BLAS held to one thread
+        # for the duration of the call (the BLAS libraries' own thread counts are restored afterwards).
+        self._blas = ThreadpoolController().select(user_api="blas")
+
+    def _one_blas_thread(self):
+        return self._blas.limit(limits=1)
+
+    def matmul(self, a, b, out=None):
+        a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
+        out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b)) if out is None else out
+        with self._one_blas_thread():
+            return _matmul_rows(a, b, out, numba.get_num_threads())
 
     def im2col(self, x, win: Window, out=None):
         x = np.ascontiguousarray(x)
@@ -249,10 +358,57 @@ class NumbaBackend(Backend):
         partial = _column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
         return partial.sum(axis=0, out=out)
 
+    def _chunking(self, n, rows_per_sample, p, dtype, scratch, key):
+        # Each of the `parts` threads gets a column buffer for a chunk of samples of about CHUNK_ROWS rows, small
+        # enough to stay in cache between im2col and the product that reads it.
+        parts = numba.get_num_threads()
+        chunk = max(1, min(self.CHUNK_ROWS // rows_per_sample, -(-n // parts)))
+        shape = (parts, chunk * rows_per_sample, p)
+        return scratch(key, shape, dtype) if scratch is not None else np.empty(shape, dtype=dtype)
+
+    CHUNK_ROWS = 512
+
+    def conv2d_forward(self, x, kernel2d, bias, win: Window, relu: bool, out=None, scratch=None):
+        # Fused: im2col, the product, bias and ReLU chunk by chunk; the columns are never stored whole, so the
+        # backward pass rebuilds them from x (kept as `saved`).
+        x = np.ascontiguousarray(x)
+        n, p, f = len(x), kernel2d.shape[0], kernel2d.shape[1]
+        rows = n * win.out_h * win.out_w
+        out = np.empty((rows, f), dtype=x.dtype) if out is None else out
+        cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "cols")
+        bias = np.zeros(f, dtype=x.dtype) if bias is None else bias
+        with self._one_blas_thread():
+            _conv_forward(x, np.ascontiguousarray(kernel2d), bias, relu, win.kh, win.kw, win.sh, win.sw, win.pad_top,
+                          win.pad_left, win.out_h, win.out_w, cols, out)
+        return out, x
+
+    def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
+                        input_gradient=True, out=None, scratch=None):
+        x = saved
+        n, p, f = len(x), kernel2d.shape[0], kernel2d.shape[1]
+        cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "cols")
+        grad_cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "grad_cols")
+        parts = cols.shape[0]
+        lend = scratch if scratch is not None else (lambda key, shape, dtype: np.empty(shape, dtype=dtype))
+        dw_tmp, dw_parts = lend("dw_tmp", (parts, p, f), x.dtype), lend("dw_parts", (parts, p, f), x.dtype)
+        db_parts = lend("db_parts", (parts, f), x.dtype)
+        dx = (np.empty(x_shape, dtype=x.dtype) if out is None else out) if input_gradient else x
+        with self._one_blas_thread():
+            _conv_backward(x, np.ascontiguousarray(grad_z), np.ascontiguousarray(kernel2d), win.kh, win.kw, win.sh,
+                           win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, cols, grad_cols, dw_tmp,
+                           dw_parts, db_parts, input_gradient, dx)
+        dw_parts.sum(axis=0, out=grad_kernel)
+        if grad_bias is not None:
+            db_parts.sum(axis=0, out=grad_bias)
+        return dx if input_gradient else None
+
     def weight_gradient(self, cols, grad_z, out):
-        # The first conv's dW sums 73,728 rows into a 25 x 32 result: OpenBLAS splits such a long sum poorly
-        # (35 GFLOP/s measured); one product per sample, then a sum over samples, ran 2.4x faster.
-        return numpy_ref.weight_gradient_split(np, cols, grad_z, out)
+        # A sum over rows split between the threads, each thread's block one single-threaded BLAS product.
+        cols, grad_z = np.ascontiguousarray(cols), np.ascontiguousarray(grad_z)
+        partial = np.empty((numba.get_num_threads(),) + out.shape, dtype=out.dtype)
+        with self._one_blas_thread():
+            _weight_gradient_parts(cols, grad_z, partial)
+        return partial.sum(axis=0, out=out)
 
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)

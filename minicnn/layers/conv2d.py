@@ -119,25 +119,23 @@ class Conv2D(LinearWithActivation):
     def forward(self, x, training=False):
         win = self.window
         n = x.shape[0]
-        rows = n * win.out_h * win.out_w
         kernel2d = self.params["kernel"].reshape(-1, self.filters)
         self.x_shape = x.shape
-        self.cols = self.backend.im2col(x, win, out=self._scratch("cols", (rows, kernel2d.shape[0])))
-        z = self.backend.xp.matmul(self.cols, kernel2d, out=self._buffer("z", (rows, self.filters)))
-        self.y = self._activate(z)
+        # z = im2col(x) @ W + b, with the ReLU fused in when it is the activation (see Backend.conv2d_forward)
+        relu = self.activation == "relu"
+        z, self.saved = self.backend.conv2d_forward(
+            x, kernel2d, self.params.get("bias"), win, relu,
+            out=self._buffer("z", (n * win.out_h * win.out_w, self.filters)), scratch=self._scratch)
+        self.y = z if relu else activation_forward(self.backend, self.activation, z)
         return self.y.reshape(n, win.out_h, win.out_w, self.filters)
 
     def backward_linear(self, grad_z):
-        xp = self.backend.xp
         grad_z = grad_z.reshape(-1, self.filters)
         kernel2d = self.params["kernel"].reshape(-1, self.filters)
-        self.backend.weight_gradient(self.cols, grad_z, self.grads["kernel"].reshape(kernel2d.shape))
-        if self.use_bias:
-            self.backend.bias_gradient(grad_z, self.grads["bias"])
-        if not self.compute_input_gradient:
-            return None
-        grad_cols = xp.matmul(grad_z, kernel2d.T, out=self._scratch("grad_cols", self.cols.shape))
-        return self.backend.col2im(grad_cols, self.x_shape, self.window, out=self._buffer("grad_x", self.x_shape))
+        return self.backend.conv2d_backward(
+            self.saved, grad_z, kernel2d, self.x_shape, self.window, self.grads["kernel"].reshape(kernel2d.shape),
+            self.grads.get("bias"), self.compute_input_gradient, out=self._buffer("grad_x", self.x_shape),
+            scratch=self._scratch)
 
     def backward(self, grad):
         return super().backward(grad.reshape(-1, self.filters))

@@ -54,7 +54,7 @@ class Dense(LinearWithActivation):
 
     def forward(self, x, training=False):
         self.x = x
-        z = self.backend.xp.matmul(x, self.params["kernel"], out=self._buffer("z", (x.shape[0], self.units)))
+        z = self.backend.matmul(x, self.params["kernel"], out=self._buffer("z", (x.shape[0], self.units)))
         self.y = self._activate(z)
         return self.y
 
@@ -64,7 +64,7 @@ class Dense(LinearWithActivation):
             self.backend.bias_gradient(grad_z, self.grads["bias"])
         if not self.compute_input_gradient:
             return None
-        return self.backend.xp.matmul(grad_z, self.params["kernel"].T, out=self._buffer("grad_x", self.x.shape))
+        return self.backend.matmul(grad_z, self.params["kernel"].T, out=self._buffer("grad_x", self.x.shape))
 
     def multiply_adds(self) -> int:
         return self.input_shape[0] * self.units
