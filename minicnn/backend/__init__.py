@@ -120,12 +120,16 @@ class Backend:
         return z, cols
 
     def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
-                        input_gradient=True, out=None, scratch=None):
-        """The gradients of :meth:`conv2d_forward` given ``dZ`` (``(N*OH*OW, F)``, after the activation's
-        derivative): ``dW = cols^T @ dZ`` into ``grad_kernel`` (``(KH*KW*C, F)``), ``db = sum(dZ)`` into
-        ``grad_bias`` (unless None), and returns ``dX = col2im(dZ @ kernel2d^T)`` (None when not
-        ``input_gradient``)."""
+                        input_gradient=True, out=None, scratch=None, relu_output=None):
+        """The gradients of :meth:`conv2d_forward` given ``dZ`` (``(N*OH*OW, F)``): ``dW = cols^T @ dZ`` into
+        ``grad_kernel`` (``(KH*KW*C, F)``), ``db = sum(dZ)`` into ``grad_bias`` (unless None), and returns
+        ``dX = col2im(dZ @ kernel2d^T)`` (None when not ``input_gradient``).
+
+        With ``relu_output`` (the forward's ReLU output ``y``), ``grad_z`` is ``dY`` and ``dZ = dY * [y > 0]`` is
+        formed on the way (the Numba backend never stores it whole)."""
         cols = saved
+        if relu_output is not None:
+            grad_z = self.relu_backward(grad_z, relu_output, out=_lend(scratch, "grad_z", grad_z.shape, grad_z.dtype))
         self.weight_gradient(cols, grad_z, grad_kernel)
         if grad_bias is not None:
             self.bias_gradient(grad_z, grad_bias)

@@ -136,10 +136,11 @@ def _conv_forward(x, w2d, bias, relu, kh, kw, sh, sw, pt, pl, oh, ow, cols, out)
 
 
 @njit(parallel=True, cache=True)
-def _conv_backward(x, grad_z, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, grad_cols, dw_tmp, dw_parts, db_parts,
-                   need_dx, dx):
+def _conv_backward(x, grad, y, relu, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, grad_cols, dz_buf, dw_tmp, dw_parts,
+                   db_parts, need_dx, dx):
     # Chunks as in _conv_forward, im2col rebuilt chunk by chunk instead of kept from the forward pass. Each part
     # sums its own dW and db (the caller adds the parts); dX of a chunk's samples is written by that part alone.
+    # With relu, grad is dY and the chunk's dZ = dY * [y > 0] is formed in a per-part buffer; else grad is dZ.
     parts, chunk = cols.shape[0], cols.shape[1] // (oh * ow)
     chunks = (x.shape[0] + chunk - 1) // chunk
     for part in prange(parts):
@@ -148,7 +149,14 @@ def _conv_backward(x, grad_z, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, grad_co
         dbp[:] = 0.0
         for k in range(part, chunks, parts):
             s0, s1, rows = _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf)
-            dz = grad_z[s0 * oh * ow:s0 * oh * ow + rows]
+            lo = s0 * oh * ow
+            if relu:
+                dz = dz_buf[part, :rows]
+                for r in range(rows):
+                    for j in range(dz.shape[1]):
+                        dz[r, j] = grad[lo + r, j] if y[lo + r, j] > 0 else 0.0
+            else:
+                dz = grad[lo:lo + rows]
             np.dot(buf[:rows].T, dz, tmp)
             dwp += tmp
             for r in range(rows):
@@ -383,7 +391,7 @@ class NumbaBackend(Backend):
         return out, x
 
     def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
-                        input_gradient=True, out=None, scratch=None):
+                        input_gradient=True, out=None, scratch=None, relu_output=None):
         x = saved
         n, p, f = len(x), kernel2d.shape[0], kernel2d.shape[1]
         cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "cols")
@@ -392,11 +400,14 @@ class NumbaBackend(Backend):
         lend = scratch if scratch is not None else (lambda key, shape, dtype: np.empty(shape, dtype=dtype))
         dw_tmp, dw_parts = lend("dw_tmp", (parts, p, f), x.dtype), lend("dw_parts", (parts, p, f), x.dtype)
         db_parts = lend("db_parts", (parts, f), x.dtype)
+        relu = relu_output is not None
+        dz_buf = lend("dz", (parts, cols.shape[1] if relu else 0, f), x.dtype)
+        y = np.ascontiguousarray(relu_output) if relu else grad_z
         dx = (np.empty(x_shape, dtype=x.dtype) if out is None else out) if input_gradient else x
         with self._one_blas_thread():
-            _conv_backward(x, np.ascontiguousarray(grad_z), np.ascontiguousarray(kernel2d), win.kh, win.kw, win.sh,
-                           win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, cols, grad_cols, dw_tmp,
-                           dw_parts, db_parts, input_gradient, dx)
+            _conv_backward(x, np.ascontiguousarray(grad_z), y, relu, np.ascontiguousarray(kernel2d), win.kh, win.kw,
+                           win.sh, win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, cols, grad_cols, dz_buf,
+                           dw_tmp, dw_parts, db_parts, input_gradient, dx)
         dw_parts.sum(axis=0, out=grad_kernel)
         if grad_bias is not None:
             db_parts.sum(axis=0, out=grad_bias)

@@ -130,15 +130,20 @@ class Conv2D(LinearWithActivation):
         return self.y.reshape(n, win.out_h, win.out_w, self.filters)
 
     def backward_linear(self, grad_z):
-        grad_z = grad_z.reshape(-1, self.filters)
-        kernel2d = self.params["kernel"].reshape(-1, self.filters)
-        return self.backend.conv2d_backward(
-            self.saved, grad_z, kernel2d, self.x_shape, self.window, self.grads["kernel"].reshape(kernel2d.shape),
-            self.grads.get("bias"), self.compute_input_gradient, out=self._buffer("grad_x", self.x_shape),
-            scratch=self._scratch)
+        return self._gradients(grad_z.reshape(-1, self.filters))
 
     def backward(self, grad):
-        return super().backward(grad.reshape(-1, self.filters))
+        grad = grad.reshape(-1, self.filters)
+        if self.activation == "relu":  # dZ = dY * [y > 0], formed inside the backend's kernel
+            return self._gradients(grad, relu_output=self.y)
+        return super().backward(grad)
+
+    def _gradients(self, grad, relu_output=None):
+        kernel2d = self.params["kernel"].reshape(-1, self.filters)
+        return self.backend.conv2d_backward(
+            self.saved, grad, kernel2d, self.x_shape, self.window, self.grads["kernel"].reshape(kernel2d.shape),
+            self.grads.get("bias"), self.compute_input_gradient, out=self._buffer("grad_x", self.x_shape),
+            scratch=self._scratch, relu_output=relu_output)
 
     def multiply_adds(self) -> int:
         kh, kw = self.kernel_size
