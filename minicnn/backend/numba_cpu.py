@@ -3,18 +3,29 @@
 Each kernel is a plain loop nest, parallel (``prange``) over an outer axis whose iterations write disjoint
 outputs, so no two threads ever write the same element:
 
-- ``im2col``: over rows ``(n, oh)``, each writes its own rows of the column matrix;
-- ``col2im`` in GATHER form: over input rows ``(n, h)``, each input pixel sums the column entries that
-  were read from it (no scatter, hence no write race and no ``np.add.at``);
+- ``im2col``: over samples, each writes its own rows of the column matrix;
+- ``col2im`` in GATHER form: over samples, each input pixel sums the column entries that were read from it
+  (no scatter, hence no write race and no ``np.add.at``);
 - max-pool forward: over ``(n, oh)``; backward in gather form too: over input rows ``(n, h)``;
 - fused bias + ReLU and its backward: over rows.
 
+The convolution is fused (``conv2d_forward``/``conv2d_backward``): each thread takes a few samples at a time
+(about ``CHUNK_ROWS`` rows of the column matrix), builds their im2col columns in a small buffer of its own that
+stays in cache, multiplies them at once, and adds the bias and the ReLU (backward: forms dZ = dY * [y > 0], adds
+its share of dW and db, and gathers dX of those samples). The full column matrix (26 MB for the tutorial's second
+convolution at batch 128) is never stored; the backward pass rebuilds it chunk by chunk from the input.
+
 Kernels are compiled on first use and cached on disk (``cache=True``), once per dtype.
 
-Threads: unless ``NUMBA_THREADING_LAYER`` says otherwise, Numba's own ``workqueue`` pool is used. The OpenMP
-layer's idle threads spin, and so do OpenBLAS's after each matrix product; on a 2-core machine the two pools
-then fight for the cores and every small parallel kernel waited about 8 ms (a training step measured 136 ms
-with OpenMP against 71 ms with workqueue, and 103 ms for the plain NumPy backend).
+Threads, and why every matrix product runs inside Numba (measured on a 2-core machine, tutorial step at batch
+128): there is ONE pool of threads, Numba's. Each matrix product is split by rows between Numba's threads, and
+each thread calls BLAS (SciPy's, which ``np.dot`` uses inside Numba) with BLAS held to one thread for the call
+(threadpoolctl). With BLAS's own threads in play, they kept spinning after each product while Numba's
+threads needed the same cores: a step took 63 ms that way, 28 ms with one pool. With BLAS out of the way, the
+OpenMP threading layer is the default (unless ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``
+is set): starting a parallel loop costs ~7 us with OpenMP against ~150 us with ``workqueue``, which waits on
+condition variables, and a step makes ~25 of them (a step took 24 ms against 29 ms). GNU OpenMP does not
+survive ``fork()``: start worker processes with ``spawn``.
 """
 
 from __future__ import annotations
@@ -27,8 +38,8 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that np.dot inside Numb
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 from . import Backend
 from .geometry import Window
