@@ -288,7 +288,7 @@ class Sequential:
             raise NonFiniteLoss(float(loss))
         self.backward(grad, fused_softmax=True, input_gradient=False)
         gate = None if guard is None else guard.observe(loss)
-        self.optimizer.apply(self.params, self.grads, gate=gate)
+        self.optimizer.apply(self.params, self.grads, gate=gate, backend=self.backend)
         return loss, acc
 
     def _train_step(self, xb, yb, check_finite: bool = False, guard=None):
@@ -305,7 +305,7 @@ class Sequential:
             raise NonFiniteLoss(float(loss))
         acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
         gate = None if guard is None else guard.observe(loss)
-        self.optimizer.apply(self.params, self.grads, gate=gate)
+        self.optimizer.apply(self.params, self.grads, gate=gate, backend=self.backend)
         return loss, acc
 
     def compute_gradients(self, x, y, training: bool = False):

@@ -23,11 +23,12 @@ class Optimizer:
         """Create the state for ``params`` (called by the first ``apply``)."""
         self._built_for = [p.shape for p in params]
 
-    def apply(self, params, grads, gate=None):
+    def apply(self, params, grads, gate=None, backend=None):
         """One update: for each k, params[k] is changed in place from grads[k].
 
         ``gate``: a 0-d boolean array; when it is False nothing changes (the NaN guard's flag). Optimizers with a
-        fused kernel read it on the device; the others read it on the host."""
+        fused kernel read it on the device; the others read it on the host. ``backend``: whose kernels do the
+        arithmetic (the model passes its own; by default, the backend where the arrays live)."""
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
         if self._built_for != [p.shape for p in params]:
@@ -35,12 +36,12 @@ class Optimizer:
         if gate is not None and not self.gates_on_device and not bool(gate):
             return
         for k, (p, g) in enumerate(zip(params, grads)):
-            self.update(k, p, g, gate)
+            self.update(k, p, g, gate, backend or backend_of(p))
         self.iterations += 1
 
     gates_on_device = False
 
-    def update(self, k, param, grad, gate=None):
+    def update(self, k, param, grad, gate=None, backend=None):
         raise NotImplementedError
 
     slot_names: tuple = ()   # the per-parameter state lists, e.g. ("accumulated_grad", "accumulated_delta")
@@ -103,9 +104,9 @@ class Adadelta(Optimizer):
 
     gates_on_device = True
 
-    def update(self, k, param, grad, gate=None):
-        # the arithmetic is the backend's (minicnn/backend/numpy_ref.py; one fused kernel on the GPU)
-        backend_of(param).adadelta_update(param, grad, self.accumulated_grad[k], self.accumulated_delta[k],
+    def update(self, k, param, grad, gate=None, backend=None):
+        # the arithmetic is the backend's (minicnn/backend/numpy_ref.py; one fused kernel with Numba and on the GPU)
+        (backend or backend_of(param)).adadelta_update(param, grad, self.accumulated_grad[k], self.accumulated_delta[k],
                                           self.learning_rate, self.rho, self.epsilon, gate)
 
     def get_config(self):
@@ -134,7 +135,7 @@ class SGD(Optimizer):
         super().build(params)
         self.velocity = [array_module(p).zeros_like(p) for p in params]
 
-    def update(self, k, param, grad, gate=None):
+    def update(self, k, param, grad, gate=None, backend=None):
         if self.momentum == 0.0:
             param -= self.learning_rate * grad
             return

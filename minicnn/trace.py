@@ -122,7 +122,7 @@ def trace_step(model, x, y, update: bool = True) -> Trace:
                                "ms": 1e3 * (time.perf_counter() - t0), "grad_input_stats": array_stats(be, grad)})
     before = [be.to_numpy(p) for p in model.params]
     if update:
-        model.optimizer.apply(model.params, model.grads)
+        model.optimizer.apply(model.params, model.grads, backend=model.backend)
     names = [(layer.name, key) for layer in model.layers for key in layer.params]
     for (lname, key), old, p, g in zip(names, before, model.params, model.grads):
         new = be.to_numpy(p)

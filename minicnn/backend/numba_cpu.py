@@ -312,6 +312,18 @@ def _dropout_mask(uniform, rate, scale, out):
     return out
 
 
+@njit(parallel=True, cache=True)
+def _adadelta(param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, one_minus_rho, epsilon):
+    # numpy_ref.adadelta_update in one pass, the same operations in the same order for each element.
+    for i in prange(param.size):
+        g = grad[i]
+        a = accumulated_grad[i] * rho + one_minus_rho * (g * g)
+        accumulated_grad[i] = a
+        delta = np.sqrt(accumulated_delta[i] + epsilon) / np.sqrt(a + epsilon) * g
+        accumulated_delta[i] = accumulated_delta[i] * rho + one_minus_rho * (delta * delta)
+        param[i] -= delta * learning_rate
+
+
 def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
 
@@ -436,3 +448,13 @@ class NumbaBackend(Backend):
         uniform = np.ascontiguousarray(uniform)
         out = np.empty_like(uniform) if out is None else out
         return _dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out)
+
+    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
+                        gate=None):
+        if gate is not None and not bool(gate):
+            return
+        arrays = (param, grad, accumulated_grad, accumulated_delta)
+        if not all(a.flags.c_contiguous for a in arrays):
+            return super().adadelta_update(*arrays, learning_rate, rho, epsilon)
+        t = param.dtype.type
+        _adadelta(*(a.reshape(-1) for a in arrays), t(learning_rate), t(rho), t(1 - rho), t(epsilon))
