@@ -4,8 +4,10 @@
 
 Median of ``--repeats`` runs after two warm-up runs. Layers are timed as they run inside a model (reused
 buffers). GFLOP/s counts the multiply-adds of the matrix products (2 flops each): forward ``2*M*P*F`` for a
-convolution (M = N*OH*OW rows, P = KH*KW*C, F filters), backward twice that (dW and dX). The machine's float32
-matrix-multiply ceiling (a 2048^3 product through the same BLAS) is measured in the same run, for scale.
+convolution (M = N*OH*OW rows, P = KH*KW*C, F filters), backward twice that (dW and dX; once for the first
+convolution as a model trains it, which needs no dX). "matrix products alone" times a convolution's three products
+on whole-batch matrices, to set against the layer's time. The machine's float32 matrix-multiply ceiling (a 2048^3
+product through NumPy's BLAS, all threads) is measured in the same run, for scale.
 Prints a markdown table, writes ``kernels.json`` and ``kernels.png`` into ``--out``.
 """
 
@@ -43,24 +45,30 @@ def bench_backend(name, batch, repeats):
     sync = be.synchronize
     rng = np.random.default_rng(0)
     rows = []
-    for layer_name, make, shape, flops_per_image in tutorial_layer_specs(batch):
+    specs = tutorial_layer_specs(batch)
+    # the first convolution as a model trains it: nobody reads dL/dx of the input images, so no dX (and no col2im)
+    specs.insert(1, ("conv2d, as trained (no dX)", specs[0][1], specs[0][2], specs[0][3]))
+    for layer_name, make, shape, flops_per_image in specs:
         layer = make()
         layer.build(shape[1:], be, np.float32, rng)
         layer.reuse_buffers = True
+        layer.compute_input_gradient = "no dX" not in layer_name
         x = be.asarray(rng.standard_normal(shape).astype(np.float32))
         y = layer.forward(x, training=True)
         g = be.asarray(rng.standard_normal(y.shape).astype(np.float32))
         fwd = time_call(lambda layer=layer, x=x: layer.forward(x, training=True), sync, repeats)
         bwd = time_call(lambda layer=layer, g=g: layer.backward(g), sync, repeats)
         flops = flops_per_image * batch
+        backward_products = 2 if layer.compute_input_gradient else 1   # dW and dX, or dW alone
         rows.append({"backend": name, "what": f"layer {layer_name}", "forward_ms": 1e3 * fwd, "backward_ms": 1e3 * bwd,
                      "forward_gflops": flops / fwd / 1e9 if flops else None,
-                     "backward_gflops": 2 * flops / bwd / 1e9 if flops else None})
-    for label, shape, k, s in (("conv2d", (batch, 28, 28, 1), (5, 5), (1, 1)),
-                               ("conv2d_1", (batch, 12, 12, 32), (5, 5), (1, 1))):
+                     "backward_gflops": backward_products * flops / bwd / 1e9 if flops else None})
+    for label, shape, k, s, filters in (("conv2d", (batch, 28, 28, 1), (5, 5), (1, 1), 32),
+                                        ("conv2d_1", (batch, 12, 12, 32), (5, 5), (1, 1), 64)):
         win = make_window(shape[1], shape[2], k, s, "valid")
         x = be.asarray(rng.standard_normal(shape).astype(np.float32))
         cols = be.im2col(x, win)
+        rows.append(_products_row(be, label, cols, filters, rng, repeats))
         rows.append({"backend": name, "what": f"im2col / col2im ({label})",
                      "forward_ms": 1e3 * time_call(lambda x=x, win=win, cols=cols: be.im2col(x, win, out=cols),
                                                    sync, repeats),
@@ -75,6 +83,21 @@ def bench_backend(name, batch, repeats):
                      "backward_ms": 1e3 * time_call(lambda y=y, arg=arg, shape=shape, win=win:
                                                     be.maxpool_backward(y, arg, shape, win), sync, repeats)})
     return rows
+
+
+def _products_row(be, label, cols, filters, rng, repeats):
+    """The convolution's three matrix products alone, on whole-batch matrices: forward cols @ W; backward
+    dW = cols^T @ dZ and dZ @ W^T (the Numba backend splits each between its threads, BLAS single-threaded)."""
+    m, p = cols.shape
+    w = be.asarray(rng.standard_normal((p, filters)).astype(np.float32))
+    dz = be.asarray(rng.standard_normal((m, filters)).astype(np.float32))
+    z, dw, dcols = be.xp.empty((m, filters), np.float32), be.xp.empty((p, filters), np.float32), be.xp.empty_like(cols)
+    fwd = time_call(lambda: be.matmul(cols, w, out=z), be.synchronize, repeats)
+    bwd = time_call(lambda: (be.weight_gradient(cols, dz, dw), be.matmul(dz, w.T, out=dcols)), be.synchronize,
+                    repeats)
+    flops = 2 * m * p * filters
+    return {"backend": be.name, "what": f"matrix products alone ({label})", "forward_ms": 1e3 * fwd,
+            "backward_ms": 1e3 * bwd, "forward_gflops": flops / fwd / 1e9, "backward_gflops": 2 * flops / bwd / 1e9}
 
 
 def matmul_ceiling(name, repeats):
