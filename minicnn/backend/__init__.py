@@ -195,8 +195,11 @@ def _create(name: str) -> Backend:
     if name == "numpy":
         return Backend()
     if name == "numba":
-        from .numba_cpu import NumbaBackend
-
+        try:
+            from .numba_cpu import NumbaBackend
+        except ImportError as err:
+            raise ImportError(f"the 'numba' backend needs numba, scipy and threadpoolctl, which "
+                              f"'pip install minicnn' installs ({err})") from err
         return NumbaBackend()
     if name == "cupy":
         try:
@@ -216,11 +219,10 @@ def default_backend_name() -> str:
     env = os.environ.get("MINICNN_BACKEND", "").strip().lower()
     if env:
         return env
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return "numpy"
-    return "numba"
+    from importlib.util import find_spec
+
+    needs = ("numba", "scipy", "threadpoolctl")   # what the numba backend imports
+    return "numba" if all(find_spec(m) is not None for m in needs) else "numpy"
 
 
 def get_backend(name: str | Backend | None = None) -> Backend:
