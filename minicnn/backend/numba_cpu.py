@@ -24,7 +24,7 @@ each thread calls BLAS (SciPy's, which ``np.dot`` uses inside Numba) with BLAS h
 threads needed the same cores: a step took 63 ms that way, 28 ms with one pool. With BLAS out of the way, the
 OpenMP threading layer is the default (unless ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY``
 is set): starting a parallel loop costs ~7 us with OpenMP against ~150 us with ``workqueue``, which waits on
-condition variables, and a step makes ~25 of them (a step took 24 ms against 29 ms). GNU OpenMP does not
+condition variables, and a step makes ~30 of them (a step took 24 ms against 29 ms). GNU OpenMP does not
 survive ``fork()``: start worker processes with ``spawn``.
 """
 
