@@ -242,6 +242,26 @@ def _maxpool_backward(dy, argmax, kh, kw, sh, sw, pt, pl, dx):
 
 
 @njit(parallel=True, cache=True)
+def _maxpool_backward_tiled(dy, argmax, kh, kw, dx):
+    # Windows that tile the input (stride = window, no padding): each input pixel lies in at most one window, so
+    # each window writes its own pixels: dy at its winner, zero elsewhere (pixels left over at the edges: zero).
+    n, oh, ow, c = dy.shape
+    _, h, w, _ = dx.shape
+    for b in prange(n):
+        if oh * kh < h or ow * kw < w:
+            dx[b] = 0.0
+        for yo in range(oh):
+            for i in range(kh):
+                for xo in range(ow):
+                    for j in range(kw):
+                        k = i * kw + j
+                        row = dx[b, yo * kh + i, xo * kw + j]
+                        for ch in range(c):
+                            row[ch] = dy[b, yo, xo, ch] if argmax[b, yo, xo, ch] == k else 0.0
+    return dx
+
+
+@njit(parallel=True, cache=True)
 def _bias_relu(z, bias):
     rows, cols = z.shape
     for r in prange(rows):
@@ -368,6 +388,8 @@ class NumbaBackend(Backend):
 
     def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
         dx = np.empty(x_shape, dtype=dy.dtype) if out is None else out
+        if win.sh == win.kh and win.sw == win.kw and not win.padded:
+            return _maxpool_backward_tiled(np.ascontiguousarray(dy), argmax, win.kh, win.kw, dx)
         return _maxpool_backward(np.ascontiguousarray(dy), argmax, win.kh, win.kw, win.sh, win.sw, win.pad_top,
                                  win.pad_left, dx)
 
