@@ -84,7 +84,11 @@ def arrays_of_any_kind(draw):
         return np.empty(shape, dtype=object)
     elements = None
     if dtype in (np.float32, np.float64):
-        elements = st.floats(allow_nan=True, allow_infinity=True, width=32)
+        # finite values up to 2^100 (1.3e30), and NaN/inf. (Finite inputs near float32's limit, such as the 1.35e38
+        # hypothesis found, overflow inside the network's sums and give NaN probabilities, as they do in Keras:
+        # valid input, but not what this test is about.)
+        elements = st.one_of(st.floats(min_value=-2.0 ** 100, max_value=2.0 ** 100, width=32),
+                             st.sampled_from([np.nan, np.inf, -np.inf]))
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 

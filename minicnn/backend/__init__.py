@@ -138,7 +138,8 @@ class Backend:
         grad_cols = self.matmul(grad_z, kernel2d.T, out=_lend(scratch, "grad_cols", cols.shape, cols.dtype))
         return self.col2im(grad_cols, x_shape, win, out=out)
 
-    def weight_gradient(self, cols, grad_z, out):
+    def weight_gradient(self, cols, grad_z, out, scratch=None):
+        """``cols^T @ dZ`` into ``out``; ``scratch`` as in :meth:`conv2d_forward` (for a backend's partial sums)."""
         return numpy_ref.weight_gradient(self.xp, cols, grad_z, out)
 
     def bias_gradient(self, grad_z, out):

@@ -227,7 +227,7 @@ class CupyBackend(Backend):
         cupy.matmul(self._ones[key], grad_z, out=out.reshape(1, -1))
         return out
 
-    def weight_gradient(self, cols, grad_z, out):
+    def weight_gradient(self, cols, grad_z, out, scratch=None):
         """Long sums (the first conv: 73,728 rows into 25 x 32) as per-sample products then a sum: more parallel
         work for the GPU than one product with a tiny output."""
         return numpy_ref.weight_gradient_split(cupy, cols, grad_z, out)

@@ -458,10 +458,11 @@ class NumbaBackend(Backend):
             db_parts.sum(axis=0, out=grad_bias)
         return dx if input_gradient else None
 
-    def weight_gradient(self, cols, grad_z, out):
+    def weight_gradient(self, cols, grad_z, out, scratch=None):
         # A sum over rows split between the threads, each thread's block one single-threaded BLAS product.
         cols, grad_z = np.ascontiguousarray(cols), np.ascontiguousarray(grad_z)
-        partial = np.empty((numba.get_num_threads(),) + out.shape, dtype=out.dtype)
+        shape = (numba.get_num_threads(),) + out.shape
+        partial = np.empty(shape, dtype=out.dtype) if scratch is None else scratch("dw_parts", shape, out.dtype)
         with self._one_blas_thread():
             _weight_gradient_parts(cols, grad_z, partial)
         return partial.sum(axis=0, out=out)

@@ -59,7 +59,7 @@ class Dense(LinearWithActivation):
         return self.y
 
     def backward_linear(self, grad_z):
-        self.backend.weight_gradient(self.x, grad_z, self.grads["kernel"])
+        self.backend.weight_gradient(self.x, grad_z, self.grads["kernel"], scratch=self._scratch)
         if self.use_bias:
             self.backend.bias_gradient(grad_z, self.grads["bias"])
         if not self.compute_input_gradient:
