@@ -34,6 +34,9 @@ GEOMETRIES = [  # (N, H, W, C, window, strides, padding)
     (4, 28, 28, 1, (5, 5), (1, 1), "valid"),
     (2, 12, 12, 32, (5, 5), (1, 1), "valid"),
     (2, 24, 24, 8, (2, 2), (2, 2), "valid"),
+    # few channels: the Numba convolution builds its columns transposed (one row per tap), padding and stride too
+    (2, 9, 16, 1, (3, 3), (2, 2), "same"),
+    (2, 10, 12, 2, (3, 3), (1, 1), "same"),
 ]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 

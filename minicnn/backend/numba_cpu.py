@@ -13,7 +13,9 @@ The convolution is fused (``conv2d_forward``/``conv2d_backward``): each thread t
 (about ``CHUNK_ROWS`` rows of the column matrix), builds their im2col columns in a small buffer of its own that
 stays in cache, multiplies them at once, and adds the bias and the ReLU (backward: forms dZ = dY * [y > 0], adds
 its share of dW and db, and gathers dX of those samples). The full column matrix (26 MB for the tutorial's second
-convolution at batch 128) is never stored; the backward pass rebuilds it chunk by chunk from the input.
+convolution at batch 128) is never stored; the backward pass rebuilds it chunk by chunk from the input. For
+inputs with few channels (the first layer's 1) the columns of a sample are built transposed, one row per tap, so
+that the copies run along output rows (tutorial's first convolution: 1.8 -> 1.1 ms forward, 2.4 -> 1.5 backward).
 
 Kernels are compiled on first use and cached on disk (``cache=True``), once per dtype.
 
@@ -118,27 +120,52 @@ def _col2im(cols, kh, kw, sh, sw, pt, pl, oh, ow, dx):
 
 
 @njit(cache=True)
-def _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf):
-    # im2col of the k-th chunk of `chunk` samples into the first rows of buf; returns (first sample, end, rows).
+def _im2col_sample_by_tap(x, b, kh, kw, sh, sw, pt, pl, oh, ow, out):
+    # Sample b's column matrix TRANSPOSED: out[(i, j, c), (oh, ow)], one row per tap holding that tap's value at
+    # every output pixel. For inputs with few channels (the tutorial's first layer: 1) the copies then run along
+    # an output row (24 values) instead of along a patch row (5 values): im2col twice as fast there.
+    _, h, w, c = x.shape
+    for i in range(kh):
+        for j in range(kw):
+            for ch in range(c):
+                row = out[(i * kw + j) * c + ch]
+                for yo in range(oh):
+                    hh = yo * sh - pt + i
+                    inside = 0 <= hh < h
+                    for xo in range(ow):
+                        ww = xo * sw - pl + j
+                        row[yo * ow + xo] = x[b, hh, ww, ch] if inside and 0 <= ww < w else 0.0
+
+
+@njit(cache=True)
+def _im2col_chunk(x, k, chunk, by_tap, kh, kw, sh, sw, pt, pl, oh, ow, buf):
+    # im2col of the k-th chunk of `chunk` samples into buf (rows from the first; by_tap: transposed, chunk = 1);
+    # returns (first sample, end, rows of the column matrix).
     s0, s1 = k * chunk, min(x.shape[0], (k + 1) * chunk)
     for b in range(s0, s1):
-        _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, buf, (b - s0) * oh * ow)
+        if by_tap:
+            _im2col_sample_by_tap(x, b, kh, kw, sh, sw, pt, pl, oh, ow, buf)
+        else:
+            _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, buf, (b - s0) * oh * ow)
     return s0, s1, (s1 - s0) * oh * ow
 
 
 @njit(parallel=True, cache=True)
-def _conv_forward(x, w2d, bias, relu, kh, kw, sh, sw, pt, pl, oh, ow, cols, out):
+def _conv_forward(x, w2d, bias, relu, kh, kw, sh, sw, pt, pl, oh, ow, chunk, by_tap, cols, out):
     # cols holds one small column buffer per thread (part). Each part takes chunks of samples in turn: im2col of
     # the chunk into its buffer (which stays in cache), one product into the chunk's output rows, then bias (and
     # ReLU) on those rows.
-    parts, chunk = cols.shape[0], cols.shape[1] // (oh * ow)
+    parts = cols.shape[0]
     chunks = (x.shape[0] + chunk - 1) // chunk
     for part in prange(parts):
         buf = cols[part]
         for k in range(part, chunks, parts):
-            s0, _, rows = _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf)
+            s0, _, rows = _im2col_chunk(x, k, chunk, by_tap, kh, kw, sh, sw, pt, pl, oh, ow, buf)
             z = out[s0 * oh * ow:s0 * oh * ow + rows]
-            np.dot(buf[:rows], w2d, z)
+            if by_tap:
+                np.dot(buf.T, w2d, z)
+            else:
+                np.dot(buf[:rows], w2d, z)
             for r in range(rows):
                 for j in range(w2d.shape[1]):
                     v = z[r, j] + bias[j]
@@ -147,19 +174,19 @@ def _conv_forward(x, w2d, bias, relu, kh, kw, sh, sw, pt, pl, oh, ow, cols, out)
 
 
 @njit(parallel=True, cache=True)
-def _conv_backward(x, grad, y, relu, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, grad_cols, dz_buf, dw_tmp, dw_parts,
-                   db_parts, need_dx, dx):
+def _conv_backward(x, grad, y, relu, w2d, kh, kw, sh, sw, pt, pl, oh, ow, chunk, by_tap, cols, grad_cols, dz_buf,
+                   dw_tmp, dw_parts, db_parts, need_dx, dx):
     # Chunks as in _conv_forward, im2col rebuilt chunk by chunk instead of kept from the forward pass. Each part
     # sums its own dW and db (the caller adds the parts); dX of a chunk's samples is written by that part alone.
     # With relu, grad is dY and the chunk's dZ = dY * [y > 0] is formed in a per-part buffer; else grad is dZ.
-    parts, chunk = cols.shape[0], cols.shape[1] // (oh * ow)
+    parts = cols.shape[0]
     chunks = (x.shape[0] + chunk - 1) // chunk
     for part in prange(parts):
         buf, gbuf, tmp, dwp, dbp = cols[part], grad_cols[part], dw_tmp[part], dw_parts[part], db_parts[part]
         dwp[:] = 0.0
         dbp[:] = 0.0
         for k in range(part, chunks, parts):
-            s0, s1, rows = _im2col_chunk(x, k, chunk, kh, kw, sh, sw, pt, pl, oh, ow, buf)
+            s0, s1, rows = _im2col_chunk(x, k, chunk, by_tap, kh, kw, sh, sw, pt, pl, oh, ow, buf)
             lo = s0 * oh * ow
             if relu:
                 dz = dz_buf[part, :rows]
@@ -168,7 +195,10 @@ def _conv_backward(x, grad, y, relu, w2d, kh, kw, sh, sw, pt, pl, oh, ow, cols, 
                         dz[r, j] = grad[lo + r, j] if y[lo + r, j] > 0 else 0.0
             else:
                 dz = grad[lo:lo + rows]
-            np.dot(buf[:rows].T, dz, tmp)
+            if by_tap:
+                np.dot(buf, dz, tmp)
+            else:
+                np.dot(buf[:rows].T, dz, tmp)
             dwp += tmp
             for r in range(rows):
                 for j in range(dz.shape[1]):
@@ -344,6 +374,11 @@ def _adadelta(param, grad, accumulated_grad, accumulated_delta, learning_rate, r
         param[i] -= delta * learning_rate
 
 
+def _lender(scratch):
+    """The layer's scratch supplier, or one that allocates (a layer on its own, or a direct call)."""
+    return scratch if scratch is not None else (lambda key, shape, dtype: np.empty(shape, dtype=dtype))
+
+
 def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
 
@@ -411,48 +446,58 @@ class NumbaBackend(Backend):
         partial = _column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
         return partial.sum(axis=0, out=out)
 
-    def _chunking(self, n, rows_per_sample, p, dtype, scratch, key):
-        # Each of the `parts` threads gets a column buffer for a chunk of samples of about CHUNK_ROWS rows, small
-        # enough to stay in cache between im2col and the product that reads it.
-        parts = numba.get_num_threads()
-        chunk = max(1, min(self.CHUNK_ROWS // rows_per_sample, -(-n // parts)))
-        shape = (parts, chunk * rows_per_sample, p)
-        return scratch(key, shape, dtype) if scratch is not None else np.empty(shape, dtype=dtype)
-
     CHUNK_ROWS = 512
+
+    def _plan(self, n, win: Window, channels):
+        """(samples per chunk, by_tap) for the fused convolution. Each thread's column buffer holds a chunk of
+        about CHUNK_ROWS rows, small enough to stay in cache between im2col and the product that reads it. With
+        few channels (a patch row, kw*c values, shorter than an output row) the columns are built transposed, one
+        sample at a time (``_im2col_sample_by_tap``)."""
+        if win.kw * channels < win.out_w:
+            return 1, True
+        per_sample = win.out_h * win.out_w
+        return max(1, min(self.CHUNK_ROWS // per_sample, -(-n // numba.get_num_threads()))), False
+
+    @staticmethod
+    def _column_buffers(chunk, by_tap, win: Window, p, dtype, lend):
+        parts, rows = numba.get_num_threads(), chunk * win.out_h * win.out_w
+        return lend("cols", (parts, p, rows) if by_tap else (parts, rows, p), dtype)
 
     def conv2d_forward(self, x, kernel2d, bias, win: Window, relu: bool, out=None, scratch=None):
         # Fused: im2col, the product, bias and ReLU chunk by chunk; the columns are never stored whole, so the
         # backward pass rebuilds them from x (kept as `saved`).
         x = np.ascontiguousarray(x)
-        n, p, f = len(x), kernel2d.shape[0], kernel2d.shape[1]
-        rows = n * win.out_h * win.out_w
-        out = np.empty((rows, f), dtype=x.dtype) if out is None else out
-        cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "cols")
+        n, c = len(x), x.shape[-1]
+        p, f = kernel2d.shape
+        out = np.empty((n * win.out_h * win.out_w, f), dtype=x.dtype) if out is None else out
+        chunk, by_tap = self._plan(n, win, c)
+        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, _lender(scratch))
         bias = np.zeros(f, dtype=x.dtype) if bias is None else bias
         with self._one_blas_thread():
             _conv_forward(x, np.ascontiguousarray(kernel2d), bias, relu, win.kh, win.kw, win.sh, win.sw, win.pad_top,
-                          win.pad_left, win.out_h, win.out_w, cols, out)
+                          win.pad_left, win.out_h, win.out_w, chunk, by_tap, cols, out)
         return out, x
 
     def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
                         input_gradient=True, out=None, scratch=None, relu_output=None):
         x = saved
-        n, p, f = len(x), kernel2d.shape[0], kernel2d.shape[1]
-        cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "cols")
-        grad_cols = self._chunking(n, win.out_h * win.out_w, p, x.dtype, scratch, "grad_cols")
-        parts = cols.shape[0]
-        lend = scratch if scratch is not None else (lambda key, shape, dtype: np.empty(shape, dtype=dtype))
+        n, c = len(x), x.shape[-1]
+        p, f = kernel2d.shape
+        lend = _lender(scratch)
+        chunk, by_tap = self._plan(n, win, c)
+        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, lend)
+        parts, rows = cols.shape[0], chunk * win.out_h * win.out_w
+        grad_cols = lend("grad_cols", (parts, rows, p), x.dtype)
         dw_tmp, dw_parts = lend("dw_tmp", (parts, p, f), x.dtype), lend("dw_parts", (parts, p, f), x.dtype)
         db_parts = lend("db_parts", (parts, f), x.dtype)
         relu = relu_output is not None
-        dz_buf = lend("dz", (parts, cols.shape[1] if relu else 0, f), x.dtype)
+        dz_buf = lend("dz", (parts, rows if relu else 0, f), x.dtype)
         y = np.ascontiguousarray(relu_output) if relu else grad_z
         dx = (np.empty(x_shape, dtype=x.dtype) if out is None else out) if input_gradient else x
         with self._one_blas_thread():
             _conv_backward(x, np.ascontiguousarray(grad_z), y, relu, np.ascontiguousarray(kernel2d), win.kh, win.kw,
-                           win.sh, win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, cols, grad_cols, dz_buf,
-                           dw_tmp, dw_parts, db_parts, input_gradient, dx)
+                           win.sh, win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, chunk, by_tap, cols,
+                           grad_cols, dz_buf, dw_tmp, dw_parts, db_parts, input_gradient, dx)
         dw_parts.sum(axis=0, out=grad_kernel)
         if grad_bias is not None:
             db_parts.sum(axis=0, out=grad_bias)
