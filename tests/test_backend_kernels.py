@@ -216,3 +216,21 @@ def test_matmul_matches_reference(fast, m, k, n, transposed):
     out = fast.xp.empty((m, n))
     assert fast.matmul(fast.asarray(a), fast.asarray(b), out=out) is out
     _close(_host(fast, out), a @ b, 1e-12)
+
+
+def test_numba_products_hold_blas_to_one_thread_and_restore_it():
+    # The one-pool design: while a Numba kernel calls BLAS, BLAS may not start threads of its own; afterwards each
+    # library has its thread count back (a user's own NumPy products are not slowed down).
+    from threadpoolctl import ThreadpoolController
+
+    nb = _backend_or_skip("numba")
+    libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    if not libraries:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    before = [lib.get_num_threads() for lib in libraries]
+    with nb._one_blas_thread():
+        assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
+    assert [lib.get_num_threads() for lib in libraries] == before
+    a = np.ones((64, 8))
+    nb.matmul(a, a.T)
+    assert [lib.get_num_threads() for lib in libraries] == before

@@ -383,18 +383,40 @@ def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
 
 
+class _OneBlasThread:
+    """``with`` it, every BLAS library loaded in the process runs single-threaded; on leaving, each gets back the
+    thread count it had. (threadpoolctl finds the libraries once; its own ``limit()`` context rescans them on every
+    use, ~30 us, which cost 0.4 ms a training step.)"""
+
+    def __init__(self):
+        self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        self._saved = []
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        self._saved = [lib.get_num_threads() for lib in self._libraries]
+        for lib in self._libraries:
+            lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, threads in zip(self._libraries, self._saved):
+            lib.set_num_threads(threads)
+        return False
+
+
 class NumbaBackend(Backend):
-    """NumPy arrays, Numba-parallel kernels, matrix products through NumPy's BLAS."""
+    """NumPy arrays, Numba-parallel kernels; matrix products split between Numba's threads, each calling SciPy's
+    BLAS single-threaded."""
 
     name = "numba"
 
     def __init__(self):
         # Every matrix product of this backend runs inside a Numba parallel loop, with BLAS held to one thread
         # for the duration of the call (the BLAS libraries' own thread counts are restored afterwards).
-        self._blas = ThreadpoolController().select(user_api="blas")
-
-    def _one_blas_thread(self):
-        return self._blas.limit(limits=1)
+        self._one_blas_thread = _OneBlasThread()
 
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
