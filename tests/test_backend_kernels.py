@@ -230,7 +230,19 @@ def test_numba_products_hold_blas_to_one_thread_and_restore_it():
     before = [lib.get_num_threads() for lib in libraries]
     with nb._one_blas_thread():
         assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
+        with nb._one_blas_thread():   # a second user (another Python thread, say): the counts stay held
+            pass
+        assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
     assert [lib.get_num_threads() for lib in libraries] == before
     a = np.ones((64, 8))
     nb.matmul(a, a.T)
+    assert [lib.get_num_threads() for lib in libraries] == before
+    # kernels from several Python threads at once: afterwards every library has its own count back
+    import threading
+
+    workers = [threading.Thread(target=lambda: [nb.matmul(a, a.T) for _ in range(200)]) for _ in range(3)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
     assert [lib.get_num_threads() for lib in libraries] == before

@@ -33,6 +33,7 @@ survive ``fork()``: start worker processes with ``spawn``.
 from __future__ import annotations
 
 import os
+import threading
 
 import numba
 import numpy as np
@@ -384,26 +385,34 @@ def _as_2d(a):
 
 
 class _OneBlasThread:
-    """``with`` it, every BLAS library loaded in the process runs single-threaded; on leaving, each gets back the
-    thread count it had. (threadpoolctl finds the libraries once; its own ``limit()`` context rescans them on every
-    use, ~30 us, which cost 0.4 ms a training step.)"""
+    """``with`` it, every BLAS library loaded in the process runs single-threaded; when the last user leaves (kernels
+    may run from several Python threads at once), each library gets back the thread count it had. threadpoolctl
+    finds the libraries once; its own ``limit()`` context rescans them at every use (~30 us, 0.4 ms a step)."""
 
     def __init__(self):
         self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
         self._saved = []
+        self._users = 0
+        self._lock = threading.Lock()
 
     def __call__(self):
         return self
 
     def __enter__(self):
-        self._saved = [lib.get_num_threads() for lib in self._libraries]
-        for lib in self._libraries:
-            lib.set_num_threads(1)
+        with self._lock:
+            if self._users == 0:
+                self._saved = [lib.get_num_threads() for lib in self._libraries]
+                for lib in self._libraries:
+                    lib.set_num_threads(1)
+            self._users += 1
         return self
 
     def __exit__(self, *exc):
-        for lib, threads in zip(self._libraries, self._saved):
-            lib.set_num_threads(threads)
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                for lib, threads in zip(self._libraries, self._saved):
+                    lib.set_num_threads(threads)
         return False
 
 
