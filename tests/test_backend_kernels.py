@@ -228,9 +228,9 @@ def test_numba_products_hold_blas_to_one_thread_and_restore_it():
     if not libraries:
         pytest.skip("threadpoolctl finds no BLAS library in this process")
     before = [lib.get_num_threads() for lib in libraries]
-    with nb._one_blas_thread():
+    with nb._one_blas_thread:
         assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
-        with nb._one_blas_thread():   # a second user (another Python thread, say): the counts stay held
+        with nb._one_blas_thread:   # a second user (another Python thread, say): the counts stay held
             pass
         assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
     assert [lib.get_num_threads() for lib in libraries] == before

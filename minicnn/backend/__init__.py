@@ -162,6 +162,10 @@ class Backend:
         """One Adadelta step in place; skipped when ``gate`` (a 0-d boolean array) is False."""
         if gate is not None and not bool(gate):
             return
+        self._adadelta_step(param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon)
+
+    def _adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
+        # the arithmetic of one step (the Numba backend replaces it with one fused pass)
         numpy_ref.adadelta_update(self.xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho,
                                   epsilon)
 

@@ -44,7 +44,7 @@ from threadpoolctl import ThreadpoolController
 if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
-from . import Backend
+from . import Backend, _lend
 from .geometry import Window
 
 
@@ -85,6 +85,16 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, out):
     return out
 
 
+@njit(cache=True, inline="always")
+def _window_reading(p, pad, tap, stride, out_size):
+    # Along one axis: the window (output index) whose tap `tap` reads input position p, or -1 when none does.
+    t = p + pad - tap
+    if t < 0 or t % stride != 0:
+        return -1
+    o = t // stride
+    return o if o < out_size else -1
+
+
 @njit(cache=True)
 def _col2im_sample(cols, row0, b, kh, kw, sh, sw, pt, pl, oh, ow, dx):
     # Gather form: each pixel of sample b sums the column entries read from it (sample b's rows start at row0).
@@ -94,18 +104,12 @@ def _col2im_sample(cols, row0, b, kh, kw, sh, sw, pt, pl, oh, ow, dx):
             for ch in range(c):
                 dx[b, hh, ww, ch] = 0.0
             for i in range(kh):
-                t = hh + pt - i
-                if t < 0 or t % sh != 0:
-                    continue
-                y = t // sh
-                if y >= oh:
+                y = _window_reading(hh, pt, i, sh, oh)
+                if y < 0:
                     continue
                 for j in range(kw):
-                    u = ww + pl - j
-                    if u < 0 or u % sw != 0:
-                        continue
-                    xo = u // sw
-                    if xo >= ow:
+                    xo = _window_reading(ww, pl, j, sw, ow)
+                    if xo < 0:
                         continue
                     r = row0 + y * ow + xo
                     base = (i * kw + j) * c
@@ -252,18 +256,12 @@ def _maxpool_backward(dy, argmax, kh, kw, sh, sw, pt, pl, dx):
             for ch in range(c):
                 dx[b, hh, ww, ch] = 0.0
             for i in range(kh):
-                t = hh + pt - i
-                if t < 0 or t % sh != 0:
-                    continue
-                yo = t // sh
-                if yo >= oh:
+                yo = _window_reading(hh, pt, i, sh, oh)
+                if yo < 0:
                     continue
                 for j in range(kw):
-                    u = ww + pl - j
-                    if u < 0 or u % sw != 0:
-                        continue
-                    xo = u // sw
-                    if xo >= ow:
+                    xo = _window_reading(ww, pl, j, sw, ow)
+                    if xo < 0:
                         continue
                     k = i * kw + j
                     for ch in range(c):
@@ -311,17 +309,24 @@ def _relu_backward(dy, y, out):
     return out
 
 
+@njit(cache=True, inline="always")
+def _row_block(part, parts, rows):
+    # The rows [lo, hi) of block `part` when `rows` rows are split into `parts` nearly equal blocks.
+    step = (rows + parts - 1) // parts
+    return min(rows, part * step), min(rows, (part + 1) * step)
+
+
 @njit(parallel=True, cache=True)
 def _column_sums(a, partial):
     # Sum over rows, in parallel: each of the partial.shape[0] blocks of rows sums into its own row of `partial`.
     rows, cols = a.shape
     blocks = partial.shape[0]
-    step = (rows + blocks - 1) // blocks
     for blk in prange(blocks):
         acc = partial[blk]
         for f in range(cols):
             acc[f] = 0.0
-        for r in range(blk * step, min(rows, (blk + 1) * step)):
+        lo, hi = _row_block(blk, blocks, rows)
+        for r in range(lo, hi):
             src = a[r]
             for f in range(cols):
                 acc[f] += src[f]
@@ -331,10 +336,8 @@ def _column_sums(a, partial):
 @njit(parallel=True, cache=True)
 def _matmul_rows(a, b, out, parts):
     # a @ b, each of `parts` threads multiplying its own block of rows of a (BLAS runs single-threaded here).
-    rows = a.shape[0]
-    step = (rows + parts - 1) // parts
     for part in prange(parts):
-        lo, hi = part * step, min(rows, (part + 1) * step)
+        lo, hi = _row_block(part, parts, a.shape[0])
         if lo < hi:
             np.dot(a[lo:hi], b, out[lo:hi])
     return out
@@ -343,11 +346,9 @@ def _matmul_rows(a, b, out, parts):
 @njit(parallel=True, cache=True)
 def _weight_gradient_parts(a, dz, partial):
     # a^T @ dz as a sum over blocks of rows: each thread multiplies its block into its own partial result.
-    rows = a.shape[0]
     parts = partial.shape[0]
-    step = (rows + parts - 1) // parts
     for part in prange(parts):
-        lo, hi = part * step, min(rows, (part + 1) * step)
+        lo, hi = _row_block(part, parts, a.shape[0])
         if lo < hi:
             np.dot(a[lo:hi].T, dz[lo:hi], partial[part])
         else:
@@ -375,9 +376,10 @@ def _adadelta(param, grad, accumulated_grad, accumulated_delta, learning_rate, r
         param[i] -= delta * learning_rate
 
 
-def _lender(scratch):
-    """The layer's scratch supplier, or one that allocates (a layer on its own, or a direct call)."""
-    return scratch if scratch is not None else (lambda key, shape, dtype: np.empty(shape, dtype=dtype))
+def _work(scratch, key, shape, dtype):
+    """The layer's reused buffer ``key`` (see Backend.conv2d_forward's ``scratch``), or a fresh one without it."""
+    buf = _lend(scratch, key, shape, dtype)
+    return np.empty(shape, dtype=dtype) if buf is None else buf
 
 
 def _as_2d(a):
@@ -394,9 +396,6 @@ class _OneBlasThread:
         self._saved = []
         self._users = 0
         self._lock = threading.Lock()
-
-    def __call__(self):
-        return self
 
     def __enter__(self):
         with self._lock:
@@ -430,7 +429,7 @@ class NumbaBackend(Backend):
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b)) if out is None else out
-        with self._one_blas_thread():
+        with self._one_blas_thread:
             return _matmul_rows(a, b, out, numba.get_num_threads())
 
     def im2col(self, x, win: Window, out=None):
@@ -490,9 +489,9 @@ class NumbaBackend(Backend):
         return max(1, min(self.CHUNK_ROWS // per_sample, -(-n // numba.get_num_threads()))), False
 
     @staticmethod
-    def _column_buffers(chunk, by_tap, win: Window, p, dtype, lend):
+    def _column_buffers(chunk, by_tap, win: Window, p, dtype, scratch):
         parts, rows = numba.get_num_threads(), chunk * win.out_h * win.out_w
-        return lend("cols", (parts, p, rows) if by_tap else (parts, rows, p), dtype)
+        return _work(scratch, "cols", (parts, p, rows) if by_tap else (parts, rows, p), dtype)
 
     def conv2d_forward(self, x, kernel2d, bias, win: Window, relu: bool, out=None, scratch=None):
         # Fused: im2col, the product, bias and ReLU chunk by chunk; the columns are never stored whole, so the
@@ -502,9 +501,9 @@ class NumbaBackend(Backend):
         p, f = kernel2d.shape
         out = np.empty((n * win.out_h * win.out_w, f), dtype=x.dtype) if out is None else out
         chunk, by_tap = self._plan(n, win, c)
-        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, _lender(scratch))
+        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, scratch)
         bias = np.zeros(f, dtype=x.dtype) if bias is None else bias
-        with self._one_blas_thread():
+        with self._one_blas_thread:
             _conv_forward(x, np.ascontiguousarray(kernel2d), bias, relu, win.kh, win.kw, win.sh, win.sw, win.pad_top,
                           win.pad_left, win.out_h, win.out_w, chunk, by_tap, cols, out)
         return out, x
@@ -514,18 +513,18 @@ class NumbaBackend(Backend):
         x = saved
         n, c = len(x), x.shape[-1]
         p, f = kernel2d.shape
-        lend = _lender(scratch)
         chunk, by_tap = self._plan(n, win, c)
-        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, lend)
+        cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, scratch)
         parts, rows = cols.shape[0], chunk * win.out_h * win.out_w
-        grad_cols = lend("grad_cols", (parts, rows, p), x.dtype)
-        dw_tmp, dw_parts = lend("dw_tmp", (parts, p, f), x.dtype), lend("dw_parts", (parts, p, f), x.dtype)
-        db_parts = lend("db_parts", (parts, f), x.dtype)
+        grad_cols = _work(scratch, "grad_cols", (parts, rows, p), x.dtype)
+        dw_tmp = _work(scratch, "dw_tmp", (parts, p, f), x.dtype)
+        dw_parts = _work(scratch, "dw_parts", (parts, p, f), x.dtype)
+        db_parts = _work(scratch, "db_parts", (parts, f), x.dtype)
         relu = relu_output is not None
-        dz_buf = lend("dz", (parts, rows if relu else 0, f), x.dtype)
+        dz_buf = _work(scratch, "dz", (parts, rows if relu else 0, f), x.dtype)
         y = np.ascontiguousarray(relu_output) if relu else grad_z
         dx = (np.empty(x_shape, dtype=x.dtype) if out is None else out) if input_gradient else x
-        with self._one_blas_thread():
+        with self._one_blas_thread:
             _conv_backward(x, np.ascontiguousarray(grad_z), y, relu, np.ascontiguousarray(kernel2d), win.kh, win.kw,
                            win.sh, win.sw, win.pad_top, win.pad_left, win.out_h, win.out_w, chunk, by_tap, cols,
                            grad_cols, dz_buf, dw_tmp, dw_parts, db_parts, input_gradient, dx)
@@ -537,9 +536,8 @@ class NumbaBackend(Backend):
     def weight_gradient(self, cols, grad_z, out, scratch=None):
         # A sum over rows split between the threads, each thread's block one single-threaded BLAS product.
         cols, grad_z = np.ascontiguousarray(cols), np.ascontiguousarray(grad_z)
-        shape = (numba.get_num_threads(),) + out.shape
-        partial = np.empty(shape, dtype=out.dtype) if scratch is None else scratch("dw_parts", shape, out.dtype)
-        with self._one_blas_thread():
+        partial = _work(scratch, "dw_parts", (numba.get_num_threads(),) + out.shape, out.dtype)
+        with self._one_blas_thread:
             _weight_gradient_parts(cols, grad_z, partial)
         return partial.sum(axis=0, out=out)
 
@@ -548,12 +546,9 @@ class NumbaBackend(Backend):
         out = np.empty_like(uniform) if out is None else out
         return _dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out)
 
-    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
-                        gate=None):
-        if gate is not None and not bool(gate):
-            return
+    def _adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
         arrays = (param, grad, accumulated_grad, accumulated_delta)
         if not all(a.flags.c_contiguous for a in arrays):
-            return super().adadelta_update(*arrays, learning_rate, rho, epsilon)
+            return super()._adadelta_step(*arrays, learning_rate, rho, epsilon)
         t = param.dtype.type
         _adadelta(*(a.reshape(-1) for a in arrays), t(learning_rate), t(rho), t(1 - rho), t(epsilon))
