@@ -38,10 +38,11 @@ _im2col = cupy.ElementwiseKernel(
     col = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? x[((b * H + hh) * W + ww) * C + ch] : (T)0;
     """, "minicnn_im2col")
 
-_col2im = cupy.ElementwiseKernel(
-    "raw T cols, " + _GEOMETRY, "T dx",
-    """
-    const int P = KH * KW * C;
+def _gather_kernel(params, declarations, tap_body, name):
+    """A kernel with one thread per input pixel ``(b, hh, ww, ch)`` that adds up ``tap_body`` over every window
+    ``(yo, xo)`` and tap ``(ki, kj)`` that reads this pixel, into ``sum`` (the gather form of col2im and max-pool
+    backward: each pixel collects its own contributions, so no two threads write the same place)."""
+    return cupy.ElementwiseKernel(params + ", " + _GEOMETRY, "T dx", declarations + """
     const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
     T sum = 0;
     for (int ki = 0; ki < KH; ++ki) {
@@ -54,11 +55,16 @@ _col2im = cupy.ElementwiseKernel(
             if (u < 0 || u % SW != 0) continue;
             const int xo = u / SW;
             if (xo >= OW) continue;
-            sum += cols[((b * OH + yo) * OW + xo) * P + (ki * KW + kj) * C + ch];
-        }
+""" + tap_body + """        }
     }
     dx = sum;
-    """, "minicnn_col2im")
+    """, name)
+
+
+_col2im = _gather_kernel("raw T cols", """
+    const int P = KH * KW * C;""", """\
+            sum += cols[((b * OH + yo) * OW + xo) * P + (ki * KW + kj) * C + ch];
+""", "minicnn_col2im")
 
 _maxpool_forward = cupy.ElementwiseKernel(
     "raw T x, " + _GEOMETRY, "T y, int32 argmax",
@@ -80,27 +86,10 @@ _maxpool_forward = cupy.ElementwiseKernel(
     argmax = best_k;
     """, "minicnn_maxpool_forward")
 
-_maxpool_backward = cupy.ElementwiseKernel(
-    "raw T dy, raw int32 argmax, " + _GEOMETRY, "T dx",
-    """
-    const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
-    T sum = 0;
-    for (int ki = 0; ki < KH; ++ki) {
-        const int t = hh + PT - ki;
-        if (t < 0 || t % SH != 0) continue;
-        const int yo = t / SH;
-        if (yo >= OH) continue;
-        for (int kj = 0; kj < KW; ++kj) {
-            const int u = ww + PL - kj;
-            if (u < 0 || u % SW != 0) continue;
-            const int xo = u / SW;
-            if (xo >= OW) continue;
+_maxpool_backward = _gather_kernel("raw T dy, raw int32 argmax", "", """\
             const int o = ((b * OH + yo) * OW + xo) * C + ch;
             if (argmax[o] == ki * KW + kj) sum += dy[o];
-        }
-    }
-    dx = sum;
-    """, "minicnn_maxpool_backward")
+""", "minicnn_maxpool_backward")
 
 # NaN stays NaN, as in np.maximum (CUDA's max would return 0 and hide a diverging run from the NaN guard)
 _bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0",
