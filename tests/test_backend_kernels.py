@@ -37,6 +37,9 @@ GEOMETRIES = [  # (N, H, W, C, window, strides, padding)
     # few channels: the Numba convolution builds its columns transposed (one row per tap), padding and stride too
     (2, 9, 16, 1, (3, 3), (2, 2), "same"),
     (2, 10, 12, 2, (3, 3), (1, 1), "same"),
+    # one channel, horizontal stride 1: copied as runs along output rows, edges in the padding
+    (2, 9, 16, 1, (5, 3), (2, 1), "same"),
+    (3, 10, 7, 1, (3, 5), (1, 1), "same"),
 ]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
