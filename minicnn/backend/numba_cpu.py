@@ -415,10 +415,22 @@ def _weight_gradient_parts(a, dz, partial):
 
 @njit(parallel=True, cache=True)
 def _dropout_mask(uniform, rate, scale, out):
-    flat_u, flat_o = uniform.ravel(), out.ravel()
+    flat_u, flat_o = uniform.reshape(uniform.size), out.reshape(out.size)
     for i in prange(flat_u.size):
         flat_o[i] = scale if flat_u[i] >= rate else 0.0
     return out
+
+
+@njit(parallel=True, cache=True)
+def _dropout_apply(x, uniform, rate, scale, y, mask):
+    # dropout_mask and x * mask in one pass (the same two roundings as the reference: none, then one product).
+    flat_x, flat_u = x.reshape(x.size), uniform.reshape(uniform.size)
+    flat_y, flat_m = y.reshape(y.size), mask.reshape(mask.size)   # views (ravel may copy in a parallel function)
+    for i in prange(flat_u.size):
+        m = scale if flat_u[i] >= rate else 0.0
+        flat_m[i] = m
+        flat_y[i] = flat_x[i] * m
+    return y, mask
 
 
 @njit(parallel=True, cache=True)
@@ -533,7 +545,7 @@ class NumbaBackend(Backend):
         partial = _column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
         return partial.sum(axis=0, out=out)
 
-    CHUNK_ROWS = 512
+    CHUNK_ROWS = 256
 
     def _plan(self, n, win: Window, channels):
         """(samples per chunk, by_tap) for the fused convolution. Each thread's column buffer holds a chunk of
@@ -602,6 +614,15 @@ class NumbaBackend(Backend):
         uniform = np.ascontiguousarray(uniform)
         out = np.empty_like(uniform) if out is None else out
         return _dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out)
+
+    def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
+        x, uniform = np.ascontiguousarray(x), np.ascontiguousarray(uniform)
+        if x.dtype != uniform.dtype or x.shape != uniform.shape:
+            return super().dropout_apply(x, uniform, rate, out, mask_out)
+        y = np.empty_like(x) if out is None else out
+        mask = np.empty_like(uniform) if mask_out is None else mask_out
+        t = uniform.dtype.type
+        return _dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, mask)
 
     def _adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
         arrays = (param, grad, accumulated_grad, accumulated_delta)
