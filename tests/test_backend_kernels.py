@@ -133,6 +133,24 @@ def test_weight_gradient_matches_reference(fast, rows, p, f):
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numba_uniform_is_numpys_stream(seed):
+    # The Numba backend splits PCG64's 64-bit outputs itself; the numbers, and what the generator keeps for its
+    # next draw (the high half left by an odd count), must be NumPy's: odd, even and empty draws, interleaved with
+    # NumPy's own draws from the same generator.
+    fast = _backend_or_skip("numba")
+    mine, numpys = fast.make_rng(seed), np.random.default_rng(seed)
+    for i, shape in enumerate([(3,), (4, 5), (1,), (0,), (7,), (2, 3), (128, 4, 4, 64), (5,), (3,), (128, 120)]):
+        out = np.empty(shape, np.float32) if i % 2 else None    # into a caller's buffer, or a fresh array
+        got, want = fast.uniform(mine, shape, np.float32, out=out), numpys.random(shape, dtype=np.float32)
+        assert got.shape == want.shape and got.dtype == want.dtype and (out is None or got is out)
+        np.testing.assert_array_equal(got, want)
+        if i % 3 == 0:
+            np.testing.assert_array_equal(mine.random(3, dtype=np.float32), numpys.random(3, dtype=np.float32))
+            np.testing.assert_array_equal(mine.random(2), numpys.random(2))
+    np.testing.assert_array_equal(fast.uniform(mine, (4,), np.float64), numpys.random(4))
+
+
 def test_dropout_apply_matches_reference(fast):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((40, 9)).astype(np.float32)

@@ -72,9 +72,10 @@ class Backend:
         """A random generator living with this backend's arrays, seeded by ``seed`` (int or None)."""
         return numpy.random.default_rng(seed)
 
-    def uniform(self, rng, shape, dtype):
-        """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` from ``rng`` (made by :meth:`make_rng`)."""
-        return rng.random(shape, dtype=dtype)
+    def uniform(self, rng, shape, dtype, out=None):
+        """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` from ``rng`` (made by :meth:`make_rng`), written into
+        ``out`` when given (the same numbers either way)."""
+        return rng.random(shape, dtype=dtype) if out is None else rng.random(dtype=dtype, out=out)
 
     # --- kernels (the reference versions; faster backends override them) -------------------------
     def im2col(self, x, win: Window, out=None):

