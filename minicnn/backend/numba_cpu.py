@@ -133,7 +133,7 @@ def _col2im_row(cols, row0, b, hh, kh, kw, sh, sw, pt, pl, oh, ow, dx):
         y = _window_reading(hh, pt, i, sh, oh)
         if y < 0:
             continue
-        for xo in range(ow):
+        for xo in range(ow - 1, -1, -1):   # windows right to left: each pixel sums its taps j in increasing order
             w0 = xo * sw - pl
             j_lo, j_hi = max(0, -w0), min(kw, w - w0)
             if j_lo >= j_hi:
@@ -555,7 +555,7 @@ class NumbaBackend(Backend):
         partial = _column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
         return partial.sum(axis=0, out=out)
 
-    CHUNK_ROWS = 256
+    CHUNK_ROWS = 512
 
     def _plan(self, n, win: Window, channels):
         """(samples per chunk, by_tap) for the fused convolution. Each thread's column buffer holds a chunk of
