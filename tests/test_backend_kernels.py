@@ -151,6 +151,8 @@ def test_numba_uniform_is_numpys_stream(seed):
             np.testing.assert_array_equal(mine.random(3, dtype=np.float32), numpys.random(3, dtype=np.float32))
             np.testing.assert_array_equal(mine.random(2), numpys.random(2))
     np.testing.assert_array_equal(fast.uniform(mine, (4,), np.float64), numpys.random(4))
+    with pytest.raises(ValueError, match="shape"):
+        fast.uniform(mine, (4, 3), np.float32, out=np.empty((3, 4), np.float32))
 
 
 def test_dropout_apply_matches_reference(fast):

@@ -629,7 +629,12 @@ class NumbaBackend(Backend):
         bitgen = getattr(rng, "bit_generator", None)
         if np.dtype(dtype) != np.float32 or type(bitgen) is not np.random.PCG64 or sys.byteorder != "little":
             return super().uniform(rng, shape, dtype, out)
-        out = np.empty(shape, dtype=np.float32) if out is None else out
+        want = tuple(int(d) for d in np.atleast_1d(shape))
+        if out is None:
+            out = np.empty(want, dtype=np.float32)
+        elif out.shape != want or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"uniform: out must be a C-contiguous float32 array of shape {want}, got {out.dtype} "
+                             f"{out.shape}")
         flat = out.reshape(-1)
         state = bitgen.state
         kept = bool(state["has_uint32"]) and flat.size > 0
