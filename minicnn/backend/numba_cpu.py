@@ -21,7 +21,10 @@ Kernels are compiled on first use and cached on disk (``cache=True``), once per 
 
 Inner loops index views with the loop variable itself (``run[t]`` for ``t in range(n)``), never ``a[offset + t]``:
 Numba cannot tell that ``offset + t`` is never negative, adds a wraparound test to every such access, and LLVM then
-leaves the loop scalar (im2col and col2im of the tutorial's second convolution ran 2-2.5x slower that way).
+leaves the loop scalar (im2col and col2im of the tutorial's second convolution ran 2-2.5x slower that way). For
+runs too short to pay for a view (~20 ns to make one), unsigned indices do the same: Numba tests only signed ones.
+Measure such changes inside the module's own functions, called with run-time arguments: a test kernel called with
+constant shapes gets them folded in by LLVM and can look faster than the real one will be.
 
 Threads, and why every matrix product runs inside Numba (measured on a 2-core machine, tutorial step at batch
 128): there is ONE pool of threads, Numba's. Each matrix product is split by rows between Numba's threads, and
