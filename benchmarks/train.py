@@ -47,7 +47,7 @@ def load_data(n_train, n_val):
         rng = np.random.default_rng(0)
         x = rng.random((n, 28, 28, 1), dtype=np.float32)
         y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-        source = "random (MNIST not found)"
+        source = "random (MNIST not found: point MINICNN_DATA at its folder)"
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], source
 
 
@@ -275,8 +275,10 @@ def main(argv=None):
         bar_chart(os.path.join(args.out, "train.png"), [r["framework"] for r in done], [r["epoch_s"] for r in done],
                   "Seconds per tutorial epoch (lower is better)", "seconds per epoch")
     m = report["machine"]
+    data = ", ".join(sorted({r.get("data", "?") for r in done})) or "?"
     print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
-          f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}")
+          f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}; "
+          f"data: {data}")
     print(table)
     print(f"\nwrote {args.out}/train.json and train.png")
     return 0 if len(done) == len(rows) else 1
