@@ -62,7 +62,7 @@ def _im2col_sample(x, b, kh, kw, sh, sw, pt, pl, oh, ow, out, row0):
     # the image, its kw*c values are contiguous in x and in the output row: one run of copies; padding is zeros.
     # The runs are copied through views (out_run[t], t from range): indexing with `dst + t` instead, Numba cannot
     # tell that the index is never negative and tests each access for wraparound, which keeps LLVM from
-    # vectorising the copy (measured: im2col of 8 samples of the tutorial's second convolution 127 -> 49 us).
+    # vectorising the copy (measured: im2col of 8 samples of the tutorial's second convolution 127 -> ~51 us).
     n, h, w, c = x.shape
     xf = x.reshape(n * h * w * c)
     run = kw * c
@@ -127,7 +127,7 @@ def _col2im_row(cols, row0, b, hh, kh, kw, sh, sw, pt, pl, oh, ow, dx):
     # Gather form, a row at a time: input row hh of sample b sums the column entries read from it (sample b's
     # rows of cols start at row0). Kernel row i of window (y, xo) read the pixels w0 .. w0 + kw - 1 of this row
     # (those inside it): a run of values contiguous in the columns and in dx, added as one run (through views, as
-    # in _im2col_sample). Tutorial's second convolution, 8 samples: 95 us pixel by pixel, 52 us by runs.
+    # in _im2col_sample). Tutorial's second convolution, 8 samples: 95 us pixel by pixel, 57 us by runs.
     _, h, w, c = dx.shape
     row = dx[b, hh].reshape(w * c)
     for t in range(w * c):
@@ -188,7 +188,7 @@ def _im2col_sample_by_tap_one_channel(x, b, kh, kw, sh, pt, pl, oh, ow, out):
     # _im2col_sample_by_tap for one channel and a horizontal stride of 1 (the usual first layer): the pixels a tap
     # reads along an output row are contiguous in x, copied as one run. The runs are short (24 values in the
     # tutorial), too short to pay for a view each (see _im2col_sample), so the indices are unsigned: Numba adds
-    # no wraparound test to those. 7.4 -> 4.4 us a sample for the tutorial's first convolution.
+    # no wraparound test to those. 7.4 -> ~3.5 us a sample for the tutorial's first convolution.
     _, h, w, _ = x.shape
     xf = x.reshape(x.size)
     for i in range(kh):
@@ -624,7 +624,7 @@ class NumbaBackend(Backend):
         return partial.sum(axis=0, out=out)
 
     def uniform(self, rng, shape, dtype, out=None):
-        """The very numbers of ``rng.random(shape, dtype=float32)``, 2.3x faster: NumPy spends ~2.7 ns a float32
+        """The very numbers of ``rng.random(shape, dtype=float32)``, 2x faster: NumPy spends ~2.7 ns a float32
         calling its bit generator for each 32-bit half; here PCG64 yields 64-bit outputs in one call
         (``random_raw``) and a parallel loop splits and scales them as NumPy does, keeping NumPy's rule for an odd
         count (the unused high half waits in the generator's state for the next draw). Other dtypes and
@@ -660,7 +660,8 @@ class NumbaBackend(Backend):
 
     def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
         x, uniform = np.ascontiguousarray(x), np.ascontiguousarray(uniform)
-        if x.dtype != uniform.dtype or x.shape != uniform.shape:
+        given = [a for a in (out, mask_out) if a is not None]
+        if x.dtype != uniform.dtype or x.shape != uniform.shape or not all(a.flags.c_contiguous for a in given):
             return super().dropout_apply(x, uniform, rate, out, mask_out)
         y = np.empty_like(x) if out is None else out
         mask = np.empty_like(uniform) if mask_out is None else mask_out
