@@ -425,11 +425,17 @@ def _uniform32_from_raw(halves, out):
         out[k] = np.float32(np.int32(halves[k] >> np.uint32(8))) * _UNIFORM32_STEP
 
 
+@njit(cache=True, inline="always")
+def _keep(u, rate, scale):
+    # Inverted dropout's multiplier for one uniform u: kept (u >= rate) and scaled by 1 / (1 - rate), or dropped.
+    return scale if u >= rate else 0.0
+
+
 @njit(parallel=True, cache=True)
 def _dropout_mask(uniform, rate, scale, out):
     flat_u, flat_o = uniform.reshape(uniform.size), out.reshape(out.size)
     for i in prange(flat_u.size):
-        flat_o[i] = scale if flat_u[i] >= rate else 0.0
+        flat_o[i] = _keep(flat_u[i], rate, scale)
     return out
 
 
@@ -439,7 +445,7 @@ def _dropout_apply(x, uniform, rate, scale, y, mask):
     flat_x, flat_u = x.reshape(x.size), uniform.reshape(uniform.size)
     flat_y, flat_m = y.reshape(y.size), mask.reshape(mask.size)   # views (ravel may copy in a parallel function)
     for i in prange(flat_u.size):
-        m = scale if flat_u[i] >= rate else 0.0
+        m = _keep(flat_u[i], rate, scale)
         flat_m[i] = m
         flat_y[i] = flat_x[i] * m
     return y, mask
