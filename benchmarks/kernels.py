@@ -6,7 +6,8 @@ Median of ``--repeats`` runs after two warm-up runs. Layers are timed as they ru
 buffers). GFLOP/s counts the multiply-adds of the matrix products (2 flops each): forward ``2*M*P*F`` for a
 convolution (M = N*OH*OW rows, P = KH*KW*C, F filters), backward twice that (dW and dX; once for the first
 convolution as a model trains it, which needs no dX). "matrix products alone" times a convolution's three products
-on whole-batch matrices, to set against the layer's time. The machine's float32 matrix-multiply ceiling (a 2048^3
+on whole-batch matrices, to set against the layer's time; "fused convolution kernels" (backends that fuse it) times
+the backend's one-call convolution without the layer. The machine's float32 matrix-multiply ceiling (a 2048^3
 product through NumPy's BLAS, all threads) is measured in the same run, for scale.
 Prints a markdown table, writes ``kernels.json`` and ``kernels.png`` into ``--out``.
 """
@@ -69,6 +70,8 @@ def bench_backend(name, batch, repeats):
         x = be.asarray(rng.standard_normal(shape).astype(np.float32))
         cols = be.im2col(x, win)
         rows.append(_products_row(be, label, cols, filters, rng, repeats))
+        if be.fuses_conv2d:
+            rows.append(_fused_conv_row(be, label, x, cols.shape[1], filters, win, rng, repeats))
         rows.append({"backend": name, "what": f"im2col / col2im ({label})",
                      "forward_ms": 1e3 * time_call(lambda x=x, win=win, cols=cols: be.im2col(x, win, out=cols),
                                                    sync, repeats),
@@ -98,6 +101,20 @@ def _products_row(be, label, cols, filters, rng, repeats):
     flops = 2 * m * p * filters
     return {"backend": be.name, "what": f"matrix products alone ({label})", "forward_ms": 1e3 * fwd,
             "backward_ms": 1e3 * bwd, "forward_gflops": flops / fwd / 1e9, "backward_gflops": 2 * flops / bwd / 1e9}
+
+
+def _fused_conv_row(be, label, x, p, filters, win, rng, repeats):
+    """The backend's fused convolution called directly (no layer): forward with bias and ReLU, backward with dX."""
+    kernel2d = be.asarray(rng.standard_normal((p, filters)).astype(np.float32))
+    bias = be.asarray(rng.standard_normal(filters).astype(np.float32))
+    z = be.conv2d_fused_forward(x, kernel2d, bias, win, True)
+    dz = be.asarray(rng.standard_normal(z.shape).astype(np.float32))
+    dw, db = be.xp.empty((p, filters), np.float32), be.xp.empty(filters, np.float32)
+    fwd = time_call(lambda: be.conv2d_fused_forward(x, kernel2d, bias, win, True, out=z), be.synchronize, repeats)
+    bwd = time_call(lambda: be.conv2d_fused_backward(x, dz, kernel2d, win, dw, db, relu_output=z), be.synchronize,
+                    repeats)
+    return {"backend": be.name, "what": f"fused convolution kernels ({label})", "forward_ms": 1e3 * fwd,
+            "backward_ms": 1e3 * bwd}
 
 
 def matmul_ceiling(name, repeats):

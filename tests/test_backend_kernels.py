@@ -8,7 +8,8 @@ float64 rtol 1e-12, float32 rtol 1e-5 (at most 25 terms summed, each rounding 6e
 import numpy as np
 import pytest
 
-from minicnn.backend import get_backend, make_window
+from minicnn.backend import get_backend, make_window, numpy_ref
+from minicnn.optimizers import Adadelta
 
 
 def _backend_or_skip(name):
@@ -106,21 +107,44 @@ def test_dropout_mask_matches_reference(fast):
     np.testing.assert_array_equal(_host(fast, fast.dropout_mask(fast.asarray(u), 0.3)), REF.dropout_mask(u, 0.3))
 
 
+RULE = Adadelta(1.0, 0.95, 1e-7)   # the plain rule, in the optimizer's own file
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adadelta_update_matches_reference(fast, dtype):
+def test_fused_adadelta_matches_reference(fast, dtype):
     # The fused GPU kernel rounds its intermediates differently from NumPy's separate operations; measured on an
     # H200 in float32: one element in 91 off by 1 ulp of the parameter (1.9e-6 relative after cancellation).
     rng = np.random.default_rng(5)
     state = [rng.random((13, 7)).astype(dtype) for _ in range(4)]   # param, grad, E[g2], E[dx2]
     host = [a.copy() for a in state]
     dev = [fast.asarray(a) for a in state]
+    step = fast.fused_update("adadelta")
     for _ in range(3):
-        REF.adadelta_update(*host, 1.0, 0.95, 1e-7)
-        fast.adadelta_update(*dev, 1.0, 0.95, 1e-7)
+        RULE.update_rule(np, *host)
+        assert step(*dev, 1.0, 0.95, 1e-7) is True
     for a, b in zip(dev, host):
         np.testing.assert_allclose(_host(fast, a), b, rtol=TOL[dtype], atol=0)
         if fast.name == "numba":  # the same operations in the same order, element by element: bitwise equal
             np.testing.assert_array_equal(_host(fast, a), b)
+
+
+def test_fused_update_is_offered_only_where_a_kernel_exists(fast):
+    # The plain backend fuses nothing; a fast one offers Adadelta and nothing it does not know.
+    assert REF.fused_update("adadelta") is None and not REF.gates_on_device and not REF.fuses_conv2d
+    assert fast.fused_update("adadelta") is not None
+    assert fast.fused_update("no such rule") is None
+    assert fast.gates_on_device == (fast.name == "cupy")
+
+
+def test_numba_fused_adadelta_declines_non_contiguous_arrays():
+    # It returns False and touches nothing, so the caller runs the plain rule instead.
+    fast = _backend_or_skip("numba")
+    rng = np.random.default_rng(11)
+    state = [rng.random((6, 8)) for _ in range(4)]
+    before = [a.copy() for a in state]
+    assert fast.fused_update("adadelta")(state[0][:, ::2], *(a[:, ::2] for a in state[1:]), 1.0, 0.95, 1e-7) is False
+    for a, b in zip(state, before):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("rows,p,f", [(73728 // 16, 25, 4), (64 * 9, 800, 64), (128, 1024, 120)])
@@ -190,10 +214,13 @@ def _close(got, want, tol):
 @pytest.mark.parametrize("relu,use_bias", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geom", GEOMETRIES)
-def test_conv2d_forward_backward_match_reference(fast, geom, dtype, relu, use_bias, chunk_rows, monkeypatch):
-    # The fused convolution (the Numba backend rebuilds im2col a few samples at a time): chunk_rows=1 forces one
-    # sample per chunk, so chunk boundaries and the split between threads are exercised on small inputs too.
-    if chunk_rows is not None and hasattr(fast, "CHUNK_ROWS"):
+def test_fused_conv2d_matches_reference(fast, geom, dtype, relu, use_bias, chunk_rows, monkeypatch):
+    # The fused convolution (the Numba backend rebuilds im2col a few samples at a time) against the plain
+    # composition numpy_ref.conv2d_forward/backward: chunk_rows=1 forces one sample per chunk, so chunk boundaries
+    # and the split between threads are exercised on small inputs too.
+    if not fast.fuses_conv2d:
+        pytest.skip(f"backend {fast.name!r} composes the plain kernels (each tested above)")
+    if chunk_rows is not None:
         monkeypatch.setattr(fast, "CHUNK_ROWS", chunk_rows)
     n, h, w, c, k, s, pad = geom
     n += 3  # an odd batch that does not split evenly between two threads
@@ -203,30 +230,27 @@ def test_conv2d_forward_backward_match_reference(fast, geom, dtype, relu, use_bi
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     kernel2d = rng.standard_normal((k[0] * k[1] * c, f)).astype(dtype)
     bias = rng.standard_normal(f).astype(dtype) if use_bias else None
-    z_ref, saved_ref = REF.conv2d_forward(x, kernel2d, bias, win, relu)
-    z, saved = fast.conv2d_forward(fast.asarray(x), fast.asarray(kernel2d),
-                                   None if bias is None else fast.asarray(bias), win, relu)
+    z_ref, cols_ref = numpy_ref.conv2d_forward(np, x, kernel2d, bias, win, relu)
+    xd, kd = fast.asarray(x), fast.asarray(kernel2d)
+    z = fast.conv2d_fused_forward(xd, kd, None if bias is None else fast.asarray(bias), win, relu)
     _close(_host(fast, z), z_ref, TOL[dtype])
     dz = rng.standard_normal(z_ref.shape).astype(dtype)
     dw_ref, db_ref = np.empty_like(kernel2d), np.empty(f, dtype)
-    dx_ref = REF.conv2d_backward(saved_ref, dz, kernel2d, x.shape, win, dw_ref, db_ref)
+    dx_ref = numpy_ref.conv2d_backward(np, cols_ref, dz, kernel2d, x.shape, win, dw_ref, db_ref)
     dw, db = fast.xp.empty(kernel2d.shape, dtype=dtype), fast.xp.empty(f, dtype=dtype)
-    dx = fast.conv2d_backward(saved, fast.asarray(dz), fast.asarray(kernel2d), x.shape, win, dw,
-                              db if use_bias else None)
+    dx = fast.conv2d_fused_backward(xd, fast.asarray(dz), kd, win, dw, db if use_bias else None)
     _close(_host(fast, dx), dx_ref, TOL[dtype])
     _close(_host(fast, dw), dw_ref, TOL[dtype])
     if use_bias:
         _close(_host(fast, db), db_ref, TOL[dtype])
-    assert fast.conv2d_backward(saved, fast.asarray(dz), fast.asarray(kernel2d), x.shape, win, dw, None,
-                                input_gradient=False) is None
+    assert fast.conv2d_fused_backward(xd, fast.asarray(dz), kd, win, dw, None, input_gradient=False) is None
     _close(_host(fast, dw), dw_ref, TOL[dtype])
-    # dY given with the ReLU output: dZ = dY * [y > 0] formed inside the kernel (the Numba backend takes [y > 0]
-    # from the forward pass when that fused the ReLU, else from y itself)
+    # dY given with the ReLU output: dZ = dY * [y > 0] formed inside the kernel (from the forward's output when
+    # that fused the ReLU, else from y itself)
     y_ref = z_ref if relu else np.maximum(z_ref, 0)
     y = z if relu else fast.asarray(y_ref)
-    dx_ref = REF.conv2d_backward(saved_ref, dz, kernel2d, x.shape, win, dw_ref, db_ref, relu_output=y_ref)
-    dx = fast.conv2d_backward(saved, fast.asarray(dz), fast.asarray(kernel2d), x.shape, win, dw, db,
-                              relu_output=y)
+    dx_ref = numpy_ref.conv2d_backward(np, cols_ref, dz, kernel2d, x.shape, win, dw_ref, db_ref, relu_output=y_ref)
+    dx = fast.conv2d_fused_backward(xd, fast.asarray(dz), kd, win, dw, db, relu_output=y)
     assert float(np.abs(dw_ref).max()) > 0 and (y_ref == 0).any()
     for got, want in ((dx, dx_ref), (dw, dw_ref), (db, db_ref)):
         _close(_host(fast, got), want, TOL[dtype])

@@ -10,19 +10,28 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``bias_relu(z, b)``           in place ``z <- max(z + b, 0)``
 ``relu_backward(dy, y)``      ``dy * [y > 0]``
 ``matmul(a, b, out=None)``    ``a @ b`` (every matrix product of a layer goes through it)
-``conv2d_forward(x, w, b, win, relu)``  ``im2col(x) @ w + b`` (+ ReLU) and what the backward needs
-``conv2d_backward(saved, dz, ...)``  dW, db and ``col2im(dz @ w^T)`` of that convolution
 ``weight_gradient(cols, dz, out)``  ``cols^T @ dz`` (a layer's kernel gradient)
 ``bias_gradient(dz, out)``    the sum of ``dz`` over rows (a layer's bias gradient)
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
 ``dropout_apply(x, u, rate)`` ``(x * mask, mask)``
-``adadelta_update(...)``      one in-place Adadelta step of a parameter (fused on the GPU)
 ``softmax_crossentropy_step`` loss, accuracy and (p - y)/N of a softmax output in one pass
 ============================  ==========================================================
 
+Where a backend fuses several steps, it says so and offers one call in their place (each tested equal to the plain
+composition in :mod:`numpy_ref`):
+
+==================================================  ========================================================
+``fuses_conv2d``                                    True when the two calls below exist (Numba)
+``conv2d_fused_forward(x, w, b, win, relu)``        ``Z = im2col(x) @ w + b`` (+ ReLU), ``(N*OH*OW, F)``
+``conv2d_fused_backward(x, dz, w, win, dw, db)``    dW, db into ``dw``, ``db``; returns ``col2im(dz @ w^T)``
+``fused_update(rule)``                              a fused optimizer step (``"adadelta"``), or None
+``gates_on_device``                                 whether that step reads its ``gate`` on the device (CuPy)
+==================================================  ========================================================
+
 Every kernel that returns an array also takes ``out=`` (``argmax_out=`` too for max-pooling): a buffer of the
 right shape that it fills instead of allocating. Layers inside a model pass their own reused buffers, so that a
-training step allocates no large array (fresh large arrays cost page faults: 4-6 ms of a 50 ms CPU step).
+training step allocates no large array (fresh large arrays cost page faults; see docs/performance.md,
+"Reused buffers").
 
 Backends: ``"numpy"`` (the plain reference), ``"numba"`` (parallel CPU kernels) and ``"cupy"`` (NVIDIA GPU).
 Choose one with :func:`set_backend`, the ``MINICNN_BACKEND`` environment variable, or the ``backend=``
@@ -33,164 +42,18 @@ from __future__ import annotations
 
 import os
 
-import numpy
-
-from . import numpy_ref
+from .base import Backend
 from .geometry import Window, make_window
 
 __all__ = ["Backend", "Window", "make_window", "get_backend", "set_backend", "available_backends",
-           "array_module", "backend_of"]
+           "default_backend_name", "BACKEND_NAMES", "backend_of"]
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
-
-
-class Backend:
-    """The plain NumPy backend; the others subclass it and replace kernels with faster ones.
-
-    Attributes:
-        name: ``"numpy"``, ``"numba"`` or ``"cupy"``.
-        xp: the array module that layer code calls (``numpy`` or ``cupy``).
-    """
-
-    name = "numpy"
-    xp = numpy
-
-    # --- moving data between the host and the backend's memory -------------------------------
-    def asarray(self, a, dtype=None):
-        """Host (NumPy) or backend array -> an array of this backend (no copy when already there)."""
-        return self.xp.asarray(a, dtype=dtype)
-
-    def to_numpy(self, a):
-        """Backend array -> a NumPy array that the caller owns (always a copy)."""
-        return numpy.array(a, copy=True)
-
-    def synchronize(self):
-        """Wait for queued device work (a no-op on the CPU)."""
-
-    # --- random numbers ------------------------------------------------------------------------
-    def make_rng(self, seed):
-        """A random generator living with this backend's arrays, seeded by ``seed`` (int or None)."""
-        return numpy.random.default_rng(seed)
-
-    def uniform(self, rng, shape, dtype, out=None):
-        """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` from ``rng`` (made by :meth:`make_rng`), written into
-        ``out`` when given (the same numbers either way)."""
-        return rng.random(shape, dtype=dtype) if out is None else rng.random(dtype=dtype, out=out)
-
-    # --- kernels (the reference versions; faster backends override them) -------------------------
-    def im2col(self, x, win: Window, out=None):
-        return numpy_ref.im2col(self.xp, x, win, out)
-
-    def col2im(self, cols, x_shape, win: Window, out=None):
-        return numpy_ref.col2im(self.xp, cols, x_shape, win, out)
-
-    def maxpool_forward(self, x, win: Window, out=None, argmax_out=None):
-        return numpy_ref.maxpool_forward(self.xp, x, win, out, argmax_out)
-
-    def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
-        return numpy_ref.maxpool_backward(self.xp, dy, argmax, x_shape, win, out)
-
-    def bias_relu(self, z, bias):
-        return numpy_ref.bias_relu(self.xp, z, bias)
-
-    def relu_backward(self, dy, y, out=None):
-        return numpy_ref.relu_backward(self.xp, dy, y, out)
-
-    def matmul(self, a, b, out=None):
-        """``a @ b`` of two matrices (written into ``out`` when given)."""
-        return self.xp.matmul(a, b, out=out)
-
-    def conv2d_forward(self, x, kernel2d, bias, win: Window, relu: bool, out=None, scratch=None):
-        """A convolution's linear part: ``Z = im2col(x) @ kernel2d + bias``, then ``max(Z, 0)`` when ``relu``.
-
-        ``kernel2d`` is the Keras kernel reshaped to ``(KH*KW*C, F)``; ``bias`` is ``(F,)`` or None. Returns
-        ``(Z, saved)``: ``Z`` of shape ``(N*OH*OW, F)`` (written into ``out`` when given) and what
-        :meth:`conv2d_backward` needs from this call (here the column matrix; the Numba backend keeps only ``x``
-        and rebuilds the columns a few samples at a time). ``scratch(key, shape, dtype)``, when given, lends
-        work buffers (the layer's own, reused across steps).
-        """
-        cols = self.im2col(x, win, out=_lend(scratch, "cols", (len(x) * win.out_h * win.out_w, kernel2d.shape[0]),
-                                             x.dtype))
-        z = self.matmul(cols, kernel2d, out=out)
-        if bias is not None and relu:
-            self.bias_relu(z, bias)
-        elif bias is not None:
-            z += bias
-        elif relu:
-            self.xp.maximum(z, 0, out=z)
-        return z, cols
-
-    def conv2d_backward(self, saved, grad_z, kernel2d, x_shape, win: Window, grad_kernel, grad_bias,
-                        input_gradient=True, out=None, scratch=None, relu_output=None):
-        """The gradients of :meth:`conv2d_forward` given ``dZ`` (``(N*OH*OW, F)``): ``dW = cols^T @ dZ`` into
-        ``grad_kernel`` (``(KH*KW*C, F)``), ``db = sum(dZ)`` into ``grad_bias`` (unless None), and returns
-        ``dX = col2im(dZ @ kernel2d^T)`` (None when not ``input_gradient``).
-
-        With ``relu_output`` (the forward's ReLU output ``y``), ``grad_z`` is ``dY`` and ``dZ = dY * [y > 0]`` is
-        formed on the way (the Numba backend never stores it whole)."""
-        cols = saved
-        if relu_output is not None:
-            grad_z = self.relu_backward(grad_z, relu_output, out=_lend(scratch, "grad_z", grad_z.shape, grad_z.dtype))
-        self.weight_gradient(cols, grad_z, grad_kernel)
-        if grad_bias is not None:
-            self.bias_gradient(grad_z, grad_bias)
-        if not input_gradient:
-            return None
-        grad_cols = self.matmul(grad_z, kernel2d.T, out=_lend(scratch, "grad_cols", cols.shape, cols.dtype))
-        return self.col2im(grad_cols, x_shape, win, out=out)
-
-    def weight_gradient(self, cols, grad_z, out, scratch=None):
-        """``cols^T @ dZ`` into ``out``; ``scratch`` as in :meth:`conv2d_forward` (for a backend's partial sums)."""
-        return numpy_ref.weight_gradient(self.xp, cols, grad_z, out)
-
-    def bias_gradient(self, grad_z, out):
-        return numpy_ref.bias_gradient(self.xp, grad_z, out)
-
-    def dropout_mask(self, uniform, rate: float, out=None):
-        return numpy_ref.dropout_mask(self.xp, uniform, rate, out)
-
-    def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
-        """``(x * m, m)`` with ``m = dropout_mask(uniform, rate)`` (one fused kernel on the GPU)."""
-        mask = self.dropout_mask(uniform, rate, out=mask_out)
-        return self.xp.multiply(x, mask, out=out), mask
-
-    def softmax_crossentropy_step(self, p, y, epsilon, grad_out=None):
-        """(mean loss, accuracy, dL/dz = (p - y)/N) for softmax outputs ``p`` and one-hot ``y`` (fused on the GPU)."""
-        return numpy_ref.softmax_crossentropy_step(self.xp, p, y, epsilon, grad_out)
-
-    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
-                        gate=None):
-        """One Adadelta step in place; skipped when ``gate`` (a 0-d boolean array) is False."""
-        if gate is not None and not bool(gate):
-            return
-        self._adadelta_step(param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon)
-
-    def _adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
-        # the arithmetic of one step (the Numba backend replaces it with one fused pass)
-        numpy_ref.adadelta_update(self.xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho,
-                                  epsilon)
-
-    def __repr__(self):
-        return f"<minicnn backend {self.name!r}>"
-
-
-def _lend(scratch, key, shape, dtype):
-    """``scratch(key, shape, dtype)`` when a scratch supplier was given, else None (the kernel allocates)."""
-    return None if scratch is None else scratch(key, shape, dtype)
 
 
 def backend_of(a) -> Backend:
     """The backend whose memory holds array ``a`` (cupy for a CuPy array, else the NumPy reference)."""
     return get_backend("cupy") if type(a).__module__.startswith("cupy") else get_backend("numpy")
-
-
-def array_module(a):
-    """``cupy`` for a CuPy array, else ``numpy`` (Chainer's ``get_array_module``, without importing CuPy)."""
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return numpy
 
 
 _instances: dict[str, Backend] = {}
@@ -202,7 +65,7 @@ def _create(name: str) -> Backend:
         return Backend()
     if name == "numba":
         try:
-            from .numba_cpu import NumbaBackend
+            from .numba import NumbaBackend
         except ImportError as err:
             raise ImportError(f"the 'numba' backend needs numba, scipy and threadpoolctl, which "
                               f"'pip install minicnn' installs ({err})") from err

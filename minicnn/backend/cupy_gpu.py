@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Backend, numpy_ref
+from . import numpy_ref
+from .base import Backend
 from .geometry import Window
 
 try:
@@ -143,6 +144,7 @@ class CupyBackend(Backend):
 
     name = "cupy"
     xp = cupy
+    gates_on_device = True
 
     def __init__(self):
         try:
@@ -205,8 +207,8 @@ class CupyBackend(Backend):
         return _dropout_mask(*args, out) if out is not None else _dropout_mask(*args)
 
     def bias_gradient(self, grad_z, out):
-        """The sum over rows as a product with a row of ones (cuBLAS): CuPy's axis-0 reduction of the first conv's
-        73,728 x 32 gradient runs only 32 blocks of threads on a GPU with 132 multiprocessors."""
+        """The sum over rows as a product with a row of ones (cuBLAS): CuPy's axis-0 reduction of a tall, narrow
+        gradient keeps most of the GPU idle (see docs/performance.md, "Bias gradient on the GPU")."""
         rows = grad_z.shape[0]
         if rows < 4096:
             return super().bias_gradient(grad_z, out)
@@ -239,11 +241,17 @@ class CupyBackend(Backend):
         _softmax_xent(p, y, k, t(epsilon), t(1.0 / n), row_loss, row_hit, grad)
         return row_loss.mean(), row_hit.mean(), grad
 
-    def adadelta_update(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
-                        gate=None):
-        """One fused kernel per parameter instead of ten elementwise ones; ``gate`` stays on the device."""
+    def fused_update(self, rule: str):
+        """:meth:`adadelta_step` for ``"adadelta"``, else None."""
+        return self.adadelta_step if rule == "adadelta" else None
+
+    def adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
+                      gate=None):
+        """One Adadelta step in place, one fused kernel per parameter instead of ten elementwise ones; ``gate`` (a 0-d
+        boolean device array; None: always) is read on the device, no host synchronisation. Returns True."""
         t = param.dtype.type
         if gate is None:
             gate = self._always
         _adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad,
                   accumulated_delta)
+        return True

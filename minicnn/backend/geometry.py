@@ -47,3 +47,36 @@ def make_window(height: int, width: int, size: tuple[int, int], strides: tuple[i
     out_h, top, bottom = _axis(height, size[0], strides[0], padding)
     out_w, left, right = _axis(width, size[1], strides[1], padding)
     return Window(size[0], size[1], strides[0], strides[1], top, bottom, left, right, out_h, out_w)
+
+
+# --- the argument checks of a sliding window (Conv2D, the pooling layers) ----------------------------------------
+def pair(value, what: str) -> tuple[int, int]:
+    """``value`` as a pair of positive ints (an int ``k`` means ``(k, k)``); TypeError/ValueError naming ``what``."""
+    pair_ = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair_) != 2 or not all(isinstance(v, int) for v in pair_):
+        raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
+    if min(pair_) <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return pair_
+
+
+def check_padding(padding: str) -> str:
+    """``padding`` when it is ``"valid"`` or ``"same"``, else a ValueError naming it."""
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding
+
+
+def window_over(input_shape, size: tuple[int, int], strides: tuple[int, int], padding: str, layer_type: str,
+                layer_name: str, what: str = "kernel") -> Window:
+    """The :class:`Window` of a layer over inputs of ``input_shape`` ``(height, width, channels)``; a ValueError
+    naming the layer when the shape is not an image's or the window does not fit it (``what``: "kernel", "pool")."""
+    if len(input_shape) != 3:
+        raise ValueError(f"{layer_type} {layer_name!r} expects inputs of shape (height, width, channels), got "
+                         f"{tuple(input_shape)}")
+    h, w, _ = input_shape
+    win = make_window(h, w, size, strides, padding)
+    if win.out_h <= 0 or win.out_w <= 0:
+        raise ValueError(f"layer {layer_name!r}: {what} {size} with padding {padding!r} does not fit its input "
+                         f"{h}x{w}")
+    return win

@@ -97,6 +97,45 @@ def relu_backward(xp, dy, y, out=None):
     return xp.multiply(dy, y > 0, out=out)
 
 
+def conv2d_forward(xp, x, kernel2d, bias, win: Window, relu: bool, cols_out=None, out=None):
+    """A convolution's linear part composed of the plain kernels: ``cols = im2col(x)``,
+    ``Z = cols @ kernel2d + bias``, then ``max(Z, 0)`` when ``relu``.
+
+    ``x`` is ``(N, H, W, C)``; ``kernel2d`` the Keras kernel reshaped to ``(KH*KW*C, F)``; ``bias`` ``(F,)`` or None.
+    Returns ``(Z, cols)``: ``Z`` of shape ``(N*OH*OW, F)`` (into ``out`` when given) and the column matrix
+    ``(N*OH*OW, KH*KW*C)`` (into ``cols_out`` when given) that :func:`conv2d_backward` needs. This is the truth a
+    backend's fused convolution is tested against.
+    """
+    cols = im2col(xp, x, win, cols_out)
+    z = xp.matmul(cols, kernel2d, out=out)
+    if bias is not None and relu:
+        bias_relu(xp, z, bias)
+    elif bias is not None:
+        z += bias
+    elif relu:
+        xp.maximum(z, 0, out=z)
+    return z, cols
+
+
+def conv2d_backward(xp, cols, grad, kernel2d, x_shape, win: Window, grad_kernel, grad_bias, relu_output=None,
+                    input_gradient=True):
+    """The gradients of :func:`conv2d_forward` from its columns ``cols`` and ``grad`` (``(N*OH*OW, F)``).
+
+    ``grad`` is ``dZ``, or ``dY`` when ``relu_output`` (the forward's ReLU output ``y``) is given: then
+    ``dZ = dY * [y > 0]``. Writes ``dW = cols^T @ dZ`` into ``grad_kernel`` (``(KH*KW*C, F)``) and
+    ``db = sum of dZ over rows`` into ``grad_bias`` (unless None); returns ``dX = col2im(dZ @ kernel2d^T)`` of shape
+    ``x_shape``, or None when not ``input_gradient``.
+    """
+    grad_z = grad if relu_output is None else relu_backward(xp, grad, relu_output)
+    weight_gradient(xp, cols, grad_z, grad_kernel)
+    if grad_bias is not None:
+        bias_gradient(xp, grad_z, grad_bias)
+    if not input_gradient:
+        return None
+    grad_cols = xp.matmul(grad_z, kernel2d.T)
+    return col2im(xp, grad_cols, x_shape, win)
+
+
 def weight_gradient(xp, cols, grad_z, out):
     """dW = cols^T @ dZ: (P, M) @ (M, F) -> (P, F), written into ``out``."""
     return xp.matmul(cols.T, grad_z, out=out)
@@ -124,23 +163,6 @@ def dropout_mask(xp, uniform, rate: float, out=None):
     """The inverted-dropout multiplier: 1/(1-rate) where uniform >= rate, else 0 (keep probability 1-rate)."""
     scale = uniform.dtype.type(1.0 / (1.0 - rate))
     return xp.multiply(uniform >= rate, scale, out=out)
-
-
-def adadelta_update(xp, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon):
-    """In place, Keras's Adadelta step (see :class:`minicnn.optimizers.Adadelta`)::
-
-        E[g2] <- rho E[g2] + (1 - rho) g^2;  delta = sqrt(E[dx2] + eps) / sqrt(E[g2] + eps) * g
-        E[dx2] <- rho E[dx2] + (1 - rho) delta^2;  param <- param - lr * delta
-    """
-    accumulated_grad *= rho
-    accumulated_grad += (1 - rho) * (grad * grad)
-    delta = xp.sqrt(accumulated_delta + epsilon)
-    delta /= xp.sqrt(accumulated_grad + epsilon)
-    delta *= grad
-    accumulated_delta *= rho
-    accumulated_delta += (1 - rho) * (delta * delta)
-    delta *= learning_rate
-    param -= delta
 
 
 def crossentropy_per_sample(xp, p, y, epsilon):

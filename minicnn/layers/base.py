@@ -19,8 +19,11 @@ class Layer:
     """A layer: ``forward(x, training)`` computes its output, ``backward(grad)`` the gradient of the loss
     with respect to its input, given the gradient with respect to its output.
 
-    After ``backward``, the gradient of each parameter ``layer.params[k]`` is in ``layer.grads[k]``
-    (same shape), so a learner can look at it. Parameters are ordered as Keras orders them (kernel, bias).
+    Weights: ``layer.params[k]`` holds every weight by name, in the order Keras keeps them (kernel, bias; for a
+    layer with state that is not trained, such as a moving mean, the trainable weights first). Each is declared
+    with :meth:`add_weight` as trainable or not. After ``backward``, the gradient of each trainable weight is in
+    ``layer.grads[k]`` (same shape), so a learner can look at it. ``layer.trainable = False`` freezes the layer:
+    its weights count as non-trainable and no optimizer changes them (Keras's rule).
 
     Shapes exclude the batch axis: ``input_shape == (28, 28, 1)`` means inputs of shape ``(N, 28, 28, 1)``.
 
@@ -37,8 +40,10 @@ class Layer:
         self.output_shape = None
         self.backend = None
         self.dtype = None
+        self.trainable = True
         self.params: dict = {}
         self.grads: dict = {}
+        self._trains: dict = {}   # weight name -> declared trainable
         self._scratch_buffers: dict = {}
         self._forward_hooks: dict = {}
         self._backward_hooks: dict = {}
@@ -55,7 +60,7 @@ class Layer:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.backend = backend
         self.dtype = np.dtype(dtype)
-        self.params, self.grads, self._scratch_buffers = {}, {}, {}
+        self.params, self.grads, self._trains, self._scratch_buffers = {}, {}, {}, {}
         self.output_shape = tuple(self.compute_output_shape(self.input_shape))
         self.create_params(rng)
         return self.output_shape
@@ -65,14 +70,19 @@ class Layer:
         return input_shape
 
     def create_params(self, rng):
-        """Create ``self.params`` (layers with weights override this)."""
+        """Create the weights with :meth:`add_weight` (layers with weights override this)."""
 
-    def add_param(self, name: str, value: np.ndarray):
-        """Register a parameter (a host array, moved to the backend) and its zero gradient."""
+    def add_weight(self, name: str, value: np.ndarray, trainable: bool = True):
+        """Register a weight (a host array, moved to the backend), Keras's ``add_weight``: a trainable one gets a
+        zero gradient in ``self.grads[name]``; a non-trainable one (state such as a moving mean) gets none."""
         self.params[name] = self.backend.asarray(value.astype(self.dtype))
-        self.grads[name] = self.backend.xp.zeros_like(self.params[name])
+        self._trains[name] = bool(trainable)
+        if trainable:
+            self.grads[name] = self.backend.xp.zeros_like(self.params[name])
 
-    def _scratch(self, key: str, shape, dtype=None):
+    add_param = add_weight   # the earlier name
+
+    def scratch(self, key: str, shape, dtype=None):
         """A work buffer of this layer, allocated once per shape and reused across steps."""
         dtype = self.dtype if dtype is None else dtype
         buf = self._scratch_buffers.get(key)
@@ -81,9 +91,9 @@ class Layer:
             self._scratch_buffers[key] = buf
         return buf
 
-    def _buffer(self, key: str, shape, dtype=None):
+    def buffer(self, key: str, shape, dtype=None):
         """Where to write an output or a gradient: a reused buffer inside a model, else None (allocate)."""
-        return self._scratch(key, shape, dtype) if self.reuse_buffers else None
+        return self.scratch(key, shape, dtype) if self.reuse_buffers else None
 
     # --- computing ----------------------------------------------------------------------------------
     def forward(self, x, training: bool = False):
@@ -134,13 +144,34 @@ class Layer:
         """What the layer computes, for a learner: one-line formulas of the forward and backward passes and the
         shapes of the matrix products they run (per batch of N), as strings."""
         return {"forward": "y = f(x)", "backward": "dX = f'(x) * dY", "products": ""}
+
+    # --- weights ------------------------------------------------------------------------------------
+    def weight_names(self, trainable: bool | None = None) -> list[str]:
+        """Names of the weights in Keras's order (declared trainable first): all of them (``trainable=None``),
+        those the optimizer updates (``True``: none when the layer is frozen) or the others (``False``)."""
+        declared = [k for k in self.params if self._trains[k]] + [k for k in self.params if not self._trains[k]]
+        if trainable is None:
+            return declared
+        return [k for k in declared if (self.trainable and self._trains[k]) == trainable]
+
     @property
     def weights(self) -> list:
-        """The parameters in Keras order (backend arrays)."""
-        return list(self.params.values())
+        """Every weight in Keras's order (backend arrays): trainable ones, then the others."""
+        return [self.params[k] for k in self.weight_names()]
+
+    @property
+    def trainable_weights(self) -> list:
+        return [self.params[k] for k in self.weight_names(trainable=True)]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [self.params[k] for k in self.weight_names(trainable=False)]
 
     def count_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    def count_trainable_params(self) -> int:
+        return int(sum(int(np.prod(p.shape)) for p in self.trainable_weights))
 
     def get_config(self) -> dict:
         return {"name": self.name}

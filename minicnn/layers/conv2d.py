@@ -19,58 +19,29 @@ Backward, given ``dY = dL/dy`` of shape ``(N, OH, OW, F)``::
     dX    = col2im(dZ @ W^T)                    (N, H, W, C)
 
 ``col2im`` is the adjoint of ``im2col``: it adds each column entry back to the input pixel it was read from.
+
+Each line above is one named backend kernel in :meth:`Conv2D.forward` and :meth:`Conv2D.backward_linear`. A
+backend may fuse them (``backend.fuses_conv2d``: the Numba backend runs im2col, the product, the bias and the ReLU
+a few samples at a time, in cache, and rebuilds the columns from ``x`` in the backward pass); the layer then makes
+that one call instead, and the tests prove both paths equal.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import initializers
-from ..backend import make_window
-from .activations import activation_backward, activation_forward, check_activation
-from .base import Layer
+from ..backend.geometry import check_padding, pair, window_over
+from .activations import activation_forward, check_activation
+from .linear import LinearWithActivation
 
 
-def _pair(value, what):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
-    if min(pair) <= 0:
-        raise ValueError(f"{what} must be positive, got {value!r}")
-    return pair
+class ConvSaved(NamedTuple):
+    """What :meth:`Conv2D.forward` keeps for the backward pass: the input ``x`` (N, H, W, C) and its columns
+    ``cols = im2col(x)`` (N*OH*OW, KH*KW*C), None when the backend fused the convolution (it rebuilds them)."""
 
-
-def _check_padding(padding):
-    if padding not in ("valid", "same"):
-        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-    return padding
-
-
-class LinearWithActivation(Layer):
-    """A layer computing ``y = activation(z)`` with ``z`` linear in its input (Conv2D, Dense).
-
-    ``backward(dY)`` is ``backward_linear(dY * activation'(z))``; the loss may call ``backward_linear``
-    directly with ``dZ`` when it fuses the gradient of softmax and cross-entropy into ``(p - y) / N``.
-
-    ``compute_input_gradient = False`` (the model sets it on its first layer during training, where nobody
-    reads dL/dx) skips ``dX`` and returns None: for the tutorial's first convolution that saves a matrix
-    product and a col2im over the whole input batch.
-    """
-
-    compute_input_gradient = True
-
-    def _activate(self, z):
-        if self.activation == "relu" and self.use_bias:
-            return self.backend.bias_relu(z, self.params["bias"])
-        if self.use_bias:
-            z += self.params["bias"]
-        return activation_forward(self.backend, self.activation, z)
-
-    def backward(self, grad):
-        grad_z = activation_backward(self.backend, self.activation, grad, self.y,
-                                     out=self._buffer("grad_z", self.y.shape))
-        return self.backward_linear(grad_z)
-
-    def backward_linear(self, grad_z):
-        raise NotImplementedError
+    x: object
+    cols: object
 
 
 class Conv2D(LinearWithActivation):
@@ -90,60 +61,66 @@ class Conv2D(LinearWithActivation):
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
         self.filters = filters
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.strides = _pair(strides, "strides")
-        self.padding = _check_padding(padding)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.padding = check_padding(padding)
         self.activation = check_activation(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape (height, width, "
-                             f"channels), got {tuple(input_shape)}")
-        h, w, _ = input_shape
-        self.window = make_window(h, w, self.kernel_size, self.strides, self.padding)
-        if self.window.out_h <= 0 or self.window.out_w <= 0:
-            raise ValueError(f"layer {self.name!r}: kernel {self.kernel_size} with padding {self.padding!r} "
-                             f"does not fit its input {h}x{w}")
+        self.window = window_over(input_shape, self.kernel_size, self.strides, self.padding, type(self).__name__,
+                                  self.name)
         return (self.window.out_h, self.window.out_w, self.filters)
 
     def create_params(self, rng):
         kh, kw = self.kernel_size
         shape = (kh, kw, self.input_shape[-1], self.filters)
-        self.add_param("kernel", self.kernel_initializer(shape, rng, self.dtype))
+        self.add_weight("kernel", self.kernel_initializer(shape, rng, self.dtype))
         if self.use_bias:
-            self.add_param("bias", self.bias_initializer((self.filters,), rng, self.dtype))
+            self.add_weight("bias", self.bias_initializer((self.filters,), rng, self.dtype))
 
     def forward(self, x, training=False):
-        win = self.window
-        n = x.shape[0]
-        kernel2d = self.params["kernel"].reshape(-1, self.filters)
-        self.x_shape = x.shape
-        # z = im2col(x) @ W + b, with the ReLU fused in when it is the activation (see Backend.conv2d_forward)
-        relu = self.activation == "relu"
-        z, self.saved = self.backend.conv2d_forward(
-            x, kernel2d, self.params.get("bias"), win, relu,
-            out=self._buffer("z", (n * win.out_h * win.out_w, self.filters)), scratch=self._scratch)
-        self.y = z if relu else activation_forward(self.backend, self.activation, z)
+        be, win, n = self.backend, self.window, x.shape[0]
+        w = self.params["kernel"].reshape(-1, self.filters)                          # W: (P, F)
+        z = self.buffer("z", (n * win.out_h * win.out_w, self.filters))
+        if be.fuses_conv2d:   # one call: im2col, W, bias and ReLU a few samples at a time (see the docstring)
+            relu = self.activation == "relu"
+            z = be.conv2d_fused_forward(x, w, self.params.get("bias"), win, relu, out=z, scratch=self.scratch)
+            self.y, cols = (z if relu else activation_forward(be, self.activation, z)), None
+        else:
+            cols = be.im2col(x, win, out=self.scratch("cols", (len(x) * win.out_h * win.out_w, w.shape[0])))
+            z = be.matmul(cols, w, out=z)                                           # Z = X_col @ W
+            self.y = self._activate(z)                                              # y = activation(Z + b)
+        self.saved = ConvSaved(x, cols)
         return self.y.reshape(n, win.out_h, win.out_w, self.filters)
-
-    def backward_linear(self, grad_z):
-        return self._gradients(grad_z.reshape(-1, self.filters))
 
     def backward(self, grad):
         grad = grad.reshape(-1, self.filters)
-        if self.activation == "relu":  # dZ = dY * [y > 0], formed inside the backend's kernel
-            return self._gradients(grad, relu_output=self.y)
-        return super().backward(grad)
+        if self.backend.fuses_conv2d and self.activation == "relu":   # dZ = dY * [y > 0] formed inside the kernel
+            return self._fused_backward(grad, relu_output=self.y)
+        return self.backward_linear(self.activation_gradient(grad))
 
-    def _gradients(self, grad, relu_output=None):
-        kernel2d = self.params["kernel"].reshape(-1, self.filters)
-        return self.backend.conv2d_backward(
-            self.saved, grad, kernel2d, self.x_shape, self.window, self.grads["kernel"].reshape(kernel2d.shape),
-            self.grads.get("bias"), self.compute_input_gradient, out=self._buffer("grad_x", self.x_shape),
-            scratch=self._scratch, relu_output=relu_output)
+    def backward_linear(self, grad_z):
+        be, (x, cols) = self.backend, self.saved
+        if be.fuses_conv2d:
+            return self._fused_backward(grad_z.reshape(-1, self.filters))
+        w = self.params["kernel"].reshape(-1, self.filters)
+        be.weight_gradient(cols, grad_z, self.grads["kernel"].reshape(w.shape))     # dW = X_col^T @ dZ
+        if self.use_bias:
+            be.bias_gradient(grad_z, self.grads["bias"])                           # db = sum over rows of dZ
+        if not self.compute_input_gradient:
+            return None
+        grad_cols = be.matmul(grad_z, w.T, out=self.scratch("grad_cols", cols.shape))   # dZ @ W^T
+        return be.col2im(grad_cols, x.shape, self.window, out=self.buffer("grad_x", x.shape))
+
+    def _fused_backward(self, grad, relu_output=None):
+        w = self.params["kernel"].reshape(-1, self.filters)
+        return self.backend.conv2d_fused_backward(
+            self.saved.x, grad, w, self.window, self.grads["kernel"].reshape(w.shape), self.grads.get("bias"),
+            relu_output=relu_output, input_gradient=self.compute_input_gradient,
+            out=self.buffer("grad_x", self.saved.x.shape), scratch=self.scratch)
 
     def multiply_adds(self) -> int:
         kh, kw = self.kernel_size

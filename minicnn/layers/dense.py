@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .. import initializers
 from .activations import check_activation
-from .conv2d import LinearWithActivation
+from .linear import LinearWithActivation
 
 
 class Dense(LinearWithActivation):
@@ -48,23 +48,23 @@ class Dense(LinearWithActivation):
         return (self.units,)
 
     def create_params(self, rng):
-        self.add_param("kernel", self.kernel_initializer((self.input_shape[0], self.units), rng, self.dtype))
+        self.add_weight("kernel", self.kernel_initializer((self.input_shape[0], self.units), rng, self.dtype))
         if self.use_bias:
-            self.add_param("bias", self.bias_initializer((self.units,), rng, self.dtype))
+            self.add_weight("bias", self.bias_initializer((self.units,), rng, self.dtype))
 
     def forward(self, x, training=False):
         self.x = x
-        z = self.backend.matmul(x, self.params["kernel"], out=self._buffer("z", (x.shape[0], self.units)))
+        z = self.backend.matmul(x, self.params["kernel"], out=self.buffer("z", (x.shape[0], self.units)))
         self.y = self._activate(z)
         return self.y
 
     def backward_linear(self, grad_z):
-        self.backend.weight_gradient(self.x, grad_z, self.grads["kernel"], scratch=self._scratch)
+        self.backend.weight_gradient(self.x, grad_z, self.grads["kernel"], scratch=self.scratch)
         if self.use_bias:
             self.backend.bias_gradient(grad_z, self.grads["bias"])
         if not self.compute_input_gradient:
             return None
-        return self.backend.matmul(grad_z, self.params["kernel"].T, out=self._buffer("grad_x", self.x.shape))
+        return self.backend.matmul(grad_z, self.params["kernel"].T, out=self.buffer("grad_x", self.x.shape))
 
     def multiply_adds(self) -> int:
         return self.input_shape[0] * self.units

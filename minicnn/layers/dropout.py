@@ -41,15 +41,15 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self.mask = None
             return x
-        uniform = self.backend.uniform(self.rng, x.shape, self.dtype, out=self._buffer("uniform", x.shape))
-        y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self._buffer("y", x.shape),
-                                                  mask_out=self._buffer("mask", x.shape))
+        uniform = self.backend.uniform(self.rng, x.shape, self.dtype, out=self.buffer("uniform", x.shape))
+        y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self.buffer("y", x.shape),
+                                                  mask_out=self.buffer("mask", x.shape))
         return y
 
     def backward(self, grad):
         if self.mask is None:
             return grad
-        return self.backend.xp.multiply(grad, self.mask, out=self._buffer("grad_x", grad.shape))
+        return self.backend.xp.multiply(grad, self.mask, out=self.buffer("grad_x", grad.shape))
 
     def describe(self) -> dict:
         return {"forward": f"Y = X * M, M = [U >= {self.rate}] / {1 - self.rate:g} (training); Y = X (inference)",

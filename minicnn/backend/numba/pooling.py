@@ -1,0 +1,90 @@
+"""Max-pooling kernels: the forward pass over output rows, the backward pass in gather form (or, for windows that
+tile the input, each window writing its own pixels)."""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+from .taps import taps_inside, window_reading
+
+
+@njit(parallel=True, cache=True)
+def maxpool_forward(x, win, y, argmax):
+    """Each window's maximum into ``y`` and the index ``i*KW + j`` of its first maximum into ``argmax``, parallel over
+    samples. The window's valid taps are computed once (no test per tap); the channel loop is innermost and
+    contiguous."""
+    kh, kw, sh, sw, pt, pl = win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    for b in prange(n):
+        for yo in range(oh):
+            h0 = yo * sh - pt
+            i_lo, i_hi = taps_inside(h0, kh, h)
+            for xo in range(ow):
+                w0 = xo * sw - pl
+                j_lo, j_hi = taps_inside(w0, kw, w)
+                best, where = y[b, yo, xo], argmax[b, yo, xo]
+                first = x[b, h0 + i_lo, w0 + j_lo]
+                for ch in range(c):
+                    best[ch] = first[ch]
+                    where[ch] = i_lo * kw + j_lo
+                for i in range(i_lo, i_hi):
+                    for j in range(j_lo, j_hi):
+                        if i == i_lo and j == j_lo:
+                            continue
+                        k = i * kw + j
+                        tap = x[b, h0 + i, w0 + j]
+                        for ch in range(c):
+                            if tap[ch] > best[ch]:  # strict: the FIRST maximum wins ties
+                                best[ch] = tap[ch]
+                                where[ch] = k
+    return y, argmax
+
+
+@njit(parallel=True, cache=True)
+def maxpool_backward(dy, argmax, win, dx):
+    """Gather form, like col2im: each input pixel of ``dx`` sums ``dy`` over the windows whose winner it is,
+    parallel over input rows."""
+    kh, kw, sh, sw, pt, pl = win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left
+    n, oh, ow, c = dy.shape
+    _, h, w, _ = dx.shape
+    for row in prange(n * h):
+        b, hh = row // h, row % h
+        for ww in range(w):
+            for ch in range(c):
+                dx[b, hh, ww, ch] = 0.0
+            for i in range(kh):
+                yo = window_reading(hh, pt, i, sh, oh)
+                if yo < 0:
+                    continue
+                for j in range(kw):
+                    xo = window_reading(ww, pl, j, sw, ow)
+                    if xo < 0:
+                        continue
+                    k = i * kw + j
+                    for ch in range(c):
+                        if argmax[b, yo, xo, ch] == k:
+                            dx[b, hh, ww, ch] += dy[b, yo, xo, ch]
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def maxpool_backward_tiled(dy, argmax, win, dx):
+    """:func:`maxpool_backward` for windows that tile the input (stride = window, no padding): each input pixel lies
+    in at most one window, so each window writes its own pixels: dy at its winner, zero elsewhere (pixels left over
+    at the edges: zero)."""
+    kh, kw = win.kh, win.kw
+    n, oh, ow, c = dy.shape
+    _, h, w, _ = dx.shape
+    for b in prange(n):
+        if oh * kh < h or ow * kw < w:
+            dx[b] = 0.0
+        for yo in range(oh):
+            for i in range(kh):
+                for xo in range(ow):
+                    for j in range(kw):
+                        k = i * kw + j
+                        row = dx[b, yo * kh + i, xo * kw + j]
+                        for ch in range(c):
+                            row[ch] = dy[b, yo, xo, ch] if argmax[b, yo, xo, ch] == k else 0.0
+    return dx
