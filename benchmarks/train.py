@@ -63,8 +63,8 @@ def _minicnn_worker(backend, x, y, xv, yv, steps):
 
     model = tutorial_model(seed=0, backend=backend)
     be = model.backend
-    xb, yb = model._to_backend(x), model._check_targets(y, len(x))
-    xvb, yvb = model._to_backend(xv), model._check_targets(yv, len(xv))
+    xb, yb = model.prepare_inputs(x), model.prepare_targets(y, len(x))
+    xvb, yvb = model.prepare_inputs(xv), model.prepare_targets(yv, len(xv))
     n = len(x)
 
     def train(n_steps):
@@ -72,7 +72,7 @@ def _minicnn_worker(backend, x, y, xv, yv, steps):
         total = be.xp.zeros((), dtype=model.dtype)
         for s in range(n_steps):
             idx = order[(s * BATCH) % n:(s * BATCH) % n + BATCH]
-            loss, _ = model._train_step(xb[idx], yb[idx])
+            loss, _ = model.train_step(xb[idx], yb[idx])
             total += loss
         float(total)
         be.synchronize()

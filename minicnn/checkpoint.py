@@ -3,7 +3,8 @@
 One file, ``<dir>/checkpoint.npz``, rewritten atomically at the end of every epoch (a temporary file, then one
 rename: a crash while writing leaves the previous checkpoint whole). It holds:
 
-- the weights (``weights/<layer>/<kernel|bias>``) and the optimizer's state (``optimizer/<slot>/<k>``);
+- every weight (``weights/<layer>/<weight>``) and the optimizer's state (``optimizer/<slot>/<k>``, ``k`` counting
+  the trainable weights);
 - ``meta``, JSON: the number of completed epochs, the history so far, the model's seed, the optimizer's
   configuration and iteration count.
 
@@ -63,7 +64,7 @@ def load_checkpoint(model, directory) -> dict:
             raise ValueError(f"{path}: not a minicnn checkpoint (no 'meta' entry)")
         meta = json.loads(str(data["meta"]))
         model.set_named_weights({k[len("weights/"):]: data[k] for k in data.files if k.startswith("weights/")}, path)
-        params = model.params
+        params = model.trainable_weights   # what the optimizer's state is kept for
         state = {"iterations": meta["iterations"]}
         for slot in model.optimizer.slot_names:
             keys = [f"optimizer/{slot}/{k}" for k in range(len(params))]

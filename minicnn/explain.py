@@ -19,7 +19,7 @@ import numpy as np
 
 from .datasets import mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
-from .train import OneLineErrorParser, _checked, prepare, run_command, tutorial_model
+from .train import OneLineErrorParser, checked, prepare, run_command, tutorial_model
 from .training import GradientNormRecorder
 from .utils import atomic_write
 
@@ -30,11 +30,11 @@ def build_parser():
     p.add_argument("--weights", default=None, help="a weights.npz written by python -m minicnn.train")
     p.add_argument("--out", default=None, help="output folder (default: a new explain/<date-time> folder)")
     p.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: $MINICNN_DATA, cache)")
-    p.add_argument("--steps", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
+    p.add_argument("--steps", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
                    help="training steps of batch 128 to take first when no --weights is given (150)")
-    p.add_argument("--batch", type=_checked(int, lambda v: v > 0, "a positive integer"), default=32,
+    p.add_argument("--batch", type=checked(int, lambda v: v > 0, "a positive integer"), default=32,
                    help="size of the traced batch (32)")
-    p.add_argument("--index", type=_checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
+    p.add_argument("--index", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
                    help="which test digit the feature maps and saliency show (0)")
     p.add_argument("--backend", default=None, help="numpy, numba or cupy")
     p.add_argument("--seed", type=int, default=42)

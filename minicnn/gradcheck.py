@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backend import array_module, get_backend
+from .backend import backend_of, get_backend
 
 DEFAULT_TOLERANCE = 1e-6
 
@@ -109,7 +109,7 @@ def _central_differences(loss_fn, arrays, names, mode, h, rng, max_checks):
 
 def _like(a, host_array):
     """host_array moved to wherever ``a`` lives (NumPy or CuPy)."""
-    return array_module(a).asarray(host_array)
+    return backend_of(a).asarray(host_array)
 
 
 def _compare(report, names, analytic, numeric, directions, numeric_dir, floor=1e-8):
@@ -161,9 +161,10 @@ def check_layer(layer, input_shape, mode: str = "elementwise", seed: int = 0, h:
     _fix_randomness(layer)
     layer.forward(xb, training=training)
     dx = layer.backward(r.copy())
-    names = ["input"] + [f"{layer.name or type(layer).__name__}.{k}" for k in layer.params]
-    analytic = [backend.to_numpy(dx)] + [backend.to_numpy(g) for g in layer.grads.values()]
-    arrays = [xb] + list(layer.params.values())
+    keys = list(layer.grads)   # the weights with a gradient (declared trainable)
+    names = ["input"] + [f"{layer.name or type(layer).__name__}.{k}" for k in keys]
+    analytic = [backend.to_numpy(dx)] + [backend.to_numpy(layer.grads[k]) for k in keys]
+    arrays = [xb] + [layer.params[k] for k in keys]
     directions, numeric = _central_differences(loss_fn, arrays, names, mode, h, rng, max_checks)
     return _compare(GradcheckReport(tolerance, mode), names, analytic, numeric, directions, numeric, floor)
 
@@ -191,16 +192,16 @@ def check_model(model, x, y, mode: str = "elementwise", seed: int = 0, h: float 
         model.loss = losses.CategoricalCrossentropy()
     backend = model.backend
     rng = np.random.default_rng(seed)
-    xb = model._to_backend(x)
-    yb = model._check_targets(y, xb.shape[0])
+    xb = model.prepare_inputs(x)
+    yb = model.prepare_targets(y, xb.shape[0])
 
     def loss_fn():
         return float(model.loss.forward(backend.xp, model.forward(xb, training=False), yb))
 
-    _, _, dx = model._forward_backward(xb, yb, training=False)
-    grads = [backend.to_numpy(g) for g in model.grads]
-    names = [f"{layer.name}.{k}" for layer in model.layers for k in layer.params]
-    arrays = list(model.params)
+    _, _, _, dx = model.forward_backward(xb, yb, training=False)
+    grads = [backend.to_numpy(g) for g in model.gradients]
+    names = [f"{layer.name}.{k}" for layer in model.layers for k in layer.weight_names(trainable=True)]
+    arrays = list(model.trainable_weights)
     if check_input:
         names, arrays, grads = ["input"] + names, [xb] + arrays, [backend.to_numpy(dx)] + grads
     directions, numeric = _central_differences(loss_fn, arrays, names, mode, h, rng, max_checks)

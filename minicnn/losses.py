@@ -12,12 +12,14 @@ outside its range, so its derivative there is 0)::
     dL/dp_nk = (dL/dq_nk - sum_j dL/dq_nj * q_nj) / S_n
 
 When ``p = softmax(z)``, the chain rule through softmax collapses to the fused gradient
-``dL/dz = (p - y) / N``, cheaper and exact (it is what the model uses when the last activation is softmax).
+``dL/dz = (p - y) / N``, cheaper and exact. That is a property of the loss (``fuses_softmax``): when the model's
+last activation is softmax, the training step asks the loss for dL/dz and starts the backward pass below the
+softmax.
 """
 
 from __future__ import annotations
 
-from .backend import array_module, numpy_ref
+from .backend import numpy_ref
 
 EPSILON = 1e-7
 
@@ -26,6 +28,8 @@ class CategoricalCrossentropy:
     """Keras's ``categorical_crossentropy`` on probabilities (``from_logits=False``)."""
 
     name = "categorical_crossentropy"
+    fuses_softmax = True       # dL/dz through a softmax output is (p - y) / N
+    one_hot_targets = True     # targets are one-hot (or probability) rows
 
     def __init__(self, epsilon: float = EPSILON):
         self.epsilon = epsilon
@@ -49,7 +53,18 @@ class CategoricalCrossentropy:
     @staticmethod
     def backward_from_softmax(p, y):
         """dL/dz for p = softmax(z): (p - y) / N."""
-        return numpy_ref.softmax_crossentropy_grad(array_module(p), p, y)
+        grad = p - y
+        grad /= p.shape[0]
+        return grad
+
+    def step(self, backend, p, y, through_softmax: bool, grad_out=None):
+        """What a training step needs: ``(loss, accuracy, gradient)`` as backend arrays. With ``through_softmax``
+        (the outputs ``p`` are a softmax's) the gradient is dL/dz below the softmax, all three from one fused
+        backend call; else dL/dp."""
+        if through_softmax:
+            return backend.softmax_crossentropy_step(p, y, self.epsilon, grad_out)
+        xp = backend.xp
+        return self.forward(xp, p, y), categorical_accuracy(xp, p, y), self.backward(xp, p, y)
 
 
 LOSSES = {"categorical_crossentropy": CategoricalCrossentropy}

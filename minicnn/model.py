@@ -1,40 +1,25 @@
-"""``Sequential``: a stack of layers, trained by backpropagation.
+"""``Sequential``: a stack of layers and their weights, trained by :class:`~minicnn.training.Trainer`.
 
-One training step (``train_on_batch``)::
+One training step (``train_on_batch``, the trainer's)::
 
     a_0 = x;  a_l = layer_l.forward(a_{l-1})          forward, layer by layer
     L   = loss(a_L, y)
     g_L = dL/da_L  (fused: dL/dz_L = (p - y)/N for softmax + cross-entropy)
     g_{l-1} = layer_l.backward(g_l)                   backward, in reverse order
-    optimizer.apply(params, grads)                     each layer's params updated from its grads
+    optimizer.apply(trainable weights, gradients)      each trainable weight updated from its gradient
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
 
-from . import losses as losses_module
-from . import optimizers as optimizers_module
 from .backend import Backend, get_backend
 from .layers.base import Layer
+from .nan_guard import NonFiniteLoss  # noqa: F401  (where earlier code imported it from)
 from .seeding import resolve_seed
-
-
-class NonFiniteLoss(ArithmeticError):
-    """The loss of a training step was NaN or infinite (raised before that step's update).
-
-    ``step``: the global index of that step when it was found later (deferred guard), else None."""
-
-    def __init__(self, value: float, step: int | None = None):
-        super().__init__(f"the loss became {value}")
-        self.value, self.step = value, step
-
-
-class NotCompiledError(ValueError, RuntimeError):
-    """Training or evaluating a model that has not been compiled."""
+from .training import NotCompiledError, Trainer  # noqa: F401
 
 
 def _snake_case(name: str) -> str:
@@ -42,7 +27,7 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
-class Sequential:
+class Sequential(Trainer):
     """A linear stack of layers, with Keras's interface.
 
     Args:
@@ -129,85 +114,60 @@ class Sequential:
         self._require_built()
         return self.layers[-1].output_shape
 
-    # --- parameters ---------------------------------------------------------------------------------
-    @property
-    def params(self) -> list:
-        """Every parameter (backend arrays), in Keras's order: per layer, kernel then bias."""
-        return [p for layer in self.layers for p in layer.params.values()]
+    # --- weights ------------------------------------------------------------------------------------
+    def _slots(self, trainable: bool | None = None) -> list[tuple]:
+        """``(layer, name)`` of every weight in Keras's order (per layer: trainable, then the others), or only the
+        trainable ones (``True``) or the others (``False``)."""
+        return [(layer, key) for layer in self.layers for key in layer.weight_names(trainable)]
 
     @property
-    def grads(self) -> list:
-        """The gradients of :attr:`params` from the last backward pass, same order."""
-        return [g for layer in self.layers for g in layer.grads.values()]
+    def weights(self) -> list:
+        """Every weight (backend arrays) in Keras's order: per layer, the trainable ones, then the others."""
+        return [layer.params[key] for layer, key in self._slots()]
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights the optimizer updates (those of layers with ``trainable`` True, declared trainable)."""
+        return [layer.params[key] for layer, key in self._slots(True)]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The other weights: state such as moving means, and every weight of a frozen layer."""
+        return [layer.params[key] for layer, key in self._slots(False)]
+
+    @property
+    def gradients(self) -> list:
+        """The gradients of :attr:`trainable_weights` from the last backward pass, same order."""
+        return [layer.grads[key] for layer, key in self._slots(True)]
+
+    params = weights   # the earlier names
+    grads = gradients
 
     def count_params(self) -> int:
         self._require_built()
         return sum(layer.count_params() for layer in self.layers)
 
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of every parameter, in Keras's order (Keras's ``get_weights()`` loads as it is)."""
+        """Host copies of every weight, in Keras's order (Keras's ``get_weights()`` loads as it is)."""
         self._require_built()
-        return [self.backend.to_numpy(p) for p in self.params]
+        return [self.backend.to_numpy(p) for p in self.weights]
 
     def set_weights(self, weights) -> None:
-        """Set every parameter from arrays in Keras's order; shapes must match."""
+        """Set every weight from arrays in Keras's order; shapes must match."""
         self._require_built()
         weights = list(weights)
-        slots = [(layer.name, key, p) for layer in self.layers for key, p in layer.params.items()]
+        slots = self._slots()
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
-        for (layer_name, key, p), w in zip(slots, weights):
+        for (layer, key), w in zip(slots, weights):
             w = np.asarray(w) if not hasattr(w, "__cuda_array_interface__") else w
-            if tuple(w.shape) != tuple(p.shape):
-                raise ValueError(f"set_weights: layer {layer_name!r} {key} has shape {tuple(p.shape)}, "
-                                 f"got {tuple(w.shape)}")
-        for (_, _, p), w in zip(slots, weights):
-            p[...] = self.backend.asarray(w, dtype=self.dtype)
-
-    # --- compiling ----------------------------------------------------------------------------------
-    def compile(self, loss="categorical_crossentropy", optimizer="adadelta", metrics=None) -> None:
-        """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
-        self.loss = losses_module.get(loss)
-        self.optimizer = optimizers_module.get(optimizer)
-        metrics = list(metrics or [])
-        for m in metrics:
-            if m not in ("accuracy", "acc"):
-                raise ValueError(f"unknown metric {m!r}; known metrics: accuracy")
-        self.metrics = ["accuracy" for _ in metrics[:1]]
-
-    def _require_compiled(self, what):
-        if self.loss is None:
-            raise NotCompiledError(f"call model.compile(loss=..., optimizer=...) before {what}()")
+            if tuple(w.shape) != tuple(layer.params[key].shape):
+                raise ValueError(f"set_weights: layer {layer.name!r} {key} has shape "
+                                 f"{tuple(layer.params[key].shape)}, got {tuple(w.shape)}")
+        for (layer, key), w in zip(slots, weights):
+            layer.params[key][...] = self.backend.asarray(w, dtype=self.dtype)
 
     # --- the computation ----------------------------------------------------------------------------
-    def _to_backend(self, x, name="x", shape=None):
-        """Validate a host or backend array and move it to the backend in the model's dtype.
-
-        Checks, each a ValueError/TypeError naming ``name``: numbers (not strings or objects), the shape
-        ``(N, *shape)`` (with a reshape hint when only the channel axis is missing), at least one sample, no NaN
-        or infinity."""
-        shape = self.input_shape if shape is None else tuple(shape)
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            try:
-                x = np.asarray(x)
-            except (ValueError, TypeError) as err:
-                raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__} ({err})") from None
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
-        expected = "(N, " + ", ".join(map(str, shape)) + ")"
-        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            hint = ""
-            if tuple(x.shape[1:]) + (1,) == shape:
-                hint = f"; add the channel axis: {name}.reshape(-1, {', '.join(map(str, shape))})"
-            raise ValueError(f"{name} has shape {tuple(x.shape)} ({x.ndim} dimensions), expected {expected}{hint}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 samples)")
-        xb = self.backend.asarray(x, dtype=self.dtype)
-        if x.dtype.kind == "f" and not bool(self.backend.xp.isfinite(xb).all()):
-            bad = int((~self.backend.xp.isfinite(xb)).sum())
-            raise ValueError(f"{name} holds {bad} NaN or infinite values; clean or impute them first")
-        return xb
-
     def forward(self, x, training: bool = False):
         """Run every layer's forward on a backend array ``x``; returns the output (backend array).
 
@@ -216,117 +176,43 @@ class Sequential:
             x = layer.run_forward(x, training=training)
         return x
 
-    def backward(self, grad, fused_softmax: bool = False, input_gradient: bool = True):
-        """Run every layer's backward, last to first. With ``fused_softmax``, ``grad`` is dL/dz of the
-        last layer (past its softmax). Returns dL/dx for the model's input (None with ``input_gradient=False``,
-        which lets the first layer skip that work)."""
+    def backward(self, grad, from_logits: bool = False, input_gradient: bool = True):
+        """Run every layer's backward, last to first. With ``from_logits``, ``grad`` is dL/dz of the last layer
+        (below its softmax). Returns dL/dx for the model's input (None with ``input_gradient=False``, which lets the
+        first layer skip that work)."""
         layers = self.layers
         first = layers[0]
         if hasattr(first, "compute_input_gradient"):
             first.compute_input_gradient = input_gradient
-        if fused_softmax:
+        if from_logits:
             grad = layers[-1].run_backward(grad, linear=True)
             layers = layers[:-1]
         for layer in reversed(layers):
             grad = layer.run_backward(grad)
         return grad
 
-    def _uses_fused_softmax(self) -> bool:
+    @property
+    def output_activation(self):
+        """The last layer's activation when the backward pass can start below it (``backward_linear``), else None."""
         last = self.layers[-1]
-        return (isinstance(self.loss, losses_module.CategoricalCrossentropy)
-                and getattr(last, "activation", None) == "softmax" and hasattr(last, "backward_linear"))
+        return getattr(last, "activation", None) if hasattr(last, "backward_linear") else None
 
-    def _forward_backward(self, x, y, training: bool, input_gradient: bool = True):
-        """Forward, loss and backward on backend arrays; returns (loss, outputs, dL/dx) as backend arrays."""
-        xp = self.backend.xp
-        p = self.forward(x, training=training)
-        loss = self.loss.forward(xp, p, y)
-        if self._uses_fused_softmax():
-            grad, fused = self.loss.backward_from_softmax(p, y), True
-        else:
-            grad, fused = self.loss.backward(xp, p, y), False
-        dx = self.backward(grad, fused_softmax=fused, input_gradient=input_gradient)
-        return loss, p, dx
+    def loss_gradient_buffer(self, shape):
+        """Where the loss writes its gradient in a training step: the last layer's reused buffer."""
+        return self.layers[-1].buffer("grad_z", shape)
 
-    def _check_targets(self, y, n):
-        """Validate targets for the loss: one row per sample of x, one-hot (or probability) rows of the output's
-        width. Class indices get a hint to use ``to_categorical``."""
-        k = self.output_shape[-1]
-        if hasattr(y, "ndim") and y.ndim == 1 and y.dtype.kind in "iu" and len(self.output_shape) == 1:
-            raise ValueError(f"y holds class indices of shape {tuple(y.shape)}; the loss expects one-hot rows of "
-                             f"shape (N, {k}): use minicnn.utils.to_categorical(y, {k})")
-        yb = self._to_backend(y, name="y", shape=self.output_shape)
-        if yb.shape[0] != n:
-            raise ValueError(f"x has {n} samples but y has {yb.shape[0]}")
-        if isinstance(self.loss, losses_module.CategoricalCrossentropy):
-            xp = self.backend.xp
-            if bool((yb < 0).any()) or bool((yb > 1).any()):
-                raise ValueError(f"y must hold one-hot rows (values in [0, 1]) for {self.loss.name}, found values "
-                                 f"from {float(yb.min())} to {float(yb.max())}")
-            sums = yb.sum(axis=-1)
-            if not bool(xp.all(xp.abs(sums - 1) <= 1e-3)):
-                worst = int(xp.argmax(xp.abs(sums - 1)))
-                raise ValueError(f"y must hold one-hot rows summing to 1 for {self.loss.name}; row {worst} sums to "
-                                 f"{float(sums[worst])}")
-        return yb
-
-    def train_on_batch(self, x, y) -> list[float]:
-        """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update."""
-        self._require_compiled("train_on_batch")
-        xb = self._to_backend(x)
-        yb = self._check_targets(y, xb.shape[0])
-        loss, acc = self._train_step(xb, yb)
-        return [float(loss), float(acc)]
-
-    def _fused_train_step(self, xb, yb, check_finite, guard):
-        """The training step when softmax meets cross-entropy: loss, accuracy and dL/dz from one backend call."""
-        p = self.forward(xb, training=True)
-        last = self.layers[-1]
-        loss, acc, grad = self.backend.softmax_crossentropy_step(p, yb, self.loss.epsilon,
-                                                                 last._buffer("grad_z", p.shape))
-        if check_finite and not math.isfinite(float(loss)):
-            raise NonFiniteLoss(float(loss))
-        self.backward(grad, fused_softmax=True, input_gradient=False)
-        gate = None if guard is None else guard.observe(loss)
-        self.optimizer.apply(self.params, self.grads, gate=gate, backend=self.backend)
-        return loss, acc
-
-    def _train_step(self, xb, yb, check_finite: bool = False, guard=None):
-        """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
-
-        With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
-        weights stay those of the last good step (this reads the loss on the host: one synchronisation).
-        With a ``guard`` (:class:`~minicnn.training.DeferredNanGuard`) the same happens on the device: the guard
-        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
-        if self._uses_fused_softmax():
-            return self._fused_train_step(xb, yb, check_finite, guard)
-        loss, p, _ = self._forward_backward(xb, yb, training=True, input_gradient=False)
-        if check_finite and not math.isfinite(float(loss)):
-            raise NonFiniteLoss(float(loss))
-        acc = losses_module.categorical_accuracy(self.backend.xp, p, yb)
-        gate = None if guard is None else guard.observe(loss)
-        self.optimizer.apply(self.params, self.grads, gate=gate, backend=self.backend)
-        return loss, acc
-
-    def compute_gradients(self, x, y, training: bool = False):
-        """The loss and dL/dparams on one batch, without updating anything.
-
-        Returns ``(loss, grads)``: a float and host arrays in :meth:`get_weights` order.
-        ``training=True`` applies dropout (a fresh mask); the default leaves it off.
-        """
-        if self.loss is None:
-            self.loss = losses_module.CategoricalCrossentropy()
-        xb = self._to_backend(x)
-        yb = self._check_targets(y, xb.shape[0])
-        loss, _, _ = self._forward_backward(xb, yb, training=training)
-        return float(loss), [self.backend.to_numpy(g) for g in self.grads]
+    def start_epoch(self, epoch: int) -> None:
+        """Restart every random stream at a point fixed by (seed, epoch) (dropout masks; see Dropout.reseed)."""
+        for layer in self.layers:
+            if hasattr(layer, "reseed"):
+                layer.reseed(epoch)
 
     def predict(self, x, batch_size: int = 32) -> np.ndarray:
         """The model's outputs (class probabilities for the tutorial) for ``x``, as a host array, by batches."""
         self._require_built()
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        xb = self._to_backend(x)
+        xb = self.prepare_inputs(x)
         outs = [self.backend.to_numpy(self.forward(xb[i:i + batch_size], training=False))
                 for i in range(0, xb.shape[0], batch_size)]
         return np.concatenate(outs)
@@ -343,71 +229,29 @@ class Sequential:
 
         return trace_step(self, x, y, update=update)
 
-    # --- training and evaluating (the loop lives in minicnn/training.py) ------------------------------
-    def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True):
-        """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
-
-        ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
-        gives a validation set instead. Each epoch reshuffles the training samples and keeps the last partial
-        batch. ``verbose``: 1 a live progress bar, 2 one line per epoch, 0 nothing.
-
-        Returns a :class:`~minicnn.training.History`: ``history.history["loss"|"accuracy"|"val_loss"|
-        "val_accuracy"|"seconds"]`` hold one value per epoch; ``history.params == {"verbose", "epochs", "steps"}``.
-
-        ``checkpoint_dir``: write a checkpoint there at the end of every epoch (weights, optimizer state, epoch,
-        history); ``resume=True`` continues from it, ``epochs`` still counting the total. ``nan_guard``: stop at
-        once, keeping the last good weights, when the loss becomes NaN or infinite (``history.stopped``
-        says where). Ctrl-C stops cleanly too, writing (with ``checkpoint_dir``) the state the interrupted epoch
-        started from, so that resuming redoes that epoch exactly.
-        """
-        from .training import fit
-
-        return fit(self, x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                   validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
-                   callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume, nan_guard=nan_guard)
-
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1) -> list[float]:
-        """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches."""
-        from .training import _check_positive_int, _Progress, evaluate_arrays
-
-        self._require_compiled("evaluate")
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        xb = self._to_backend(x)
-        yb = self._check_targets(y, xb.shape[0])
-        progress = _Progress(verbose, 1, steps=-(-xb.shape[0] // batch_size))
-        progress.begin()
-        loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress)
-        result = [float(loss), float(acc)]
-        progress.end(None, {"loss": result[0], "accuracy": result[1]})
-        return result
-
     # --- saving -------------------------------------------------------------------------------------
     def named_weights(self) -> list[tuple[str, np.ndarray]]:
-        """``("<layer name>/<kernel|bias>", host array)`` for every parameter, in Keras's order."""
+        """``("<layer name>/<weight name>", host array)`` for every weight, in Keras's order."""
         self._require_built()
-        return [(f"{layer.name}/{key}", self.backend.to_numpy(p))
-                for layer in self.layers for key, p in layer.params.items()]
+        return [(f"{layer.name}/{key}", self.backend.to_numpy(layer.params[key])) for layer, key in self._slots()]
 
     def set_named_weights(self, arrays: dict, source: str = "weights") -> None:
         """Set every parameter from ``{"<layer>/<key>": array}``; a missing name or a wrong shape is an error
         that names it (``source`` says where the arrays came from)."""
         self._require_built()
         weights = []
-        for layer in self.layers:
-            for key, p in layer.params.items():
-                name = f"{layer.name}/{key}"
-                if name not in arrays:
-                    raise ValueError(f"{source}: no weights for {name!r} (it holds {sorted(arrays)})")
-                if tuple(arrays[name].shape) != tuple(p.shape):
-                    raise ValueError(f"{source}: {name!r} has shape {tuple(arrays[name].shape)} in the file, "
-                                     f"the model expects {tuple(p.shape)}")
-                weights.append(arrays[name])
+        for layer, key in self._slots():
+            name, p = f"{layer.name}/{key}", layer.params[key]
+            if name not in arrays:
+                raise ValueError(f"{source}: no weights for {name!r} (it holds {sorted(arrays)})")
+            if tuple(arrays[name].shape) != tuple(p.shape):
+                raise ValueError(f"{source}: {name!r} has shape {tuple(arrays[name].shape)} in the file, "
+                                 f"the model expects {tuple(p.shape)}")
+            weights.append(arrays[name])
         self.set_weights(weights)
 
     def save_weights(self, path) -> None:
-        """Save every parameter to a ``.npz`` file, keyed ``<layer name>/<kernel|bias>``, written atomically."""
+        """Save every weight to a ``.npz`` file, keyed ``<layer name>/<weight name>``, written atomically."""
         from .utils import atomic_write
 
         arrays = dict(self.named_weights())
@@ -439,8 +283,9 @@ class Sequential:
             shape = "(None, " + ", ".join(str(d) for d in layer.output_shape) + ")"
             lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, layer.count_params()))
         total = self.count_params()
-        lines += ["=" * line, f"Total params: {total:,}", f"Trainable params: {total:,}",
-                  "Non-trainable params: 0", "_" * line]
+        trainable = sum(layer.count_trainable_params() for layer in self.layers)
+        lines += ["=" * line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                  f"Non-trainable params: {total - trainable:,}", "_" * line]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)

@@ -75,70 +75,75 @@ class Trace:
 
 
 def trace_step(model, x, y, update: bool = True) -> Trace:
-    """Run one training step of ``model`` on ``(x, y)`` (dropout on), recording every layer; see :class:`Trace`.
-
-    With ``update=False`` the optimizer is not applied and the update ratios are 0."""
-    model._require_compiled("trace")
+    """Run one training step of ``model`` on ``(x, y)`` (dropout on), recording every layer through its forward and
+    backward hooks; see :class:`Trace`. With ``update=False`` the optimizer is not applied and the update ratios
+    are 0."""
+    model.require_compiled("trace")
     be = model.backend
-    xb = model._to_backend(x)
-    yb = model._check_targets(y, xb.shape[0])
-    n = xb.shape[0]
-    trace = Trace(batch_size=int(n), loss=0.0, optimizer=model.optimizer.get_config())
+    xb = model.prepare_inputs(x)
+    yb = model.prepare_targets(y, xb.shape[0])
+    trace = Trace(batch_size=int(xb.shape[0]), loss=0.0, optimizer=model.optimizer.get_config())
+    fused = model.through_softmax()
+    clock = [0.0]   # when the layer now running started (each hook restarts it after its own bookkeeping)
 
-    a = xb
-    for layer in model.layers:
-        in_shape = tuple(a.shape)
+    def elapsed_ms():
         be.synchronize()
-        t0 = time.perf_counter()
-        a = layer.run_forward(a, training=True)
+        return 1e3 * (time.perf_counter() - clock[0])
+
+    def restart():
         be.synchronize()
-        d = layer.describe()
-        trace.forward.append({"layer": layer.name, "type": type(layer).__name__, "input_shape": in_shape,
-                              "output_shape": tuple(a.shape), "formula": d["forward"], "products": d["products"],
-                              "multiply_adds_per_image": int(layer.multiply_adds()),
-                              "ms": 1e3 * (time.perf_counter() - t0), "output_stats": array_stats(be, a)})
-    xp = be.xp
-    trace.loss = float(model.loss.forward(xp, a, yb))
-    fused = model._uses_fused_softmax()
-    grad = model.loss.backward_from_softmax(a, yb) if fused else model.loss.backward(xp, a, yb)
-    first = model.layers[0]
-    if hasattr(first, "compute_input_gradient"):
-        first.compute_input_gradient = False
-    for i, layer in enumerate(reversed(model.layers)):
-        linear = fused and i == 0
-        out_shape = tuple(grad.shape)
-        be.synchronize()
-        t0 = time.perf_counter()
-        grad = layer.run_backward(grad, linear=linear)
-        be.synchronize()
-        formula = layer.describe()["backward"]
-        # the backward products: dW always, dX unless this layer skipped it (each as many multiply-adds as forward)
-        backward_macs = layer.multiply_adds() * (1 if grad is None else 2)
-        if linear:
+        clock[0] = time.perf_counter()
+
+    def on_forward(layer, x_in, y_out):
+        ms, d = elapsed_ms(), layer.describe()
+        trace.forward.append({"layer": layer.name, "type": type(layer).__name__, "input_shape": tuple(x_in.shape),
+                              "output_shape": tuple(y_out.shape), "formula": d["forward"], "products": d["products"],
+                              "multiply_adds_per_image": int(layer.multiply_adds()), "ms": ms,
+                              "output_stats": array_stats(be, y_out)})
+        restart()
+
+    def on_backward(layer, grad_in, grad_out):
+        ms, formula = elapsed_ms(), layer.describe()["backward"]
+        if fused and layer is model.layers[-1]:
             formula = "dZ = (P - Y) / N (softmax + cross-entropy, fused); " + formula.split("; ", 1)[-1]
-        trace.backward.append({"layer": layer.name, "type": type(layer).__name__, "grad_output_shape": out_shape,
-                               "multiply_adds_per_image": int(backward_macs),
-                               "grad_input_shape": None if grad is None else tuple(grad.shape), "formula": formula,
-                               "ms": 1e3 * (time.perf_counter() - t0), "grad_input_stats": array_stats(be, grad)})
-    before = [be.to_numpy(p) for p in model.params]
+        # the backward products: dW always, dX unless this layer skipped it (each as many multiply-adds as forward)
+        macs = layer.multiply_adds() * (1 if grad_in is None else 2)
+        trace.backward.append({"layer": layer.name, "type": type(layer).__name__,
+                               "grad_output_shape": tuple(grad_out.shape), "multiply_adds_per_image": int(macs),
+                               "grad_input_shape": None if grad_in is None else tuple(grad_in.shape),
+                               "formula": formula, "ms": ms, "grad_input_stats": array_stats(be, grad_in)})
+        restart()
+
+    handles = [h for layer in model.layers
+               for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))]
+    try:
+        restart()
+        p = model.forward(xb, training=True)
+        xp = be.xp
+        trace.loss = float(model.loss.forward(xp, p, yb))
+        grad = model.loss.backward_from_softmax(p, yb) if fused else model.loss.backward(xp, p, yb)
+        restart()
+        model.backward(grad, from_logits=fused, input_gradient=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    names = [f"{layer.name}/{key}" for layer in model.layers for key in layer.weight_names(trainable=True)]
+    before = [be.to_numpy(w) for w in model.trainable_weights]
     if update:
-        model.optimizer.apply(model.params, model.grads, backend=model.backend)
-    names = [(layer.name, key) for layer in model.layers for key in layer.params]
-    for (lname, key), old, p, g in zip(names, before, model.params, model.grads):
-        new = be.to_numpy(p)
-        g_host = be.to_numpy(g)
+        model.optimizer.apply(model.trainable_weights, model.gradients, backend=be)
+    for name, old, w, g in zip(names, before, model.trainable_weights, model.gradients):
         w_norm = float(np.linalg.norm(old))
-        step = float(np.linalg.norm(new - old))
-        trace.params.append({"name": f"{lname}/{key}", "shape": tuple(old.shape),
-                             "grad_norm": float(np.linalg.norm(g_host)), "weight_norm": w_norm, "update_norm": step,
-                             "update_ratio": step / w_norm if w_norm else None})
+        step = float(np.linalg.norm(be.to_numpy(w) - old))
+        grad_norm = float(np.linalg.norm(be.to_numpy(g)))
+        trace.params.append({"name": name, "shape": tuple(old.shape), "grad_norm": grad_norm, "weight_norm": w_norm,
+                             "update_norm": step, "update_ratio": step / w_norm if w_norm else None})
     return trace
 
 
 def feature_maps(model, image) -> dict:
     """The output of every Conv2D layer for one image ``(H, W, C)`` or ``(1, H, W, C)``: {layer name: (OH, OW, F)}
     host arrays (inference mode)."""
-    x = model._to_backend(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
+    x = model.prepare_inputs(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
     maps = {}
     for layer in model.layers:
         x = layer.run_forward(x, training=False)
@@ -152,14 +157,13 @@ def saliency(model, image, class_index: int) -> np.ndarray:
 
     The score is the class's logit (the last layer's input to softmax) when the model ends in softmax, else the
     class's output. Computed by backpropagation with dL/dz = one-hot(class) at the top, dropout off."""
-    x = model._to_backend(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
+    x = model.prepare_inputs(np.asarray(image).reshape((1,) + tuple(model.input_shape)))
     out = model.forward(x, training=False)
     k = out.shape[-1]
     if not 0 <= int(class_index) < k:
         raise ValueError(f"class_index must be in [0, {k}), got {class_index}")
     onehot = model.backend.xp.zeros_like(out)
     onehot[0, int(class_index)] = 1
-    last = model.layers[-1]
-    fused = getattr(last, "activation", None) == "softmax" and hasattr(last, "backward_linear")
-    dx = model.backward(onehot, fused_softmax=fused, input_gradient=True)
+    fused = model.output_activation == "softmax"
+    dx = model.backward(onehot, from_logits=fused, input_gradient=True)
     return model.backend.to_numpy(dx)[0]

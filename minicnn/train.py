@@ -53,7 +53,7 @@ def prepare(images, labels):
     return images.reshape(-1, 28, 28, 1).astype(np.float32) / 255.0, to_categorical(labels, 10)
 
 
-def _checked(convert, ok, expected):
+def checked(convert, ok, expected):
     """An argparse type: ``convert(text)`` that must satisfy ``ok``, else one line saying what was expected."""
 
     def parse(text):
@@ -68,10 +68,10 @@ def _checked(convert, ok, expected):
     return parse
 
 
-_positive_int = _checked(int, lambda v: v > 0, "a positive integer")
-_non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-_fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_positive_float = _checked(float, lambda v: v > 0, "a positive number")
+_positive_int = checked(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
+_fraction = checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_positive_float = checked(float, lambda v: v > 0, "a positive number")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

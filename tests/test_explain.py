@@ -111,7 +111,7 @@ def test_saliency_is_the_gradient_of_the_class_logit():
     grad = saliency(model, image, 3)
 
     def logit(img):
-        z = model._to_backend(img[None])
+        z = model.prepare_inputs(img[None])
         for layer in model.layers[:-1]:
             z = layer.forward(z)
         last = model.layers[-1]

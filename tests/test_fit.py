@@ -81,13 +81,13 @@ def test_epoch_loss_is_the_batch_size_weighted_mean_of_pre_update_batch_losses()
 def test_shuffle_changes_the_order_each_epoch():
     seen = []
     model = small_model()
-    original = model._train_step
+    original = model.train_step
 
     def spy(xb, yb, **kwargs):
         seen.append(xb[:, 0, 0, 0].copy())
         return original(xb, yb, **kwargs)
 
-    model._train_step = spy
+    model.train_step = spy
     x, y = data(16)
     x[:, 0, 0, 0] = np.arange(16)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)

@@ -124,13 +124,13 @@ def test_nan_guard_stops_at_once_and_keeps_the_last_good_weights(capsys):
     model = small_model(optimizer=mc.optimizers.SGD(learning_rate=1e36))
     x, y = synthetic_digits(64)
     snapshots = []
-    original = model._train_step
+    original = model.train_step
 
     def spy(xb, yb, **kwargs):
         snapshots.append(model.get_weights())
         return original(xb, yb, **kwargs)
 
-    model._train_step = spy
+    model.train_step = spy
     hist = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
     assert hist.stopped["reason"] == "nan" and hist.stopped["epoch"] == 1
     bad_step = hist.stopped["step"]
