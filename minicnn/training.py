@@ -328,3 +328,8 @@ class Trainer:
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+
+def fit(model, x, y, **kwargs):
+    """``model.fit(x, y, **kwargs)`` (the loop's earlier home; see :meth:`Trainer.fit`)."""
+    return model.fit(x, y, **kwargs)
