@@ -187,3 +187,25 @@ def test_training_is_the_same_through_the_fused_and_the_plain_convolution():
         weights.append(model.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_convolution_can_end_the_model_under_the_fused_softmax_gradient(backend):
+    # the loss hands the last layer dL/dz shaped like its output (N, OH, OW, F): both convolution paths take it
+    try:
+        get_backend(backend)
+    except ImportError as err:
+        pytest.skip(f"{backend} unavailable: {err}")
+    model = mc.Sequential([layers.Conv2D(3, (3, 3), activation="softmax", input_shape=(3, 3, 2))], seed=0,
+                          backend=backend, dtype="float64")
+    x = np.random.default_rng(0).normal(size=(4, 3, 3, 2))
+    y = np.eye(3)[[0, 1, 2, 0]].reshape(4, 1, 1, 3)
+    model.compile(optimizer="sgd")
+    loss, grads = model.compute_gradients(x, y)
+    eps = 1e-6
+    w = model.layers[0].params["kernel"]
+    w[0, 0, 0, 0] += eps
+    up = model.evaluate(x, y, verbose=0)[0]
+    w[0, 0, 0, 0] -= 2 * eps
+    down = model.evaluate(x, y, verbose=0)[0]
+    np.testing.assert_allclose(grads[0][0, 0, 0, 0], (up - down) / (2 * eps), rtol=1e-6)

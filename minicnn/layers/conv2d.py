@@ -103,9 +103,9 @@ class Conv2D(LinearWithActivation):
         return self.backward_linear(self.activation_gradient(grad))
 
     def backward_linear(self, grad_z):
-        be, (x, cols) = self.backend, self.saved
+        be, (x, cols), grad_z = self.backend, self.saved, grad_z.reshape(-1, self.filters)   # dZ: (M, F)
         if be.fuses_conv2d:
-            return self._fused_backward(grad_z.reshape(-1, self.filters))
+            return self._fused_backward(grad_z)
         w = self.params["kernel"].reshape(-1, self.filters)
         be.weight_gradient(cols, grad_z, self.grads["kernel"].reshape(w.shape))     # dW = X_col^T @ dZ
         if self.use_bias:
