@@ -1,6 +1,8 @@
-"""Seconds per epoch of the tutorial for each minicnn backend and, in the same run, Keras and PyTorch.
+"""Seconds per epoch of a recipe (the tutorial by default) for each minicnn backend and, in the same run, Keras and
+PyTorch with the same model.
 
     python -m benchmarks.train [--steps N] [--frameworks minicnn-numba,minicnn-numpy,keras,torch] [--out DIR]
+                               [--recipe tutorial|fashion_bn]
 
 An epoch is the tutorial's: 375 training steps of batch 128 (48,000 images) plus validation on 12,000 images,
 with the same model, data, batch size and thread count everywhere. Each framework runs in its own process (so
@@ -33,21 +35,21 @@ TRAIN_STEPS, VAL_BATCHES, BATCH = 375, 94, 128
 FRAMEWORKS = ("minicnn-numpy", "minicnn-numba", "minicnn-cupy", "keras", "torch")
 
 
-def load_data(n_train, n_val):
-    """The first n_train + n_val MNIST training images (float32 NHWC, one-hot), or random ones without MNIST."""
+def load_data(n_train, n_val, dataset="mnist"):
+    """The first n_train + n_val training images of ``dataset`` (float32 NHWC, one-hot), or random ones without it."""
     n = n_train + n_val
     try:
-        from minicnn.datasets import mnist
+        from minicnn.datasets import fashion_mnist, mnist
         from minicnn.train import prepare
 
-        (x, y), _ = mnist.load_data()
+        (x, y), _ = (mnist if dataset == "mnist" else fashion_mnist).load_data(os.environ.get("BENCH_DATA_DIR"))
         x, y = prepare(x[:n], y[:n])
-        source = "mnist"
+        source = dataset
     except Exception:
         rng = np.random.default_rng(0)
         x = rng.random((n, 28, 28, 1), dtype=np.float32)
         y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]
-        source = "random (MNIST not found: point MINICNN_DATA at its folder)"
+        source = f"random ({dataset} not found: point MINICNN_DATA, or BENCH_DATA_DIR, at its folder)"
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:], source
 
 
@@ -57,11 +59,11 @@ def peak_rss_mib():
 
 # --- workers: each times one framework and prints one JSON line ----------------------------------------
 
-def _minicnn_worker(backend, x, y, xv, yv, steps):
-    from minicnn.train import tutorial_model
+def _minicnn_worker(backend, x, y, xv, yv, steps, recipe):
+    from minicnn.recipes import build_model
     from minicnn.training import evaluate_arrays
 
-    model = tutorial_model(seed=0, backend=backend)
+    model = build_model(recipe, seed=0, backend=backend)
     be = model.backend
     xb, yb = model.prepare_inputs(x), model.prepare_targets(y, len(x))
     xvb, yvb = model.prepare_inputs(xv), model.prepare_targets(yv, len(xv))
@@ -105,16 +107,35 @@ def _time_phases(train, validate, steps):
     return {"step_s": step_s, "val_s": val_s, "warmup_s": warmup}
 
 
-def _torch_worker(x, y, xv, yv, steps, threads):
+def _torch_model(recipe):
+    from torch import nn
+
+    if recipe == "tutorial":
+        return nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
+                             nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+    def block(c_in, c_out):   # Keras's BatchNormalization: momentum 0.99 is PyTorch's 0.01, epsilon 1e-3
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
+                nn.ReLU()]
+
+    return nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2), nn.Dropout(0.25), *block(32, 64),
+                         *block(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+                         nn.Linear(3136, 128, bias=False), nn.BatchNorm1d(128, eps=1e-3, momentum=0.01), nn.ReLU(),
+                         nn.Dropout(0.5), nn.Linear(128, 10))
+
+
+def _torch_worker(x, y, xv, yv, steps, threads, recipe):
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
-                          nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    model = _torch_model(recipe)
+    if recipe == "tutorial":
+        opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     yt = torch.from_numpy(y.argmax(1))
@@ -143,7 +164,31 @@ def _torch_worker(x, y, xv, yv, steps, threads):
     return result
 
 
-def _keras_worker(x, y, xv, yv, steps, threads):
+def keras_model(recipe):
+    """The recipe's model in Keras 3, compiled as minicnn compiles it (the same layers, defaults and optimizer)."""
+    import keras
+
+    L = keras.layers
+    if recipe == "tutorial":
+        model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (5, 5), activation="relu"),
+                                  L.MaxPooling2D(), L.Conv2D(64, (5, 5), activation="relu"), L.MaxPooling2D(),
+                                  L.Dropout(0.2), L.Flatten(), L.Dense(120, activation="relu"), L.Dropout(0.5),
+                                  L.Dense(84, activation="relu"), L.Dense(10, activation="softmax")])
+        optimizer = keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-7)
+    else:
+        def block(filters):
+            return [L.Conv2D(filters, 3, padding="same", use_bias=False), L.BatchNormalization(), L.Activation("relu")]
+
+        model = keras.Sequential([keras.Input((28, 28, 1)), *block(32), *block(32), L.MaxPooling2D(), L.Dropout(0.25),
+                                  *block(64), *block(64), L.MaxPooling2D(), L.Dropout(0.25), L.Flatten(),
+                                  L.Dense(128, use_bias=False), L.BatchNormalization(), L.Activation("relu"),
+                                  L.Dropout(0.5), L.Dense(10, activation="softmax")])
+        optimizer = keras.optimizers.Adam(0.001)
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return model
+
+
+def _keras_worker(x, y, xv, yv, steps, threads, recipe):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -151,13 +196,7 @@ def _keras_worker(x, y, xv, yv, steps, threads):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     keras.utils.set_random_seed(0)
-    L = keras.layers
-    model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (5, 5), activation="relu"), L.MaxPooling2D(),
-                              L.Conv2D(64, (5, 5), activation="relu"), L.MaxPooling2D(), L.Dropout(0.2),
-                              L.Flatten(), L.Dense(120, activation="relu"), L.Dropout(0.5),
-                              L.Dense(84, activation="relu"), L.Dense(10, activation="softmax")])
-    model.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-7),
-                  metrics=["accuracy"])
+    model = keras_model(recipe)
 
     class Clock(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -191,19 +230,21 @@ def _keras_worker(x, y, xv, yv, steps, threads):
             "version": f"keras {keras.__version__}, tensorflow {tf.__version__}"}
 
 
-def worker(name, steps, threads):
+def worker(name, steps, threads, recipe="tutorial"):
+    from minicnn.recipes import get_recipe
+
     n_train = (steps + 3) * BATCH if steps else TRAIN_STEPS * BATCH
     n_val = min(steps, VAL_BATCHES) * BATCH if steps else 12000
-    x, y, xv, yv, source = load_data(n_train, n_val)
+    x, y, xv, yv, source = load_data(n_train, n_val, get_recipe(recipe).dataset)
     if name.startswith("minicnn-"):
-        result = _minicnn_worker(name.split("-", 1)[1], x, y, xv, yv, steps)
+        result = _minicnn_worker(name.split("-", 1)[1], x, y, xv, yv, steps, recipe)
         import minicnn
 
         result["version"] = f"minicnn {minicnn.__version__}"
     elif name == "torch":
-        result = _torch_worker(x, y, xv, yv, steps, threads)
+        result = _torch_worker(x, y, xv, yv, steps, threads, recipe)
     elif name == "keras":
-        result = _keras_worker(x, y, xv, yv, steps, threads)
+        result = _keras_worker(x, y, xv, yv, steps, threads, recipe)
     else:
         raise ValueError(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}")
     val_scale = 12000 / len(xv)
@@ -231,13 +272,15 @@ def main(argv=None):
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every framework")
+    parser.add_argument("--recipe", default="tutorial", choices=["tutorial", "fashion_bn"],
+                        help="the model and data (minicnn/recipes.py): tutorial on MNIST, fashion_bn on Fashion-MNIST")
     parser.add_argument("--out", default=os.path.join("benchmark-results", "train"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error("--steps must be >= 0")
     if args.worker:
-        worker(args.worker, args.steps, args.threads)
+        worker(args.worker, args.steps, args.threads, args.recipe)
         return 0
     os.makedirs(args.out, exist_ok=True)
     rows = []
@@ -251,7 +294,8 @@ def main(argv=None):
             continue
         print(f"{name}: running ...", flush=True)
         proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", name, "--steps", str(args.steps),
-                               "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+                               "--threads", str(args.threads), "--recipe", args.recipe],
+                              capture_output=True, text=True, env=env)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{name}: FAILED\n{proc.stderr[-3000:]}", flush=True)
@@ -268,17 +312,17 @@ def main(argv=None):
         r["vs_minicnn_best"] = r["epoch_s"] / best if best else None
     table = markdown_table(done, ["framework", "epoch_s", "ms_per_step", "val_epoch_s", "fit_epoch_s",
                                   "peak_rss_mib", "vs_minicnn_best", "version"])
-    report = {"machine": machine_info(), "threads": args.threads, "steps": args.steps or "2 full epochs",
-              "results": rows}
+    report = {"machine": machine_info(), "threads": args.threads, "recipe": args.recipe,
+              "steps": args.steps or "2 full epochs", "results": rows}
     write_json(os.path.join(args.out, "train.json"), report)
     if done:
         bar_chart(os.path.join(args.out, "train.png"), [r["framework"] for r in done], [r["epoch_s"] for r in done],
-                  "Seconds per tutorial epoch (lower is better)", "seconds per epoch")
+                  f"Seconds per {args.recipe} epoch (lower is better)", "seconds per epoch")
     m = report["machine"]
     data = ", ".join(sorted({r.get("data", "?") for r in done})) or "?"
     print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
           f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}; "
-          f"data: {data}")
+          f"recipe: {args.recipe}; data: {data}")
     print(table)
     print(f"\nwrote {args.out}/train.json and train.png")
     return 0 if len(done) == len(rows) else 1

@@ -17,9 +17,10 @@ import sys
 
 import numpy as np
 
-from .datasets import mnist
+from .datasets import fashion_mnist, mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
-from .train import OneLineErrorParser, checked, prepare, run_command, tutorial_model
+from .recipes import RECIPES, build_model, get_recipe
+from .train import OneLineErrorParser, checked, prepare, run_command
 from .training import GradientNormRecorder
 from .utils import atomic_write
 
@@ -27,9 +28,12 @@ from .utils import atomic_write
 def build_parser():
     p = OneLineErrorParser(prog="python -m minicnn.explain", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
+                   help="the model to trace: tutorial (on MNIST, the default) or fashion_bn (on Fashion-MNIST)")
     p.add_argument("--weights", default=None, help="a weights.npz written by python -m minicnn.train")
     p.add_argument("--out", default=None, help="output folder (default: a new explain/<date-time> folder)")
-    p.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: $MINICNN_DATA, cache)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder of the recipe's data set files (default: $MINICNN_DATA, then the cache)")
     p.add_argument("--steps", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
                    help="training steps of batch 128 to take first when no --weights is given (150)")
     p.add_argument("--batch", type=checked(int, lambda v: v > 0, "a positive integer"), default=32,
@@ -45,10 +49,12 @@ def build_parser():
 def run(args) -> dict:
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = mnist.load_data(args.data_dir)
+    recipe = get_recipe(args.recipe)
+    loader = mnist if recipe.dataset == "mnist" else fashion_mnist
+    (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.index >= len(x_test):
         raise ValueError(f"--index must be below {len(x_test)}, got {args.index}")
-    model = tutorial_model(seed=args.seed, backend=args.backend)
+    model = build_model(recipe, seed=args.seed, backend=args.backend)
     written = []
     if args.weights:
         model.load_weights(args.weights)

@@ -1,9 +1,12 @@
-"""``python -m minicnn.train``: the R keras MNIST tutorial, end to end.
+"""``python -m minicnn.train``: the R keras MNIST tutorial, end to end (or another recipe).
 
 Loads MNIST, scales pixels by 1/255, one-hot encodes labels, trains the tutorial's CNN with Adadelta
 (learning rate 1.0, rho 0.95, epsilon 1e-7), batch 128, 10 epochs, validation_split 0.2, evaluates on the test
 set and counts the misclassified digits. Writes into ``--out``: history.png, misclassified.png, weights.npz,
 metrics.json.
+
+``--recipe fashion_bn`` trains a BatchNormalization CNN with Adam on Fashion-MNIST instead (15 epochs; see
+minicnn/recipes.py); ``--optimizer`` and ``--learning-rate`` change either recipe's optimizer.
 """
 
 from __future__ import annotations
@@ -19,33 +22,18 @@ import time
 import numpy as np
 
 from . import __version__
-from . import layers as L
 from .backend import BACKEND_NAMES, get_backend
 from .datasets import fashion_mnist, mnist
-from .model import Sequential
-from .optimizers import Adadelta
+from .optimizers import OPTIMIZERS
+from .recipes import RECIPES, build_model, get_recipe
 from .utils import atomic_write, to_categorical
 
 TUTORIAL = {"test_loss": 0.0230, "test_accuracy": 0.9930, "misclassified": 70}
 
 
 def tutorial_model(seed=None, backend=None, learning_rate=1.0, dtype="float32"):
-    """The tutorial's CNN, compiled: 186,110 parameters."""
-    model = Sequential([
-        L.Conv2D(32, (5, 5), activation="relu", input_shape=(28, 28, 1)),
-        L.MaxPooling2D((2, 2)),
-        L.Conv2D(64, (5, 5), activation="relu"),
-        L.MaxPooling2D((2, 2)),
-        L.Dropout(0.2),
-        L.Flatten(),
-        L.Dense(120, activation="relu"),
-        L.Dropout(0.5),
-        L.Dense(84, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ], seed=seed, backend=backend, dtype=dtype)
-    model.compile(loss="categorical_crossentropy", optimizer=Adadelta(learning_rate=learning_rate, rho=0.95,
-                                                                     epsilon=1e-7), metrics=["accuracy"])
-    return model
+    """The tutorial's CNN, compiled with Adadelta (rho 0.95, epsilon 1e-7): 186,110 parameters."""
+    return build_model("tutorial", seed=seed, backend=backend, learning_rate=learning_rate, dtype=dtype)
 
 
 def prepare(images, labels):
@@ -84,13 +72,21 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def build_parser():
     p = OneLineErrorParser(prog="python -m minicnn.train", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=_non_negative_int, default=10, help="passes over the training set (10)")
+    p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
+                   help="the model and its settings: tutorial (the default) or fashion_bn (see minicnn/recipes.py)")
+    p.add_argument("--epochs", type=_non_negative_int, default=None,
+                   help="passes over the training set (the recipe's: tutorial 10, fashion_bn 15)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="samples per training step (128)")
     p.add_argument("--validation-split", type=_fraction, default=0.2,
                    help="fraction of the training set, taken from its end, held out for validation (0.2)")
-    p.add_argument("--learning-rate", type=_positive_float, default=1.0, help="Adadelta's learning rate (1.0)")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                   help="the optimizer (the recipe's: tutorial adadelta, fashion_bn adam)")
+    p.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help="the optimizer's learning rate (the recipe's: tutorial 1.0, fashion_bn 0.001; another "
+                        "--optimizer: its Keras default)")
     p.add_argument("--seed", type=int, default=42, help="seed of initial weights, dropout and shuffling (42)")
-    p.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist", help="data set (mnist)")
+    p.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default=None,
+                   help="data set (the recipe's: tutorial mnist, fashion_bn fashion_mnist)")
     p.add_argument("--data-dir", default=None,
                    help="folder holding the four idx files (default: $MINICNN_DATA, then ~/.minicnn/datasets)")
     p.add_argument("--limit", type=_positive_int, default=None,
@@ -109,6 +105,9 @@ def build_parser():
 
 def run(args) -> dict:
     backend = get_backend(args.backend)
+    recipe = get_recipe(args.recipe)
+    args.dataset = args.dataset or recipe.dataset
+    args.epochs = recipe.epochs if args.epochs is None else args.epochs
     loader = mnist if args.dataset == "mnist" else fashion_mnist
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -119,10 +118,12 @@ def run(args) -> dict:
     x_train, y_train_1h = prepare(x_train, y_train)
     x_test_f, y_test_1h = prepare(x_test, y_test)
 
-    model = tutorial_model(seed=args.seed, backend=backend, learning_rate=args.learning_rate)
+    model = build_model(recipe, seed=args.seed, backend=backend, optimizer=args.optimizer,
+                        learning_rate=args.learning_rate)
+    args.optimizer, args.learning_rate = type(model.optimizer).__name__, model.optimizer.learning_rate
     model.summary()
-    print(f"backend: {backend.name}; training on {len(x_train)} images ({args.dataset}), "
-          f"validation_split {args.validation_split}")
+    print(f"backend: {backend.name}; recipe {recipe.name}: {args.optimizer} (learning rate {args.learning_rate:g}); "
+          f"training on {len(x_train)} images ({args.dataset}), validation_split {args.validation_split}")
     started = time.perf_counter()
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.npz)")
@@ -135,8 +136,10 @@ def run(args) -> dict:
     test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
     predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
     wrong = int((predicted != y_test).sum())
-    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}, misclassified {wrong} of {len(y_test)} "
-          f"(tutorial: {TUTORIAL['test_loss']}, {TUTORIAL['test_accuracy']}, {TUTORIAL['misclassified']})")
+    tutorial = recipe.name == "tutorial" and args.dataset == "mnist"
+    print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}, misclassified {wrong} of {len(y_test)}"
+          + (f" (tutorial: {TUTORIAL['test_loss']}, {TUTORIAL['test_accuracy']}, {TUTORIAL['misclassified']})"
+             if tutorial else ""))
 
     from .plotting import plot_history, plot_misclassified
 
@@ -146,11 +149,13 @@ def run(args) -> dict:
                        class_names=fashion_mnist.CLASS_NAMES if args.dataset == "fashion_mnist" else None)
     model.save_weights(os.path.join(out, "weights.npz"))
     metrics = {
+        "recipe": recipe.name, "optimizer": args.optimizer,
         "dataset": args.dataset, "backend": backend.name, "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": args.validation_split,
         "learning_rate": args.learning_rate, "train_images": int(len(x_train)), "params": history.params,
         "history": history.history, "train_seconds": train_seconds, "stopped": history.stopped,
-        "test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong, "tutorial": TUTORIAL,
+        "test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong,
+        "tutorial": TUTORIAL if tutorial else None,
         "versions": {"minicnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
                      **_optional_versions()},
     }
