@@ -102,6 +102,10 @@ def kernels_vs_reference():
                 "maxpool_forward": _rel(gpu.to_numpy(gy), y) + float((gpu.to_numpy(garg) != arg).sum()),
                 "maxpool_backward": _rel(gpu.to_numpy(gpu.maxpool_backward(gpu.asarray(dy), garg, x.shape, win)),
                                          ref.maxpool_backward(dy, arg, x.shape, win)),
+                "avgpool_forward": _rel(gpu.to_numpy(gpu.avgpool_forward(gpu.asarray(x), win)),
+                                        ref.avgpool_forward(x, win)),
+                "avgpool_backward": _rel(gpu.to_numpy(gpu.avgpool_backward(gpu.asarray(dy), x.shape, win)),
+                                         ref.avgpool_backward(dy, x.shape, win)),
             }
             z = rng.standard_normal((37, 11)).astype(dtype)
             b = rng.standard_normal(11).astype(dtype)
@@ -116,10 +120,110 @@ def kernels_vs_reference():
                 worst[key] = max(worst.get(key, 0.0), err)
         bad = {k: v for k, v in worst.items() if k.endswith(np.dtype(dtype).name) and v > tol}
         record(f"kernels {np.dtype(dtype).name} == reference", "PASS" if not bad else "FAIL",
-               f"{len(GEOMETRIES)} geometries x 7 kernels, worst rel. err "
+               f"{len(GEOMETRIES)} geometries x {len(errs)} kernels, worst rel. err "
                f"{max(v for k, v in worst.items() if k.endswith(np.dtype(dtype).name)):.1e} (tol {tol:.0e})"
                + (f"; failing: {bad}" if bad else ""))
     REPORT["kernel_errors"] = worst
+
+
+BATCHNORM_SHAPES = [(1, 1), (7, 3), (130, 17), (5000, 3), (128, 128), (128 * 24 * 24, 32)]   # (M rows, C channels)
+
+
+@section("batch normalization kernels vs NumPy reference")
+def batchnorm_vs_reference():
+    """Forward (training and inference) and backward (training and inference) on the GPU against the reference run
+    in float64 on the same inputs (the truth: the float32 reference's own running sums drift by 1e-5 at 73,728 rows);
+    errors relative to the largest value; then a float64 gradient check of the layer in training mode."""
+    from minicnn import layers
+    from minicnn.backend import get_backend
+    from minicnn.gradcheck import check_layer
+
+    gpu, ref = get_backend("cupy"), get_backend("numpy")
+    rng = np.random.default_rng(0)
+    worst = {}
+    for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        for m, c in BATCHNORM_SHAPES:
+            for affine in (True, False):
+                x = (3 * rng.standard_normal((m, c)) + 2).astype(dtype)
+                dy = rng.standard_normal((m, c)).astype(dtype)
+                g, b = (rng.uniform(0.5, 1.5, c).astype(dtype), rng.standard_normal(c).astype(dtype)) if affine \
+                    else (None, None)
+                up = [None if v is None else v.astype(np.float64) for v in (x, dy, g, b)]
+                on_gpu = [None if v is None else gpu.asarray(v) for v in (x, dy, g, b)]
+                got = gpu.batchnorm_forward_training(on_gpu[0], on_gpu[2], on_gpu[3], 1e-3)
+                want = ref.batchnorm_forward_training(up[0], up[2], up[3], 1e-3)
+                errs = {f"forward training {k}": _rel(gpu.to_numpy(a), w)
+                        for k, a, w in zip(("y", "xhat", "mean", "var", "inv_std"), got, want)}
+                mean, var = want[2].astype(dtype), want[3].astype(dtype)
+                got_i = gpu.batchnorm_forward_inference(on_gpu[0], gpu.asarray(mean), gpu.asarray(var), on_gpu[2],
+                                                        on_gpu[3], 1e-3)
+                want_i = ref.batchnorm_forward_inference(up[0], mean.astype(np.float64), var.astype(np.float64),
+                                                         up[2], up[3], 1e-3)
+                errs["forward inference y"] = _rel(gpu.to_numpy(got_i[0]), want_i[0])
+                xhat, inv_std = want[1].astype(dtype), want[4].astype(dtype)
+                for training in (True, False):
+                    got_b = gpu.batchnorm_backward(on_gpu[1], gpu.asarray(xhat), on_gpu[2], gpu.asarray(inv_std),
+                                                   training)
+                    want_b = ref.batchnorm_backward(up[1], xhat.astype(np.float64), up[2],
+                                                    inv_std.astype(np.float64), training)
+                    for k, a, w in zip(("dx", "dgamma", "dbeta"), got_b, want_b):
+                        errs[f"backward {'training' if training else 'inference'} {k}"] = _rel(gpu.to_numpy(a), w)
+                for name, err in errs.items():
+                    key = f"{name} {np.dtype(dtype).name}"
+                    worst[key] = max(worst.get(key, 0.0), err)
+        name = np.dtype(dtype).name
+        mine = {k: v for k, v in worst.items() if k.endswith(name)}
+        bad = {k: v for k, v in mine.items() if v > tol}
+        record(f"batchnorm kernels {name} == reference", "PASS" if not bad else "FAIL",
+               f"{len(BATCHNORM_SHAPES)} shapes x (affine, none), worst rel. err {max(mine.values()):.1e} "
+               f"(tol {tol:.0e})" + (f"; failing: {bad}" if bad else ""))
+    REPORT["batchnorm_kernel_errors"] = worst
+    grad_err = max(check_layer(layers.BatchNormalization(gamma_initializer="glorot_uniform"), shape, mode="direction",
+                               training=True, backend="cupy").max_error for shape in ((4, 5, 3, 6), (9, 7)))
+    record("batchnorm float64 gradcheck (GPU, training)", "PASS" if grad_err <= 1e-6 else "FAIL",
+           f"NHWC and (N, features), along a random direction: rel. err {grad_err:.1e} (tol 1e-6)")
+
+
+@section("fused Adam/AdamW kernels vs the plain rule")
+def adam_vs_rule():
+    """10 steps of Adam, AMSGrad and AdamW on the GPU (one fused kernel per weight) against the NumPy rule on the
+    host, a learning rate changed between steps, a gated (skipped) step; CUDA may fuse multiply-adds, so the bound
+    is relative, not bitwise."""
+    from minicnn.optimizers import Adam, AdamW
+
+    gpu = get_backend_checked("cupy")
+    rng = np.random.default_rng(0)
+    worst = {}
+    for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        for name, make in (("adam", lambda: Adam(0.01)), ("amsgrad", lambda: Adam(0.01, amsgrad=True)),
+                           ("adamw", lambda: AdamW(0.01, weight_decay=0.1))):
+            w = [rng.standard_normal(s).astype(dtype) for s in ((5, 5, 3, 32), (32,), (1001,))]
+            gs = [[rng.standard_normal(p.shape).astype(dtype) * (100.0 if k == 0 else 1.0) for p in w]
+                  for k in range(10)]
+            host, dev = make(), make()
+            wd = [gpu.asarray(p) for p in w]
+            for k, g in enumerate(gs):
+                if k == 5:
+                    host.learning_rate = dev.learning_rate = 0.003
+                host.apply(w, g)
+                dev.apply(wd, [gpu.asarray(a) for a in g], backend=gpu)
+            dev.apply(wd, [gpu.asarray(a) for a in gs[0]], gate=gpu.xp.zeros((), dtype=bool), backend=gpu)
+            key = f"{name} {np.dtype(dtype).name}"
+            worst[key] = max(_rel(gpu.to_numpy(b), a) for a, b in zip(w, wd))
+        bad = {k: v for k, v in worst.items() if k.endswith(np.dtype(dtype).name) and v > tol}
+        record(f"fused Adam {np.dtype(dtype).name} == rule", "PASS" if not bad else "FAIL",
+               f"worst rel. err {max(v for k, v in worst.items() if k.endswith(np.dtype(dtype).name)):.1e} "
+               f"(tol {tol:.0e})" + (f"; failing: {bad}" if bad else ""))
+    REPORT["adam_errors"] = worst
+
+
+def get_backend_checked(name):
+    from minicnn.backend import get_backend
+
+    backend = get_backend(name)
+    if backend.fused_update("adam") is None:
+        raise RuntimeError(f"backend {name!r} offers no fused Adam kernel")
+    return backend
 
 
 @section("float64 gradient checks on the GPU")
@@ -131,6 +235,9 @@ def gradient_checks():
     cases = [(layers.Conv2D(3, (3, 3), strides=2, padding="same", activation="relu"), (2, 7, 6, 3)),
              (layers.Conv2D(2, (2, 3), activation="tanh"), (2, 7, 5, 1)),
              (layers.MaxPooling2D((3, 3), strides=2, padding="same"), (2, 7, 6, 3)),
+             (layers.AveragePooling2D((3, 3), strides=2, padding="same"), (2, 7, 6, 3)),
+             (layers.GlobalAveragePooling2D(), (2, 5, 4, 3)), (layers.GlobalMaxPooling2D(keepdims=True), (2, 5, 4, 3)),
+             (layers.ZeroPadding2D(((1, 2), (0, 3))), (2, 3, 5, 2)), (layers.Reshape((-1, 6)), (2, 4, 3, 2)),
              (layers.Dense(4, activation="softmax"), (3, 5))]
     worst = 0.0
     for layer, shape in cases:
@@ -142,7 +249,8 @@ def gradient_checks():
     model_err = check_model(model, x, y, mode="direction").max_error
     ok = worst <= 1e-6 and model_err <= 1e-6
     record("float64 gradcheck (GPU)", "PASS" if ok else "FAIL",
-           f"4 layers x 2 modes worst rel. err {worst:.1e}; tutorial model (direction) {model_err:.1e}; tol 1e-6")
+           f"{len(cases)} layers x 2 modes worst rel. err {worst:.1e}; tutorial model (direction) {model_err:.1e}; "
+           f"tol 1e-6")
 
 
 def _load_mnist(data_dir):
@@ -191,7 +299,11 @@ def kernel_timings():
               ("conv2d_1", lambda: layers.Conv2D(64, (5, 5), activation="relu"), (128, 12, 12, 32)),
               ("max_pooling2d", lambda: layers.MaxPooling2D((2, 2)), (128, 24, 24, 32)),
               ("max_pooling2d_1", lambda: layers.MaxPooling2D((2, 2)), (128, 8, 8, 64)),
-              ("dense", lambda: layers.Dense(120, activation="relu"), (128, 1024))]
+              ("average_pooling2d", lambda: layers.AveragePooling2D((2, 2)), (128, 24, 24, 32)),
+              ("average_pooling2d 3x3 s2 same", lambda: layers.AveragePooling2D((3, 3), strides=2, padding="same"),
+               (128, 24, 24, 32)),
+              ("dense", lambda: layers.Dense(120, activation="relu"), (128, 1024)),
+              ("batch_normalization", lambda: layers.BatchNormalization(), (128, 24, 24, 32))]
     rng = np.random.default_rng(0)
     for name, make, shape in shapes:
         row = {"layer": name, "input": str(shape)}
@@ -298,6 +410,8 @@ def main(argv=None):
     started = time.perf_counter()
     environment()
     kernels_vs_reference()
+    batchnorm_vs_reference()
+    adam_vs_rule()
     gradient_checks()
     data = None
     try:

@@ -27,6 +27,12 @@ _COMPARED = {
     "Dropout": ("rate",),
     "Flatten": (),
     "Activation": ("activation",),
+    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
+    "AveragePooling2D": ("pool_size", "strides", "padding"),
+    "GlobalAveragePooling2D": ("keepdims",),
+    "GlobalMaxPooling2D": ("keepdims",),
+    "ZeroPadding2D": ("padding",),
+    "Reshape": ("target_shape",),
 }
 _SKIPPED_KERAS = ("InputLayer",)
 
@@ -34,11 +40,13 @@ _SKIPPED_KERAS = ("InputLayer",)
 def _normalise(key, value):
     if isinstance(value, list):
         value = tuple(value)
+    if isinstance(value, tuple):   # ZeroPadding2D's ((top, bottom), (left, right)), read back from JSON as lists
+        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
     if key == "activation" and value is None:
         return "linear"
     if key in ("kernel_size", "strides", "pool_size") and isinstance(value, int):
         return (value, value)
-    if key == "rate":
+    if key in ("rate", "momentum", "epsilon"):
         return round(float(value), 7)
     return value
 
@@ -106,7 +114,8 @@ def load_keras_weights(model, source) -> None:
     """Load the weights of a Keras model object, or of a Keras 3 ``.weights.h5`` file, into ``model``.
 
     A model object is checked layer by layer (types, settings, weight shapes) before anything is loaded. A file
-    holds only weights: its weighted layers are matched in order with ``model``'s and their shapes compared.
+    holds only weights: its weighted layers are matched with ``model``'s by name when the names agree (the file
+    lists its layers alphabetically, not in model order), else in order, and their shapes compared.
     """
     if isinstance(source, (str, os.PathLike)):
         stored = _read_weights_h5(os.fspath(source))
@@ -114,6 +123,8 @@ def load_keras_weights(model, source) -> None:
         if len(stored) != len(weighted):
             raise ValueError(f"{source}: holds weights for {len(stored)} layers ({', '.join(stored)}), the model "
                              f"has {len(weighted)} layers with weights")
+        if set(stored) == {layer.name for layer in weighted}:
+            stored = {layer.name: stored[layer.name] for layer in weighted}
         weights = []
         for layer, (name, arrays) in zip(weighted, stored.items()):
             expected = [tuple(p.shape) for p in layer.params.values()]

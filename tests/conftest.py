@@ -40,3 +40,23 @@ def synthetic_digits(n, seed=0, size=28):
         r, c = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
         x[i, r:r + 6, c:c + 6, 0] += 0.7
     return x, np.eye(10, dtype=np.float32)[labels]
+
+
+def import_keras():
+    """``(keras, tensorflow)``, or ``(None, None)`` when they are not installed; under MINICNN_REQUIRE_KERAS=1 (set
+    by .ci/run) their absence is an ImportError instead, so that the parity tests cannot skip in CI."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - depends on the machine
+        if os.environ.get("MINICNN_REQUIRE_KERAS") == "1":
+            raise
+        return None, None
+    return keras, tf
+
+
+KERAS_MISSING = "Keras/TensorFlow not installed; pip install '.[reference]'"

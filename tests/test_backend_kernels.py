@@ -83,6 +83,47 @@ def test_maxpool_matches_reference(fast, geom, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", GEOMETRIES + [(2, 7, 9, 3, (3, 3), (1, 1), "same"),
+                                               (1, 6, 5, 2, (4, 4), (3, 3), "same")])
+def test_avgpool_matches_reference(fast, geom, dtype):
+    # Odd sizes, stride 2, overlapping windows, "same" padding (windows at the edges hold fewer real cells: the
+    # divisor differs per window). The Numba kernels add in the reference's order: equal to the last bit there.
+    n, h, w, c, k, s, pad = geom
+    rng = np.random.default_rng(12)
+    win = make_window(h, w, k, s, pad)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    y, y_ref = fast.avgpool_forward(fast.asarray(x), win), REF.avgpool_forward(x, win)
+    assert y_ref.dtype == dtype and _host(fast, y).dtype == dtype
+    dy = rng.standard_normal(y_ref.shape).astype(dtype)
+    dx = fast.avgpool_backward(fast.asarray(dy), x.shape, win)
+    dx_ref = REF.avgpool_backward(dy, x.shape, win)
+    np.testing.assert_allclose(_host(fast, y), y_ref, rtol=TOL[dtype], atol=TOL[dtype])
+    np.testing.assert_allclose(_host(fast, dx), dx_ref, rtol=TOL[dtype], atol=TOL[dtype])
+    if fast.name == "numba":
+        np.testing.assert_array_equal(_host(fast, y), y_ref)
+        np.testing.assert_array_equal(_host(fast, dx), dx_ref)
+    out_y, out_dx = fast.xp.empty(y_ref.shape, dtype=dtype), fast.xp.empty(x.shape, dtype=dtype)
+    assert fast.avgpool_forward(fast.asarray(x), win, out=out_y) is out_y
+    assert fast.avgpool_backward(fast.asarray(dy), x.shape, win, out=out_dx) is out_dx
+    np.testing.assert_array_equal(_host(fast, out_y), _host(fast, y))
+    np.testing.assert_array_equal(_host(fast, out_dx), _host(fast, dx))
+
+
+def test_avgpool_reference_divides_by_the_real_cells_only():
+    # The reference itself, against a window-by-window loop written out with np.mean over the real cells.
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 5, 6, 3))
+    win = make_window(5, 6, (3, 3), (2, 2), "same")
+    y = REF.avgpool_forward(x, win)
+    for oh in range(win.out_h):
+        for ow in range(win.out_w):
+            h0, w0 = oh * 2 - win.pad_top, ow * 2 - win.pad_left
+            cells = x[:, max(h0, 0):h0 + 3, max(w0, 0):w0 + 3, :]
+            np.testing.assert_allclose(y[:, oh, ow, :], cells.mean(axis=(1, 2)), rtol=1e-13)
+    assert win.padded and REF.avgpool_forward(np.ones((1, 5, 6, 1)), win).min() == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bias_relu_and_backward_match_reference(fast, dtype):
     rng = np.random.default_rng(3)
     z = rng.standard_normal((37, 11)).astype(dtype)

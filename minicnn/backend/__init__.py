@@ -7,6 +7,8 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``col2im(cols, x_shape, win)`` its adjoint, back to ``(N, H, W, C)``
 ``maxpool_forward(x, win)``   ``y, argmax`` (index of the first maximum in each window)
 ``maxpool_backward(dy, argmax, x_shape, win)``  routes ``dy`` to those maxima
+``avgpool_forward(x, win)``   each window's mean over its real cells (padding not counted)
+``avgpool_backward(dy, x_shape, win)``  spreads ``dy / count`` over each window's cells
 ``bias_relu(z, b)``           in place ``z <- max(z + b, 0)``
 ``relu_backward(dy, y)``      ``dy * [y > 0]``
 ``matmul(a, b, out=None)``    ``a @ b`` (every matrix product of a layer goes through it)
@@ -15,6 +17,9 @@ Layer code is written once against ``backend.xp`` (NumPy or CuPy) and a handful 
 ``dropout_mask(u, rate)``     ``[u >= rate] / (1 - rate)``
 ``dropout_apply(x, u, rate)`` ``(x * mask, mask)``
 ``softmax_crossentropy_step`` loss, accuracy and (p - y)/N of a softmax output in one pass
+``batchnorm_forward_training(x2d, gamma, beta, eps)``  ``y, xhat, mean, var, inv_std`` per column (batch stats)
+``batchnorm_forward_inference(x2d, mean, var, gamma, beta, eps)``  ``y, xhat, inv_std`` with given statistics
+``batchnorm_backward(dy2d, xhat, gamma, inv_std, training)``  ``dx, dgamma, dbeta``
 ============================  ==========================================================
 
 Where a backend fuses several steps, it says so and offers one call in their place (each tested equal to the plain

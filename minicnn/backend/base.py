@@ -70,6 +70,14 @@ class Backend:
         """``dx``: each input pixel sums ``dy`` over the windows whose first maximum it is."""
         return numpy_ref.maxpool_backward(self.xp, dy, argmax, x_shape, win, out)
 
+    def avgpool_forward(self, x, win: Window, out=None):
+        """``y``: each window's mean over its real cells (padding not counted, Keras's rule)."""
+        return numpy_ref.avgpool_forward(self.xp, x, win, out)
+
+    def avgpool_backward(self, dy, x_shape, win: Window, out=None):
+        """``dx``: each input pixel sums ``dy / count`` over the windows that cover it."""
+        return numpy_ref.avgpool_backward(self.xp, dy, x_shape, win, out)
+
     def bias_relu(self, z, bias):
         """In place ``z <- max(z + bias, 0)`` (bias over the last axis); returns ``z``."""
         return numpy_ref.bias_relu(self.xp, z, bias)
@@ -103,6 +111,21 @@ class Backend:
     def softmax_crossentropy_step(self, p, y, epsilon, grad_out=None):
         """(mean loss, accuracy, dL/dz = (p - y)/N) for softmax outputs ``p`` and one-hot ``y`` (fused on the GPU)."""
         return numpy_ref.softmax_crossentropy_step(self.xp, p, y, epsilon, grad_out)
+
+    def batchnorm_forward_training(self, x2d, gamma, beta, eps, out=None, xhat_out=None):
+        """Batch normalization of the columns of ``x2d`` ``(M, C)`` with the batch's mean and biased variance:
+        ``(y, xhat, mean, var, inv_std)`` (``gamma``/``beta`` may be None)."""
+        return numpy_ref.batchnorm_forward_training(self.xp, x2d, gamma, beta, eps, out, xhat_out)
+
+    def batchnorm_forward_inference(self, x2d, mean, var, gamma, beta, eps, out=None, xhat_out=None):
+        """Batch normalization of the columns of ``x2d`` with given statistics: ``(y, xhat, inv_std)``."""
+        return numpy_ref.batchnorm_forward_inference(self.xp, x2d, mean, var, gamma, beta, eps, out, xhat_out)
+
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
+                           dbeta_out=None):
+        """``(dx, dgamma, dbeta)`` of batch normalization (``training``: through the batch statistics too)."""
+        return numpy_ref.batchnorm_backward(self.xp, dy2d, xhat, gamma, inv_std, training, out, dgamma_out,
+                                            dbeta_out)
 
     def fused_update(self, rule: str):
         """This backend's fused kernel for the optimizer update ``rule`` (``"adadelta"``), or None: then the

@@ -7,7 +7,10 @@ so no two threads write the same place and no atomics are needed:
 - ``col2im``: thread = one input pixel, sums the column entries that were read from it;
 - max-pool forward: thread = one output pixel, scans its window (first maximum wins);
 - max-pool backward: thread = one input pixel, sums ``dy`` of the windows whose winner it is;
-- bias + ReLU, ReLU backward, dropout mask, the Adadelta step: elementwise (one fused kernel each).
+- average-pool forward: thread = one output pixel, sums its window's real cells and divides by their number;
+- average-pool backward: thread = one input pixel, sums ``dy / count`` of the windows that cover it;
+- bias + ReLU, ReLU backward, dropout mask, the Adadelta step: elementwise (one fused kernel each);
+- batch normalization: sums over rows as products with a row of ones (cuBLAS), then one elementwise kernel.
 
 Matrix products go to cuBLAS through ``cupy.matmul``. Index arithmetic is 32-bit: arrays up to 2**31 elements.
 """
@@ -92,6 +95,34 @@ _maxpool_backward = _gather_kernel("raw T dy, raw int32 argmax", "", """\
             if (argmax[o] == ki * KW + kj) sum += dy[o];
 """, "minicnn_maxpool_backward")
 
+# the number of real (not padded) cells of window (yo, xo): what average pooling divides by (Keras's rule)
+_WINDOW_COUNT = """
+            const int h0 = yo * SH - PT, w0 = xo * SW - PL;
+            const int rows = (h0 + KH < H ? h0 + KH : H) - (h0 > 0 ? h0 : 0);
+            const int cols = (w0 + KW < W ? w0 + KW : W) - (w0 > 0 ? w0 : 0);
+"""
+
+_avgpool_forward = cupy.ElementwiseKernel(
+    "raw T x, " + _GEOMETRY, "T y",
+    """
+    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;""" + _WINDOW_COUNT + """
+    T sum = 0;
+    for (int ki = 0; ki < KH; ++ki) {
+        const int hh = h0 + ki;
+        if (hh < 0 || hh >= H) continue;
+        for (int kj = 0; kj < KW; ++kj) {
+            const int ww = w0 + kj;
+            if (ww < 0 || ww >= W) continue;
+            sum += x[((b * H + hh) * W + ww) * C + ch];
+        }
+    }
+    y = sum / (T)(rows * cols);
+    """, "minicnn_avgpool_forward")
+
+_avgpool_backward = _gather_kernel("raw T dy", "", _WINDOW_COUNT + """\
+            sum += dy[((b * OH + yo) * OW + xo) * C + ch] / (T)(rows * cols);
+""", "minicnn_avgpool_backward")
+
 # NaN stays NaN, as in np.maximum (CUDA's max would return 0 and hide a diverging run from the NaN guard)
 _bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0",
                                     "minicnn_bias_relu")
@@ -111,6 +142,23 @@ _adadelta = cupy.ElementwiseKernel(
         param -= lr * delta;
     }
     """, "minicnn_adadelta")
+
+# Adam (AdamW with wd != 0), Keras 3's rule as minicnn.optimizers.Adam.update_rule writes it; the AMSGrad variant
+# keeps v_hat = max(v_hat, v) (NaN if either is) and divides by its root instead of v's
+_ADAM_BODY = """
+    if (gate[0]) {   // the NaN guard's flag, read on the device: no host synchronisation
+        if (wd != (T)0) param = param - param * wd * lr;
+        m = m + (g - m) * one_minus_b1;
+        v = v + (g * g - v) * one_minus_b2;
+        %s
+        param = param - m * lr_t / (sqrt(%s) + eps);
+    }
+    """
+_ADAM_IN = "T g, T lr, T lr_t, T one_minus_b1, T one_minus_b2, T eps, T wd, raw bool gate"
+_adam = cupy.ElementwiseKernel(_ADAM_IN, "T param, T m, T v", _ADAM_BODY % ("", "v"), "minicnn_adam")
+_adam_amsgrad = cupy.ElementwiseKernel(
+    _ADAM_IN, "T param, T m, T v, T v_hat",
+    _ADAM_BODY % ("v_hat = (v > v_hat || v != v) ? v : v_hat;", "v_hat"), "minicnn_adam_amsgrad")
 
 _softmax_xent = cupy.ElementwiseKernel(
     "raw T p, raw T y, int32 K, T eps, T inv_n", "T row_loss, T row_hit, raw T grad",
@@ -132,6 +180,16 @@ _softmax_xent = cupy.ElementwiseKernel(
     row_loss = loss;
     row_hit = arg_p == arg_y ? (T)1 : (T)0;
     """, "minicnn_softmax_xent")
+
+# batch normalization of a matrix (M, C): the (C,) statistics broadcast along the rows, one thread per element
+_bn_squared_deviation = cupy.ElementwiseKernel("T x, T mean", "T d2", "const T d = x - mean; d2 = d * d",
+                                               "minicnn_bn_squared_deviation")
+_bn_normalize = cupy.ElementwiseKernel(
+    "T x, T mean, T inv_std, T gamma, T beta", "T xhat, T y",
+    "const T h = (x - mean) * inv_std; xhat = h; y = h * gamma + beta", "minicnn_bn_normalize")
+_bn_input_gradient = cupy.ElementwiseKernel(
+    "T dy, T xhat, T mean_dy, T mean_dyx, T scale", "T dx",
+    "T v = dy - mean_dy; v -= xhat * mean_dyx; dx = v * scale", "minicnn_bn_input_gradient")
 
 
 def _geometry(shape, win: Window):
@@ -195,6 +253,16 @@ class CupyBackend(Backend):
         dx = cupy.empty(x_shape, dtype=dy.dtype) if out is None else out
         return _maxpool_backward(cupy.ascontiguousarray(dy), argmax, *_geometry(x_shape, win), dx)
 
+    def avgpool_forward(self, x, win: Window, out=None):
+        x = cupy.ascontiguousarray(x)
+        n, _, _, c = x.shape
+        y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
+        return _avgpool_forward(x, *_geometry(x.shape, win), y)
+
+    def avgpool_backward(self, dy, x_shape, win: Window, out=None):
+        dx = cupy.empty(x_shape, dtype=dy.dtype) if out is None else out
+        return _avgpool_backward(cupy.ascontiguousarray(dy), *_geometry(x_shape, win), dx)
+
     def bias_relu(self, z, bias):
         return _bias_relu(z, bias, z)
 
@@ -241,9 +309,69 @@ class CupyBackend(Backend):
         _softmax_xent(p, y, k, t(epsilon), t(1.0 / n), row_loss, row_hit, grad)
         return row_loss.mean(), row_hit.mean(), grad
 
+    # --- batch normalization: sums over rows as products with a row of ones (bias_gradient), then one kernel --------
+    def batchnorm_forward_training(self, x2d, gamma, beta, eps, out=None, xhat_out=None):
+        """The two statistics as sums over rows (the squared deviations written into ``y``'s buffer on the way),
+        then :meth:`batchnorm_forward_inference`'s one kernel."""
+        x2d = cupy.ascontiguousarray(x2d)
+        m, c = x2d.shape
+        y = cupy.empty_like(x2d) if out is None else out
+        mean = self.bias_gradient(x2d, cupy.empty(c, dtype=x2d.dtype))
+        mean /= m
+        var = self.bias_gradient(_bn_squared_deviation(x2d, mean, y), cupy.empty(c, dtype=x2d.dtype))
+        var /= m
+        y, xhat, inv_std = self.batchnorm_forward_inference(x2d, mean, var, gamma, beta, eps, y, xhat_out)
+        return y, xhat, mean, var, inv_std
+
+    def batchnorm_forward_inference(self, x2d, mean, var, gamma, beta, eps, out=None, xhat_out=None):
+        x2d = cupy.ascontiguousarray(x2d)
+        inv_std = numpy_ref.batchnorm_inverse_std(cupy, var, eps)
+        gamma, beta = numpy_ref.batchnorm_affine(cupy, gamma, beta, x2d.shape[1], x2d.dtype)
+        y = cupy.empty_like(x2d) if out is None else out
+        xhat = cupy.empty_like(x2d) if xhat_out is None else xhat_out
+        _bn_normalize(x2d, mean, inv_std, gamma, beta, xhat, y)
+        return y, xhat, inv_std
+
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
+                           dbeta_out=None):
+        """The two sums over rows (``dy * xhat`` formed in ``dx``'s buffer on the way), then one kernel for dx."""
+        dy2d, xhat = cupy.ascontiguousarray(dy2d), cupy.ascontiguousarray(xhat)
+        m, c = dy2d.shape
+        dx = cupy.empty_like(dy2d) if out is None else out
+        dbeta = self.bias_gradient(dy2d, cupy.empty(c, dtype=dy2d.dtype) if dbeta_out is None else dbeta_out)
+        dgamma = self.bias_gradient(cupy.multiply(dy2d, xhat, out=dx),
+                                    cupy.empty(c, dtype=dy2d.dtype) if dgamma_out is None else dgamma_out)
+        scale = inv_std if gamma is None else gamma * inv_std
+        if training:
+            _bn_input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, dx)
+        else:
+            cupy.multiply(dy2d, scale, out=dx)
+        return dx, dgamma, dbeta
+
     def fused_update(self, rule: str):
-        """:meth:`adadelta_step` for ``"adadelta"``, else None."""
-        return self.adadelta_step if rule == "adadelta" else None
+        """:meth:`adadelta_step` for ``"adadelta"``, :meth:`adam_step` for ``"adam"`` (AdamW too),
+        :meth:`adam_amsgrad_step` for ``"adam_amsgrad"``, else None."""
+        return {"adadelta": self.adadelta_step, "adam": self.adam_step,
+                "adam_amsgrad": self.adam_amsgrad_step}.get(rule)
+
+    def adam_step(self, param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2,
+                  epsilon, weight_decay, gate=None, velocity_hats=None):
+        """One Adam (AdamW) step in place, one fused kernel per parameter; the numbers (``Adam.hyperparameters()``,
+        float64 on the host) enter in the weights' dtype; ``gate`` is read on the device. Returns True."""
+        t = param.dtype.type
+        numbers = (t(learning_rate), t(lr_t), t(one_minus_beta_1), t(one_minus_beta_2), t(epsilon), t(weight_decay),
+                   self._always if gate is None else gate)
+        if velocity_hats is None:
+            _adam(grad, *numbers, param, momentums, velocities)
+        else:
+            _adam_amsgrad(grad, *numbers, param, momentums, velocities, velocity_hats)
+        return True
+
+    def adam_amsgrad_step(self, param, grad, momentums, velocities, velocity_hats, learning_rate, lr_t,
+                          one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay, gate=None):
+        """:meth:`adam_step` with AMSGrad's ``velocity_hats`` (the slots in ``Adam.slot_names`` order)."""
+        return self.adam_step(param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1,
+                              one_minus_beta_2, epsilon, weight_decay, gate, velocity_hats=velocity_hats)
 
     def adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
                       gate=None):

@@ -85,6 +85,42 @@ def maxpool_backward(xp, dy, argmax, x_shape, win: Window, out=None):
     return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
 
 
+def avgpool_counts(xp, x_shape, win: Window, dtype):
+    """count[oh, ow] = the number of real (not padded) input cells in window (oh, ow), as ``dtype``: padding is
+    not counted (Keras/TensorFlow's rule for ``"same"``). Per axis: ``min(start + k, size) - max(start, 0)``."""
+    _, h, w, _ = x_shape
+    start_h = xp.arange(win.out_h) * win.sh - win.pad_top
+    start_w = xp.arange(win.out_w) * win.sw - win.pad_left
+    rows = xp.minimum(start_h + win.kh, h) - xp.maximum(start_h, 0)
+    cols = xp.minimum(start_w + win.kw, w) - xp.maximum(start_w, 0)
+    return (rows[:, None] * cols[None, :]).astype(dtype)
+
+
+def avgpool_forward(xp, x, win: Window, out=None):
+    """y[n, oh, ow, c] = (sum of the window's real cells) / count[oh, ow] (padding neither added nor counted)."""
+    n, _, _, c = x.shape
+    xpad = _pad(xp, x, win)
+    total = xp.zeros((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
+    total[...] = 0
+    for i in range(win.kh):
+        for j in range(win.kw):
+            total += xpad[_window_slice(win, i, j)]
+    total /= avgpool_counts(xp, x.shape, win, x.dtype)[:, :, None]
+    return total
+
+
+def avgpool_backward(xp, dy, x_shape, win: Window, out=None):
+    """dx[n, h, w, c] = sum over the windows (oh, ow) that cover (h, w) of dy[n, oh, ow, c] / count[oh, ow]."""
+    n, h, w, c = x_shape
+    share = dy / avgpool_counts(xp, x_shape, win, dy.dtype)[:, :, None]
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
+                     dtype=dy.dtype)
+    for i in range(win.kh):
+        for j in range(win.kw):
+            dxpad[_window_slice(win, i, j)] += share
+    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
+
+
 def bias_relu(xp, z, bias):
     """In place: z <- max(z + bias, 0), bias broadcast over the last axis. Returns z."""
     z += bias
@@ -188,3 +224,69 @@ def softmax_crossentropy_grad(xp, p, y, out=None):
     grad = xp.subtract(p, y, out=out)
     grad /= p.shape[0]
     return grad
+
+
+def batchnorm_affine(xp, gamma, beta, channels: int, dtype):
+    """``(gamma, beta)`` with a missing one (``scale=False``, ``center=False``) replaced by ones or zeros of
+    ``(channels,)``: ``xhat * 1 + 0`` is ``xhat`` exactly, so a fast kernel can always take both."""
+    gamma = xp.ones(channels, dtype=dtype) if gamma is None else gamma
+    beta = xp.zeros(channels, dtype=dtype) if beta is None else beta
+    return gamma, beta
+
+
+def batchnorm_inverse_std(xp, var, eps):
+    """inv_std = 1 / sqrt(var + eps), per channel."""
+    return 1.0 / xp.sqrt(var + eps)
+
+
+def batchnorm_forward_inference(xp, x2d, mean, var, gamma, beta, eps, out=None, xhat_out=None):
+    """Batch normalization with given statistics, over the rows ``m`` of ``x2d`` ``(M, C)`` (one column per channel)::
+
+        inv_std = 1 / sqrt(var + eps)             (C,)
+        xhat    = (x - mean) * inv_std            (M, C)
+        y       = xhat * gamma + beta             (M, C); gamma or beta None: left out
+
+    Returns ``(y, xhat, inv_std)`` (``y`` into ``out``, ``xhat`` into ``xhat_out`` when given)."""
+    inv_std = batchnorm_inverse_std(xp, var, eps)
+    xhat = xp.subtract(x2d, mean, out=xhat_out)
+    xhat *= inv_std
+    if gamma is not None:
+        y = xp.multiply(xhat, gamma, out=out)
+    else:
+        y = xhat.copy() if out is None else _into(out, xhat)
+    if beta is not None:
+        y += beta
+    return y, xhat, inv_std
+
+
+def batchnorm_forward_training(xp, x2d, gamma, beta, eps, out=None, xhat_out=None):
+    """Batch normalization with the batch's own statistics (training), per column of ``x2d`` ``(M, C)``::
+
+        mean = sum_m x_m / M,   var = sum_m (x_m - mean)^2 / M     (biased: divided by M, as Keras does)
+
+    then :func:`batchnorm_forward_inference` with them. Returns ``(y, xhat, mean, var, inv_std)``."""
+    mean = x2d.mean(axis=0)
+    var = xp.square(x2d - mean).mean(axis=0)
+    y, xhat, inv_std = batchnorm_forward_inference(xp, x2d, mean, var, gamma, beta, eps, out, xhat_out)
+    return y, xhat, mean, var, inv_std
+
+
+def batchnorm_backward(xp, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None, dbeta_out=None):
+    """The gradients of batch normalization from ``dY`` ``(M, C)``, the forward's ``xhat`` and ``inv_std``::
+
+        dbeta  = sum_m dY_m                    dgamma = sum_m dY_m * xhat_m          (C,)
+        dX     = gamma * inv_std * (dY - dbeta / M - xhat * dgamma / M)             training (batch statistics)
+        dX     = gamma * inv_std * dY                                               inference (fixed statistics)
+
+    (the first is ``gamma * inv_std / M * (M*dY - sum(dY) - xhat * sum(dY*xhat))``; gamma None: 1).
+    Returns ``(dx, dgamma, dbeta)``, each into its ``*_out`` when given."""
+    dbeta = dy2d.sum(axis=0, out=dbeta_out)
+    dgamma = xp.multiply(dy2d, xhat).sum(axis=0, out=dgamma_out)
+    scale = inv_std if gamma is None else gamma * inv_std
+    if not training:
+        return xp.multiply(dy2d, scale, out=out), dgamma, dbeta
+    m = dy2d.shape[0]
+    dx = xp.subtract(dy2d, dbeta / m, out=out)
+    dx -= xhat * (dgamma / m)
+    dx *= scale
+    return dx, dgamma, dbeta

@@ -7,9 +7,10 @@ import sys
 import numba
 import numpy as np
 
+from .. import numpy_ref
 from ..base import Backend
 from ..geometry import Window
-from . import conv, elementwise, optimizers, pooling
+from . import batch_norm, conv, elementwise, optimizers, pooling
 from .threads import OneBlasThread
 
 
@@ -67,6 +68,17 @@ class NumbaBackend(Backend):
         if win.sh == win.kh and win.sw == win.kw and not win.padded:
             return pooling.maxpool_backward_tiled(np.ascontiguousarray(dy), argmax, win, dx)
         return pooling.maxpool_backward(np.ascontiguousarray(dy), argmax, win, dx)
+
+    def avgpool_forward(self, x, win: Window, out=None):
+        x = np.ascontiguousarray(x)
+        n, _, _, c = x.shape
+        y = np.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
+        return pooling.avgpool_forward(x, numpy_ref.avgpool_counts(np, x.shape, win, x.dtype), win, y)
+
+    def avgpool_backward(self, dy, x_shape, win: Window, out=None):
+        dx = np.empty(x_shape, dtype=dy.dtype) if out is None else out
+        counts = numpy_ref.avgpool_counts(np, x_shape, win, dy.dtype)
+        return pooling.avgpool_backward(np.ascontiguousarray(dy), counts, win, dx)
 
     def bias_relu(self, z, bias):
         if not z.flags.c_contiguous:
@@ -205,8 +217,41 @@ class NumbaBackend(Backend):
         t = uniform.dtype.type
         return elementwise.dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, mask)
 
+    # --- batch normalization (kernels in .batch_norm; out buffers C-contiguous) ---------------------
+    def batchnorm_forward_training(self, x2d, gamma, beta, eps, out=None, xhat_out=None):
+        x2d = np.ascontiguousarray(x2d)
+        m, c = x2d.shape
+        parts = np.empty((batch_norm.PARTS, c), dtype=x2d.dtype)
+        mean = elementwise.column_sums(x2d, parts).sum(axis=0) / m
+        var = batch_norm.squared_deviation_sums(x2d, mean, parts).sum(axis=0) / m
+        y, xhat, inv_std = self.batchnorm_forward_inference(x2d, mean, var, gamma, beta, eps, out, xhat_out)
+        return y, xhat, mean, var, inv_std
+
+    def batchnorm_forward_inference(self, x2d, mean, var, gamma, beta, eps, out=None, xhat_out=None):
+        x2d = np.ascontiguousarray(x2d)
+        inv_std = numpy_ref.batchnorm_inverse_std(np, var, eps)
+        gamma, beta = numpy_ref.batchnorm_affine(np, gamma, beta, x2d.shape[1], x2d.dtype)
+        y = np.empty_like(x2d) if out is None else out
+        xhat = np.empty_like(x2d) if xhat_out is None else xhat_out
+        batch_norm.normalize(x2d, mean, inv_std, gamma, beta, y, xhat)
+        return y, xhat, inv_std
+
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
+                           dbeta_out=None):
+        dy2d, xhat = np.ascontiguousarray(dy2d), np.ascontiguousarray(xhat)
+        m, c = dy2d.shape
+        parts = batch_norm.gradient_sums(dy2d, xhat, np.empty((2, batch_norm.PARTS, c), dtype=dy2d.dtype))
+        dbeta = parts[0].sum(axis=0, out=dbeta_out)
+        dgamma = parts[1].sum(axis=0, out=dgamma_out)
+        scale = inv_std if gamma is None else gamma * inv_std
+        dx = np.empty_like(dy2d) if out is None else out
+        batch_norm.input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, bool(training), dx)
+        return dx, dgamma, dbeta
+
     # --- optimizers -------------------------------------------------------------------------------
     def fused_update(self, rule: str):
-        """``optimizers.adadelta_step`` for ``"adadelta"`` (it ignores ``gate``: the caller tests it on the host),
-        else None."""
-        return optimizers.adadelta_step if rule == "adadelta" else None
+        """``optimizers.adadelta_step`` for ``"adadelta"``, ``adam_step`` for ``"adam"`` (AdamW too),
+        ``adam_amsgrad_step`` for ``"adam_amsgrad"`` (they ignore ``gate``: the caller tests it on the host), else
+        None."""
+        return {"adadelta": optimizers.adadelta_step, "adam": optimizers.adam_step,
+                "adam_amsgrad": optimizers.adam_amsgrad_step}.get(rule)

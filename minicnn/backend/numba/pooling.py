@@ -1,5 +1,5 @@
-"""Max-pooling kernels: the forward pass over output rows, the backward pass in gather form (or, for windows that
-tile the input, each window writing its own pixels)."""
+"""Pooling kernels. Max pooling: the forward pass over output rows, the backward pass in gather form (or, for windows
+that tile the input, each window writing its own pixels). Average pooling: the same two forms of loop, summing."""
 
 from __future__ import annotations
 
@@ -87,4 +87,61 @@ def maxpool_backward_tiled(dy, argmax, win, dx):
                         row = dx[b, yo * kh + i, xo * kw + j]
                         for ch in range(c):
                             row[ch] = dy[b, yo, xo, ch] if argmax[b, yo, xo, ch] == k else 0.0
+    return dx
+
+
+@njit(parallel=True, cache=True)
+def avgpool_forward(x, counts, win, y):
+    """Each window's sum over its real cells divided by ``counts[oh, ow]`` (their number, in ``x``'s dtype: padding
+    is neither added nor counted), parallel over output rows. The taps are added in the reference's order (i, then
+    j), so the results are the reference's to the last bit."""
+    kh, kw, sh, sw, pt, pl = win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    for row in prange(n * oh):
+        b, yo = row // oh, row % oh
+        h0 = yo * sh - pt
+        i_lo, i_hi = taps_inside(h0, kh, h)
+        for xo in range(ow):
+            w0 = xo * sw - pl
+            j_lo, j_hi = taps_inside(w0, kw, w)
+            acc = y[b, yo, xo]
+            for ch in range(c):
+                acc[ch] = 0.0
+            for i in range(i_lo, i_hi):
+                for j in range(j_lo, j_hi):
+                    tap = x[b, h0 + i, w0 + j]
+                    for ch in range(c):
+                        acc[ch] += tap[ch]
+            count = counts[yo, xo]
+            for ch in range(c):
+                acc[ch] /= count
+    return y
+
+
+@njit(parallel=True, cache=True)
+def avgpool_backward(dy, counts, win, dx):
+    """Gather form, like col2im: each input pixel of ``dx`` sums ``dy / counts`` over the windows that cover it
+    (in the reference's order), parallel over input rows."""
+    kh, kw, sh, sw, pt, pl = win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left
+    n, oh, ow, c = dy.shape
+    _, h, w, _ = dx.shape
+    for row in prange(n * h):
+        b, hh = row // h, row % h
+        for ww in range(w):
+            acc = dx[b, hh, ww]
+            for ch in range(c):
+                acc[ch] = 0.0
+            for i in range(kh):
+                yo = window_reading(hh, pt, i, sh, oh)
+                if yo < 0:
+                    continue
+                for j in range(kw):
+                    xo = window_reading(ww, pl, j, sw, ow)
+                    if xo < 0:
+                        continue
+                    count = counts[yo, xo]
+                    g = dy[b, yo, xo]
+                    for ch in range(c):
+                        acc[ch] += g[ch] / count
     return dx
