@@ -58,6 +58,41 @@ def targets_checked(backend, dtype, y, n, output_shape, one_hot_for=None):
     return yb
 
 
+def labels_checked(backend, y, n, output_shape, loss_name):
+    """Validate class indices for a sparse loss (``loss_name``): shape ``(N,)`` or ``(N, 1)`` with ``N == n``,
+    integers (an integer dtype, or floats holding whole numbers) in ``[0, K)`` for outputs of shape ``(K,)``.
+    Returns them on ``backend`` as int64, shape (N,)."""
+    if len(output_shape) != 1:
+        raise ValueError(f"{loss_name} needs outputs of shape (K,) (one score per class), the model's are "
+                         f"{tuple(output_shape)}")
+    k = output_shape[0]
+    if not hasattr(y, "shape") or not hasattr(y, "dtype"):
+        try:
+            y = np.asarray(y)
+        except (ValueError, TypeError) as err:
+            raise TypeError(f"y must be an array of class indices, got {type(y).__name__} ({err})") from None
+    y = backend.to_numpy(y) if type(y).__module__.startswith("cupy") else y
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"y must hold integer class indices for {loss_name}, got dtype {y.dtype}")
+    if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        hint = " (one-hot rows? use loss='categorical_crossentropy')" if y.ndim == 2 and y.shape[1] == k else ""
+        raise ValueError(f"y has shape {tuple(y.shape)}; {loss_name} expects class indices of shape (N,) or "
+                         f"(N, 1){hint}")
+    y = y.reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            first = int(np.argmin(whole))
+            raise ValueError(f"y must hold integer class indices for {loss_name}; y[{first}] = {y[first].item()!r}")
+    if n and (y.min() < 0 or y.max() >= k):
+        bad = int(np.argmax((y < 0) | (y >= k)))
+        raise ValueError(f"class index y[{bad}] = {y[bad].item()!r} is out of range for {k} classes "
+                         f"(expected 0 to {k - 1})")
+    return backend.asarray(y.astype(np.int64))
+
+
 def check_positive_int(value, name, minimum=1):
     """``int(value)`` when it is an int >= ``minimum``, else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:

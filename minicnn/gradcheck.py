@@ -195,8 +195,9 @@ def check_model(model, x, y, mode: str = "elementwise", seed: int = 0, h: float 
     xb = model.prepare_inputs(x)
     yb = model.prepare_targets(y, xb.shape[0])
 
-    def loss_fn():
-        return float(model.loss.forward(backend.xp, model.forward(xb, training=False), yb))
+    def loss_fn():   # what forward_backward differentiates: the data loss plus the weight penalties, if any
+        loss, _ = model.add_penalties(model.loss.forward(backend.xp, model.forward(xb, training=False), yb))
+        return float(loss)
 
     _, _, _, dx = model.forward_backward(xb, yb, training=False)
     grads = [backend.to_numpy(g) for g in model.gradients]

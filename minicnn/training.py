@@ -13,6 +13,9 @@ One training step (:meth:`Trainer.train_step`)::
     model.backward(g)                     every layer's backward, last to first; gradients land in the layers
     optimizer.apply(trainable weights, their gradients)
 
+With weight penalties (``kernel_regularizer=``, ``bias_regularizer=``), ``L += sum of penalties`` after the loss and
+each ``dW += dpenalty/dW`` after the backward pass (Keras's rule; a model without penalties skips both).
+
 The data goes to the backend (the GPU, for CuPy) once per ``fit``; a step never waits for the device except
 where a value is shown (the progress bar, refreshed every few steps) or at the end of the epoch.
 """
@@ -35,7 +38,7 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
     LambdaCallback,
 )
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
-from .checks import check_positive_int, targets_checked, to_backend_checked
+from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
 
@@ -59,19 +62,26 @@ def split_validation(x, y, validation_split):
 
 
 def evaluate_arrays(model, xb, yb, batch_size, progress=None):
-    """Mean loss and accuracy over backend arrays, in batches, dropout off. Returns backend 0-d arrays."""
+    """Mean loss and accuracy over backend arrays, in batches, dropout off. Returns backend 0-d arrays.
+
+    The loss includes the weight penalties (Keras's ``evaluate`` does): the mean data loss plus their sum."""
     xp = model.backend.xp
     total_loss = xp.zeros((), dtype=model.dtype)
     total_acc = xp.zeros((), dtype=model.dtype)
+    accuracy = getattr(model.loss, "accuracy", None) or losses_module.categorical_accuracy
+    penalty = model.regularization_loss() if hasattr(model, "regularization_loss") else None
     n = xb.shape[0]
     for step, start in enumerate(range(0, n, batch_size), 1):
         x, y = xb[start:start + batch_size], yb[start:start + batch_size]
         p = model.forward(x, training=False)
         total_loss += model.loss.forward(xp, p, y) * x.shape[0]
-        total_acc += losses_module.categorical_accuracy(xp, p, y) * x.shape[0]
+        total_acc += accuracy(xp, p, y) * x.shape[0]
         if progress is not None and progress.wants_values and step % 10 == 0:
             done = min(start + batch_size, n)
-            progress.update(step, float(total_loss) / done, float(total_acc) / done)
+            progress.update(step, float(total_loss) / done + (0.0 if penalty is None else float(penalty)),
+                            float(total_acc) / done)
+    if penalty is not None:
+        return total_loss / n + penalty, total_acc / n
     return total_loss / n, total_acc / n
 
 
@@ -120,8 +130,10 @@ class Trainer:
 
     def prepare_targets(self, y, n):
         """``y`` checked against the outputs (``n`` rows of the output's shape; one-hot rows where the loss needs
-        them) and moved to the backend."""
+        them; class indices (N,) for a sparse loss) and moved to the backend."""
         loss = self.loss
+        if getattr(loss, "sparse_targets", False):
+            return labels_checked(self.backend, y, n, self.output_shape, loss.name)
         one_hot_for = loss.name if getattr(loss, "one_hot_targets", False) else None
         return targets_checked(self.backend, self.dtype, y, n, self.output_shape, one_hot_for)
 
@@ -135,8 +147,29 @@ class Trainer:
         fused = self.through_softmax()
         p = self.forward(xb, training=training)
         loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
+        loss, penalized = self.add_penalties(loss)
         dx = self.backward(grad, from_logits=fused, input_gradient=input_gradient)
+        for layer in penalized:
+            layer.add_penalty_gradients()                  # dW += dpenalty/dW (see minicnn.regularizers)
         return loss, acc, p, dx
+
+    # --- weight penalties (kernel_regularizer=, bias_regularizer=) ---------------------------------------
+    def regularized_layers(self) -> list:
+        """The model's layers whose weights carry penalties (``layer.weight_regularizers()`` not empty)."""
+        return [layer for layer in getattr(self, "layers", ())
+                if hasattr(layer, "weight_regularizers") and layer.weight_regularizers()]
+
+    def regularization_loss(self, layers=None):
+        """The sum of every weight penalty (a 0-d backend array), or None when no weight has one."""
+        terms = [layer.regularization_penalty() for layer in (self.regularized_layers() if layers is None else layers)]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def add_penalties(self, loss):
+        """``(loss + sum of penalties, the layers that have them)``; ``(loss, [])`` untouched when there are none
+        (no arithmetic on an unregularized model's path). Keras adds them to the loss it reports and
+        differentiates."""
+        penalized = self.regularized_layers()
+        return (loss + self.regularization_loss(penalized), penalized) if penalized else (loss, penalized)
 
     def train_step(self, xb, yb, check_finite: bool = False, guard=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
@@ -148,9 +181,12 @@ class Trainer:
         fused = self.through_softmax()
         p = self.forward(xb, training=True)
         loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
+        loss, penalized = self.add_penalties(loss)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
         self.backward(grad, from_logits=fused, input_gradient=False)
+        for layer in penalized:
+            layer.add_penalty_gradients()                  # dW += dpenalty/dW (see minicnn.regularizers)
         gate = None if guard is None else guard.observe(loss)
         self.optimizer.apply(self.trainable_weights, self.gradients, gate=gate, backend=self.backend)
         return loss, acc

@@ -10,23 +10,15 @@ import os
 
 import numpy as np
 import pytest
-
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-try:
-    import keras
-    import tensorflow as tf
-except ImportError as err:  # pragma: no cover - depends on the machine
-    if os.environ.get("MINICNN_REQUIRE_KERAS") == "1":
-        raise
-    pytest.skip(f"Keras/TensorFlow not installed ({err}); pip install '.[reference]'", allow_module_level=True)
-
-from conftest import tutorial_layers
+from conftest import KERAS_MISSING, import_keras, tutorial_layers
 
 import minicnn as mc
 from minicnn import layers
 from minicnn.keras_compat import compare_arrays, load_keras_weights
+
+keras, tf = import_keras()
+if keras is None:
+    pytest.skip(KERAS_MISSING, allow_module_level=True)
 
 REPORT = {}   # (layer kind, quantity) -> largest relative difference measured, printed at the end
 

@@ -56,8 +56,9 @@ class Conv2D(LinearWithActivation):
 
     def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None):
+                 input_shape=None, name=None, kernel_regularizer=None, bias_regularizer=None):
         super().__init__(name=name, input_shape=input_shape)
+        self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
         self.filters = filters
@@ -138,4 +139,4 @@ class Conv2D(LinearWithActivation):
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias, **self.regularizer_config()}

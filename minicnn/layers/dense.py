@@ -31,8 +31,10 @@ class Dense(LinearWithActivation):
     """
 
     def __init__(self, units: int, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name=None):
+                 bias_initializer="zeros", input_shape=None, name=None, kernel_regularizer=None,
+                 bias_regularizer=None):
         super().__init__(name=name, input_shape=input_shape)
+        self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = units
@@ -76,4 +78,5 @@ class Dense(LinearWithActivation):
                 "products": f"forward (N, {d}) @ ({d}, {u}); backward dW ({d}, N) @ (N, {u}), dX (N, {u}) @ ({u}, {d})"}
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
+        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                **self.regularizer_config()}

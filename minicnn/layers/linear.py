@@ -4,10 +4,16 @@ Backward, given ``dY = dL/dy``::
 
     dZ = dY * activation'(z)          (activation_gradient; from the output y, see activations.py)
     then the layer's own linear part  (backward_linear: dW, db and dX from dZ)
+
+Weight penalties (``kernel_regularizer=``, ``bias_regularizer=``; see :mod:`minicnn.regularizers`) are a separate
+step the trainer runs after the backward pass, :meth:`LinearWithActivation.add_penalty_gradients`::
+
+    dW += dpenalty(W)/dW              for each regularized trainable weight
 """
 
 from __future__ import annotations
 
+from .. import regularizers
 from .activations import activation_backward, activation_forward
 from .base import Layer
 
@@ -43,3 +49,34 @@ class LinearWithActivation(Layer):
     def backward_linear(self, grad_z):
         """dW, db into ``self.grads`` and the returned dX, given ``dZ = dL/dz``."""
         raise NotImplementedError
+
+    # --- weight penalties (Keras's kernel_regularizer / bias_regularizer) ----------------------------------
+    kernel_regularizer = None
+    bias_regularizer = None
+
+    def set_regularizers(self, kernel_regularizer=None, bias_regularizer=None) -> None:
+        """Keep the penalties on the kernel and the bias (names, Regularizer objects or None)."""
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def weight_regularizers(self) -> dict:
+        """``{weight name: regularizer}`` for the trainable weights that have one (Keras penalises only those: a
+        frozen layer adds nothing to the loss)."""
+        chosen = {"kernel": self.kernel_regularizer, "bias": self.bias_regularizer}
+        return {k: chosen[k] for k in self.weight_names(trainable=True) if chosen.get(k) is not None}
+
+    def regularization_penalty(self):
+        """The sum of this layer's penalties (a 0-d backend array), or None when it has none."""
+        terms = [r.penalty(self.backend.xp, self.params[k]) for k, r in self.weight_regularizers().items()]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    def add_penalty_gradients(self) -> None:
+        """The penalties' step, after ``backward``: ``grads[k] += dpenalty/dW_k`` for each regularized weight."""
+        for k, r in self.weight_regularizers().items():
+            r.add_gradient(self.backend.xp, self.params[k], self.grads[k])
+
+    def regularizer_config(self) -> dict:
+        """The regularizers' part of ``get_config`` (empty when there are none)."""
+        chosen = {"kernel_regularizer": self.kernel_regularizer, "bias_regularizer": self.bias_regularizer}
+        return {k: {"class_name": type(r).__name__, "config": r.get_config()} for k, r in chosen.items()
+                if r is not None}

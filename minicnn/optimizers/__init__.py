@@ -9,16 +9,20 @@ State is kept per weight, in the order of the weight list, and can be read direc
 from __future__ import annotations
 
 from .adadelta import Adadelta
+from .adam import Adam
+from .adamw import AdamW
 from .base import Optimizer
+from .rmsprop import RMSprop
 from .sgd import SGD
 
-OPTIMIZERS = {"adadelta": Adadelta, "sgd": SGD}
+OPTIMIZERS = {"adadelta": Adadelta, "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
-__all__ = ["Optimizer", "Adadelta", "SGD", "OPTIMIZERS", "get"]
+__all__ = ["Optimizer", "Adadelta", "SGD", "Adam", "AdamW", "RMSprop", "OPTIMIZERS", "get"]
 
 
 def get(optimizer):
-    """An optimizer from its name (``"adadelta"``, ``"sgd"``, with default settings) or the object itself."""
+    """An optimizer from its name (``"adadelta"``, ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, with default
+    settings) or the object itself."""
     if isinstance(optimizer, str):
         try:
             return OPTIMIZERS[optimizer.lower()]()
