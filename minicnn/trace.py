@@ -55,6 +55,10 @@ class Trace:
             s = r["output_stats"]
             out.append(f"      output: mean {s['mean']:+.4f}  std {s['std']:.4f}  zeros {100 * s['zeros']:.1f}%  "
                        f"norm {s['norm']:.3f}")
+            b = r.get("batch_statistics")
+            if b:
+                out.append(f"      batch statistics of its {b['channels']} channels: means {b['mean_min']:+.3f} .. "
+                           f"{b['mean_max']:+.3f}, variances {b['var_min']:.3f} .. {b['var_max']:.3f}")
         out += ["", "BACKWARD (last layer to first)"]
         for r in self.backward:
             shapes = f"dY {str(r['grad_output_shape']):>17} -> dX {str(r['grad_input_shape']):<17}"
@@ -99,7 +103,8 @@ def trace_step(model, x, y, update: bool = True) -> Trace:
         trace.forward.append({"layer": layer.name, "type": type(layer).__name__, "input_shape": tuple(x_in.shape),
                               "output_shape": tuple(y_out.shape), "formula": d["forward"], "products": d["products"],
                               "multiply_adds_per_image": int(layer.multiply_adds()), "ms": ms,
-                              "output_stats": array_stats(be, y_out)})
+                              "output_stats": array_stats(be, y_out),
+                              "batch_statistics": getattr(layer, "batch_statistics_summary", lambda: None)()})
         restart()
 
     def on_backward(layer, grad_in, grad_out):

@@ -180,3 +180,17 @@ def test_the_backprop_guide_snippets_run_and_print_what_they_say(capsys):
                 (shown, promise)
             checked += 1
     assert checked >= 8
+
+
+def test_the_trace_shows_batch_normalization_statistics():
+    from minicnn.recipes import build_model
+
+    model = build_model("fashion_bn", seed=0, backend="numpy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((4, 28, 28, 1), dtype=np.float32), np.eye(10, dtype=np.float32)[[0, 1, 2, 3]]
+    trace = model.trace(x, y)
+    records = [r for r in trace.forward if r["type"] == "BatchNormalization"]
+    assert len(records) == 5 and all(r["batch_statistics"]["channels"] in (32, 64, 128) for r in records)
+    first = records[0]["batch_statistics"]
+    assert first["var_min"] <= first["var_max"] and "batch statistics of its 32 channels" in str(trace)
+    assert all(r["batch_statistics"] is None for r in trace.forward if r["type"] != "BatchNormalization")

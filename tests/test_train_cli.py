@@ -112,3 +112,25 @@ def test_fashion_mnist_runs_from_its_folder(tmp_path):
     assert metrics["dataset"] == "fashion_mnist" and metrics["recipe"] == "tutorial"
     assert metrics["test_accuracy"] > 0.2 and metrics["tutorial"] is None   # 10 classes: chance is 0.1 (0.31 seen)
     assert "(tutorial: 0.023" not in proc.stdout   # MNIST's figures are not printed beside Fashion-MNIST's
+
+
+def test_fashion_bn_recipe_trains_from_the_command_line(tmp_path):
+    from test_fashion_mnist import fashion_dir
+
+    out = tmp_path / "run"
+    proc = _run(["--recipe", "fashion_bn", "--data-dir", fashion_dir(), "--epochs", "1", "--limit", "1024",
+                 "--quiet", "--out", str(out)], env_extra={"MINICNN_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Non-trainable params: 640" in proc.stdout          # the moving statistics of five BatchNormalizations
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["recipe"], metrics["optimizer"], metrics["dataset"]) == ("fashion_bn", "Adam", "fashion_mnist")
+    assert metrics["learning_rate"] == 0.001 and metrics["test_accuracy"] > 0.3   # chance is 0.1
+
+
+def test_optimizer_and_learning_rate_flags_choose_the_optimizer(tmp_path):
+    out = tmp_path / "run"
+    proc = _run(["--optimizer", "rmsprop", "--learning-rate", "0.0005", "--epochs", "1", "--limit", "256",
+                 "--quiet", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["optimizer"], metrics["learning_rate"]) == ("RMSprop", 0.0005)

@@ -120,6 +120,7 @@ class BatchNormalization(Layer):
                                                                                   out2d, xhat)
             self._update_moving("moving_mean", mean)
             self._update_moving("moving_variance", var)
+            self.batch_mean, self.batch_var = mean, var   # for a learner (and the trace) to look at
         else:
             y, self.xhat, self.inv_std = be.batchnorm_forward_inference(
                 x2d, self.params["moving_mean"], self.params["moving_variance"], gamma, beta, self.epsilon, out2d,
@@ -140,6 +141,14 @@ class BatchNormalization(Layer):
             out=None if out is None else out.reshape(-1, c), dgamma_out=self.grads.get("gamma"),
             dbeta_out=self.grads.get("beta"))
         return dx.reshape(grad.shape)
+
+    def batch_statistics_summary(self) -> dict | None:
+        """The last training pass's batch statistics over the channels (the trace shows them), else None."""
+        if not getattr(self, "batch_statistics", False):
+            return None
+        mean, var = self.backend.to_numpy(self.batch_mean), self.backend.to_numpy(self.batch_var)
+        return {"channels": int(mean.size), "mean_min": float(mean.min()), "mean_max": float(mean.max()),
+                "var_min": float(var.min()), "var_max": float(var.max())}
 
     def describe(self) -> dict:
         g = "gamma * " if self.scale else ""
