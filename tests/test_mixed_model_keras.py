@@ -6,7 +6,6 @@ float64: losses, every weight (moving statistics included) and the inference out
 MINICNN_REQUIRE_KERAS=1.
 """
 
-import numpy as np
 import pytest
 from conftest import KERAS_MISSING, import_keras, synthetic_digits
 
