@@ -2,8 +2,8 @@
 pooling, Dense, Adam) trained side by side with Keras 3 for 10 steps on identical weights and batches.
 
 float64: losses, every weight (moving statistics included) and the inference outputs agree to 1e-10 relative
-(1e-10 absolute near zero) after each step (the same arithmetic summed in another order: ~1e-14 expected). Skips without Keras unless
-MINICNN_REQUIRE_KERAS=1.
+(1e-10 absolute near zero) after each step (the same arithmetic summed in another order: ~1e-14 expected).
+Skips without Keras unless MINICNN_REQUIRE_KERAS=1.
 """
 
 import pytest
