@@ -272,16 +272,17 @@ class Sequential(Trainer):
     def summary(self, print_fn=print) -> str:
         """Print (and return) the layer table as Keras 2 printed it for the tutorial."""
         self._require_built()
-        widths = (36, 30, 14)
+        names = [f"{layer.name} ({type(layer).__name__})" for layer in self.layers]
+        widths = (max(36, 2 + max(map(len, names))), 30, 14)   # Keras 2's 36, widened for longer names
         line = sum(widths)
 
         def row(*cells):
             return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
 
         lines = [f'Model: "{self.name}"', "_" * line, row("Layer (type)", "Output Shape", "Param #"), "=" * line]
-        for layer in self.layers:
+        for layer, name in zip(self.layers, names):
             shape = "(None, " + ", ".join(str(d) for d in layer.output_shape) + ")"
-            lines.append(row(f"{layer.name} ({type(layer).__name__})", shape, layer.count_params()))
+            lines.append(row(name, shape, layer.count_params()))
         total = self.count_params()
         trainable = sum(layer.count_trainable_params() for layer in self.layers)
         lines += ["=" * line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",

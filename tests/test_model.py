@@ -169,3 +169,11 @@ def test_standalone_layers_return_fresh_arrays_model_layers_reuse_buffers():
     first = model.forward(x1)
     second = model.forward(x2)
     assert np.shares_memory(first, second)              # inside a model: one buffer, reused (predict copies)
+
+
+def test_summary_widens_its_first_column_for_long_layer_names():
+    model = mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.BatchNormalization()])
+    rows = model.summary(print_fn=None).splitlines()
+    row = next(r for r in rows if r.startswith("batch_normalization (BatchNormalization)"))
+    assert row.split() == ["batch_normalization", "(BatchNormalization)", "(None,", "4)", "16"]
+    assert row.index("(None,") == rows[2].index("Output Shape")      # the columns still line up
