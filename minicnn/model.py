@@ -201,6 +201,11 @@ class Sequential(Trainer):
         """Where the loss writes its gradient in a training step: the last layer's reused buffer."""
         return self.layers[-1].buffer("grad_z", shape)
 
+    def regularized_layers(self) -> list:
+        """The layers whose weights carry penalties (``kernel_regularizer=``, ``bias_regularizer=``)."""
+        return [layer for layer in self.layers
+                if hasattr(layer, "weight_regularizers") and layer.weight_regularizers()]
+
     def start_epoch(self, epoch: int) -> None:
         """Restart every random stream at a point fixed by (seed, epoch) (dropout masks; see Dropout.reseed)."""
         for layer in self.layers:

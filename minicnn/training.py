@@ -99,7 +99,8 @@ class Trainer:
       output's softmax; ``input_gradient=False`` lets the first layer skip dL/dx);
     - ``trainable_weights`` and ``gradients`` (same order), ``output_activation`` (the last activation's name, or
       None when the backward pass cannot start below it), ``loss_gradient_buffer(shape)`` (where the loss may write
-      its gradient, or None), ``start_epoch(epoch)`` (restart random streams);
+      its gradient, or None), ``start_epoch(epoch)`` (restart random streams), optionally ``regularized_layers()``
+      (the parts whose weights carry penalties);
     - for callbacks and checkpoints: ``get_weights``/``set_weights``, ``named_weights``/``set_named_weights``.
     """
 
@@ -155,9 +156,9 @@ class Trainer:
 
     # --- weight penalties (kernel_regularizer=, bias_regularizer=) ---------------------------------------
     def regularized_layers(self) -> list:
-        """The model's layers whose weights carry penalties (``layer.weight_regularizers()`` not empty)."""
-        return [layer for layer in getattr(self, "layers", ())
-                if hasattr(layer, "weight_regularizers") and layer.weight_regularizers()]
+        """The parts of the model whose weights carry penalties, each with ``regularization_penalty()`` and
+        ``add_penalty_gradients()`` (none here; ``Sequential`` lists its layers that have them)."""
+        return []
 
     def regularization_loss(self, layers=None):
         """The sum of every weight penalty (a 0-d backend array), or None when no weight has one."""
