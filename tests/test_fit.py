@@ -165,3 +165,46 @@ def test_plots_are_written_and_decode(tmp_path):
     pred = model.predict_classes(x)
     assert _decodes_as_png(plot_misclassified(x, y.argmax(1), (pred + 1) % 10, tmp_path / "m.png"))
     json.dumps(hist.history)
+
+
+SEQUENCES = [[1.0, 0.9, 0.95, 0.96, 0.97, 0.98], [1.0, 1.1, 0.8, 0.85, 0.7, 0.9, 0.95, 0.99], [1.0, 1.0, 1.0, 1.0]]
+
+
+class _Model:   # what EarlyStopping needs of a model, without weights to restore
+    stop_training = False
+
+
+def _our_stop(values, patience, min_delta):
+    stopper, model = EarlyStopping(monitor="loss", patience=patience, min_delta=min_delta), _Model()
+    stopper.model = model
+    stopper.on_train_begin()
+    for epoch, value in enumerate(values):
+        stopper.on_epoch_end(epoch, {"loss": value})
+        if model.stop_training:
+            return epoch
+    return None
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+@pytest.mark.parametrize("values", SEQUENCES)
+def test_early_stopping_stops_at_the_epoch_keras_stops_at(values, patience):
+    from conftest import import_keras
+
+    keras, _ = import_keras()
+    if keras is None:
+        pytest.skip("Keras not installed")
+    for min_delta in (0.0, 0.06):
+        theirs, model = keras.callbacks.EarlyStopping(monitor="loss", patience=patience, min_delta=min_delta), _Model()
+        theirs.set_model(model)
+        theirs.on_train_begin()
+        stopped = None
+        for epoch, value in enumerate(values):
+            theirs.on_epoch_end(epoch, {"loss": value})
+            if model.stop_training:
+                stopped = epoch
+                break
+        assert _our_stop(values, patience, min_delta) == stopped, (values, patience, min_delta)
+
+
+def test_early_stopping_with_patience_2_stops_after_two_bad_epochs():
+    assert _our_stop([1.0, 0.9, 0.95, 0.96, 0.97], patience=2, min_delta=0.0) == 3
