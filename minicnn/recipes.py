@@ -81,13 +81,11 @@ def build_model(recipe="tutorial", seed=None, backend=None, optimizer=None, lear
     ``learning_rate``); categorical cross-entropy and accuracy."""
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     name = optimizer or recipe.optimizer
-    if name not in optimizers.OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(optimizers.OPTIMIZERS)}")
-    opt_class = optimizers.OPTIMIZERS[name]
-    if learning_rate is None:
-        opt = optimizers.get(name) if name != recipe.optimizer else opt_class(learning_rate=recipe.learning_rate)
-    else:
-        opt = opt_class(learning_rate=learning_rate)
+    opt = optimizers.get(name)                         # its defaults (an unknown name is a ValueError naming it)
+    if learning_rate is None and name == recipe.optimizer:
+        learning_rate = recipe.learning_rate
+    if learning_rate is not None:
+        opt = type(opt)(learning_rate=learning_rate)
     model = Sequential(recipe.layers(), seed=seed, backend=backend, dtype=dtype)
     model.compile(loss="categorical_crossentropy", optimizer=opt, metrics=["accuracy"])
     return model

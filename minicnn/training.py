@@ -179,15 +179,9 @@ class Trainer:
         weights stay those of the last good step (this reads the loss on the host: one synchronisation).
         With a ``guard`` (:class:`~minicnn.nan_guard.DeferredNanGuard`) the same happens on the device: the guard
         notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
-        fused = self.through_softmax()
-        p = self.forward(xb, training=True)
-        loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
-        loss, penalized = self.add_penalties(loss)
+        loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
-        self.backward(grad, from_logits=fused, input_gradient=False)
-        for layer in penalized:
-            layer.add_penalty_gradients()                  # dW += dpenalty/dW (see minicnn.regularizers)
         gate = None if guard is None else guard.observe(loss)
         self.optimizer.apply(self.trainable_weights, self.gradients, gate=gate, backend=self.backend)
         return loss, acc

@@ -60,3 +60,20 @@ def import_keras():
 
 
 KERAS_MISSING = "Keras/TensorFlow not installed; pip install '.[reference]'"
+
+
+def promised_outputs(block):
+    """For each ``print(`` line of a markdown code block, the output its comment promises (on the same line, or on
+    the next line when that line is only a comment), else None: the guides' tests check the printed values."""
+    lines = block.splitlines()
+    promises = []
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith("print("):
+            continue
+        if "#" in line:
+            promises.append(line.split("#", 1)[1].strip())
+        elif i + 1 < len(lines) and lines[i + 1].startswith("# "):
+            promises.append(lines[i + 1][2:].strip())
+        else:
+            promises.append(None)
+    return promises

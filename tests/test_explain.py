@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import synthetic_digits
+from conftest import promised_outputs, synthetic_digits
 
 import minicnn as mc
 from minicnn.plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
@@ -144,23 +144,6 @@ def _python_blocks(path):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def _expected_outputs(block):
-    """For each print(...) line of a snippet, the output its comment promises (same line, or the next line when
-    that line is only a comment), else None."""
-    lines = block.splitlines()
-    expected = []
-    for i, line in enumerate(lines):
-        if not line.startswith("print("):
-            continue
-        if "#" in line:
-            expected.append(line.split("#", 1)[1].strip())
-        elif i + 1 < len(lines) and lines[i + 1].startswith("# "):
-            expected.append(lines[i + 1][2:].strip())
-        else:
-            expected.append(None)
-    return expected
-
-
 def test_the_backprop_guide_snippets_run_and_print_what_they_say(capsys):
     blocks = _python_blocks(os.path.join(ROOT, "docs", "backprop.md"))
     assert len(blocks) >= 6
@@ -169,7 +152,7 @@ def test_the_backprop_guide_snippets_run_and_print_what_they_say(capsys):
     for block in blocks:
         exec(compile(block, "docs/backprop.md", "exec"), namespace)
         printed = capsys.readouterr().out.splitlines()
-        expected = _expected_outputs(block)
+        expected = promised_outputs(block)
         assert len(printed) == len(expected), (block, printed)
         for shown, promise in zip(printed, expected):
             if promise is None:

@@ -11,6 +11,7 @@ import os
 import re
 
 import pytest
+from conftest import promised_outputs
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")   # the page's Keras snippets use tf.GradientTape
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,22 +27,6 @@ def sections():
         text = fh.read()
     parts = re.split(r"^## ", text, flags=re.M)[1:]
     return {part.splitlines()[0]: re.findall(r"```python\n(.*?)```", part, flags=re.S) for part in parts}
-
-
-def promised_outputs(block):
-    """For each ``print(`` line of a block, the output its comment promises, else None."""
-    lines = block.splitlines()
-    promises = []
-    for i, line in enumerate(lines):
-        if not line.lstrip().startswith("print("):
-            continue
-        if "#" in line:
-            promises.append(line.split("#", 1)[1].strip())
-        elif i + 1 < len(lines) and lines[i + 1].startswith("# "):
-            promises.append(lines[i + 1][2:].strip())
-        else:
-            promises.append(None)
-    return promises
 
 
 def run_block(block, namespace, capsys):

@@ -133,6 +133,17 @@ def test_the_trainer_knows_no_model():
     assert not any("model" in name.split(".")[-1] for name in imported if "module" not in name), imported
 
 
+def fused_and_plain_numba():
+    """The Numba backend, and a second instance of it that does not fuse the convolution (the layer's plain path)."""
+    try:
+        fused = get_backend("numba")
+    except ImportError as err:
+        pytest.skip(f"numba backend unavailable: {err}")
+    plain = type(fused)()
+    plain.fuses_conv2d = False
+    return fused, plain
+
+
 CONV_CASES = [  # (input shape, filters, kernel, strides, padding, activation, use_bias)
     ((3, 9, 8, 2), 4, (3, 3), (1, 1), "valid", "relu", True),
     ((2, 7, 6, 3), 5, (3, 2), (2, 2), "same", "relu", False),
@@ -146,12 +157,7 @@ def test_the_fused_convolution_equals_the_plain_one(case):
     """The Numba backend's one-call convolution against the layer's plain path (im2col, product, bias, activation;
     dZ, dW, db, col2im) on the same backend, in float64: equal to rounding (the sums are grouped differently)."""
     shape, filters, kernel, strides, padding, activation, use_bias = case
-    try:
-        fused = get_backend("numba")
-    except ImportError as err:
-        pytest.skip(f"numba backend unavailable: {err}")
-    plain = type(fused)()
-    plain.fuses_conv2d = False
+    fused, plain = fused_and_plain_numba()
     assert fused.fuses_conv2d
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape) + 0.1
@@ -169,12 +175,7 @@ def test_the_fused_convolution_equals_the_plain_one(case):
 
 
 def test_training_is_the_same_through_the_fused_and_the_plain_convolution():
-    try:
-        fused = get_backend("numba")
-    except ImportError as err:
-        pytest.skip(f"numba backend unavailable: {err}")
-    plain = type(fused)()
-    plain.fuses_conv2d = False
+    fused, plain = fused_and_plain_numba()
     x, y = synthetic_digits(16)
     weights = []
     for backend in (fused, plain):

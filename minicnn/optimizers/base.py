@@ -46,9 +46,10 @@ class Optimizer:
             if not bool(gate):
                 return
             gate = None
+        hyper = self.hyperparameters() if kernel is not None else ()   # the same numbers for every weight
         for k, (p, g) in enumerate(zip(params, grads)):
             slots = [getattr(self, name)[k] for name in self.slot_names]
-            if kernel is None or not kernel(p, g, *slots, *self.hyperparameters(), gate):
+            if kernel is None or not kernel(p, g, *slots, *hyper, gate):
                 self.update_rule(backend.xp, p, g, *slots)
         self.iterations += 1
 

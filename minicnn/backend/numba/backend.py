@@ -23,6 +23,10 @@ def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
 
 
+FUSED_UPDATES = {"adadelta": optimizers.adadelta_step, "adam": optimizers.adam_step,
+                 "adam_amsgrad": optimizers.adam_amsgrad_step}   # optimizer rule -> its one-pass kernel
+
+
 class NumbaBackend(Backend):
     """NumPy arrays, Numba-parallel kernels; matrix products split between Numba's threads, each calling SciPy's
     BLAS single-threaded (see :mod:`.threads`).
@@ -253,5 +257,4 @@ class NumbaBackend(Backend):
         """``optimizers.adadelta_step`` for ``"adadelta"``, ``adam_step`` for ``"adam"`` (AdamW too),
         ``adam_amsgrad_step`` for ``"adam_amsgrad"`` (they ignore ``gate``: the caller tests it on the host), else
         None."""
-        return {"adadelta": optimizers.adadelta_step, "adam": optimizers.adam_step,
-                "adam_amsgrad": optimizers.adam_amsgrad_step}.get(rule)
+        return FUSED_UPDATES.get(rule)
