@@ -171,3 +171,23 @@ def softmax(xp, z):
     """``exp(z - max z) / sum exp(z - max z)`` along the last axis."""
     e = xp.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def weighted_loss(loss, xp, p, y, sample_weight):
+    """Keras's sample-weighted loss (reduction "sum_over_batch_size"): ``L = (1/N) * sum_n w_n * l_n`` over a batch
+    of N, where ``l_n`` is sample n's loss (``loss.per_sample``) and ``w_n`` its weight (N,). A 0-d backend array."""
+    if not hasattr(loss, "per_sample"):
+        raise TypeError(f"sample weights need a loss with per_sample(xp, p, y) (each sample's loss); "
+                        f"{type(loss).__name__} has none")
+    return (loss.per_sample(xp, p, y) * sample_weight).mean()
+
+
+def weighted_step(loss, backend, p, y, sample_weight, through_softmax: bool, grad_out=None):
+    """``loss.step`` for the weighted loss ``L = (1/N) sum_n w_n l_n``: ``(L, accuracy, gradient)``.
+
+    Row n of the gradient (dL/dp, or dL/dz below a softmax) depends on sample n alone, so the weighted gradient is
+    the unweighted one with row n scaled by ``w_n``: below a softmax, ``w_n * (p_n - y_n) / N``. The accuracy stays
+    unweighted (Keras weighs only ``weighted_metrics``, not ``metrics``)."""
+    _, acc, grad = loss.step(backend, p, y, through_softmax, grad_out)
+    grad *= sample_weight.reshape((-1,) + (1,) * (grad.ndim - 1))
+    return weighted_loss(loss, backend.xp, p, y, sample_weight), acc, grad

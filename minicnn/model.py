@@ -222,6 +222,19 @@ class Sequential(Trainer):
                 for i in range(0, xb.shape[0], batch_size)]
         return np.concatenate(outs)
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """The layer called ``name``, or the one at position ``index`` (Keras's ``get_layer``: give one of them)."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer needs a layer name or an index (one of them)")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} is out of range: the model has {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; the layers are {', '.join(lay.name for lay in self.layers)}")
+
     def predict_classes(self, x, batch_size: int = 32) -> np.ndarray:
         """The most probable class of each sample: ``argmax(predict(x), axis=-1)``."""
         return self.predict(x, batch_size=batch_size).argmax(axis=-1)

@@ -30,12 +30,14 @@ import numpy as np
 
 from . import losses as losses_module
 from . import optimizers as optimizers_module
+from . import sample_weights as weights_module
 from .callbacks import (  # noqa: F401  (the names fit's users import from here)
     Callback,
     EarlyStopping,
     GradientNormRecorder,
     History,
     LambdaCallback,
+    batch_callbacks,
 )
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
@@ -61,10 +63,11 @@ def split_validation(x, y, validation_split):
     return x[:n - n_val], y[:n - n_val], x[n - n_val:], y[n - n_val:]
 
 
-def evaluate_arrays(model, xb, yb, batch_size, progress=None):
+def evaluate_arrays(model, xb, yb, batch_size, progress=None, sample_weight=None):
     """Mean loss and accuracy over backend arrays, in batches, dropout off. Returns backend 0-d arrays.
 
-    The loss includes the weight penalties (Keras's ``evaluate`` does): the mean data loss plus their sum."""
+    The loss includes the weight penalties (Keras's ``evaluate`` does): the mean data loss plus their sum.
+    With ``sample_weight`` (a backend array (N,)) the data loss is ``(1/N) sum_n w_n l_n``, the accuracy unweighted."""
     xp = model.backend.xp
     total_loss = xp.zeros((), dtype=model.dtype)
     total_acc = xp.zeros((), dtype=model.dtype)
@@ -74,7 +77,11 @@ def evaluate_arrays(model, xb, yb, batch_size, progress=None):
     for step, start in enumerate(range(0, n, batch_size), 1):
         x, y = xb[start:start + batch_size], yb[start:start + batch_size]
         p = model.forward(x, training=False)
-        total_loss += model.loss.forward(xp, p, y) * x.shape[0]
+        if sample_weight is None:
+            total_loss += model.loss.forward(xp, p, y) * x.shape[0]
+        else:
+            w = sample_weight[start:start + batch_size]
+            total_loss += losses_module.weighted_loss(model.loss, xp, p, y, w) * x.shape[0]
         total_acc += accuracy(xp, p, y) * x.shape[0]
         if progress is not None and progress.wants_values and step % 10 == 0:
             done = min(start + batch_size, n)
@@ -143,11 +150,16 @@ class Trainer:
         """Whether the loss gives its gradient below the model's softmax output (dL/dz = (p - y)/N)."""
         return bool(getattr(self.loss, "fuses_softmax", False)) and self.output_activation == "softmax"
 
-    def forward_backward(self, xb, yb, training: bool, input_gradient: bool = True):
-        """Forward, loss and backward on backend arrays (nothing updated): ``(loss, accuracy, outputs, dL/dx)``."""
+    def forward_backward(self, xb, yb, training: bool, input_gradient: bool = True, sample_weight=None):
+        """Forward, loss and backward on backend arrays (nothing updated): ``(loss, accuracy, outputs, dL/dx)``.
+        ``sample_weight`` (backend (N,)): the loss is ``(1/N) sum_n w_n l_n`` (see :mod:`minicnn.sample_weights`)."""
         fused = self.through_softmax()
         p = self.forward(xb, training=training)
-        loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
+        if sample_weight is None:
+            loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
+        else:
+            loss, acc, grad = losses_module.weighted_step(self.loss, self.backend, p, yb, sample_weight, fused,
+                                                          self.loss_gradient_buffer(p.shape))
         loss, penalized = self.add_penalties(loss)
         dx = self.backward(grad, from_logits=fused, input_gradient=input_gradient)
         for layer in penalized:
@@ -172,33 +184,48 @@ class Trainer:
         penalized = self.regularized_layers()
         return (loss + self.regularization_loss(penalized), penalized) if penalized else (loss, penalized)
 
-    def train_step(self, xb, yb, check_finite: bool = False, guard=None):
+    def train_step(self, xb, yb, check_finite: bool = False, guard=None, sample_weight=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
 
         With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
         weights stay those of the last good step (this reads the loss on the host: one synchronisation).
         With a ``guard`` (:class:`~minicnn.nan_guard.DeferredNanGuard`) the same happens on the device: the guard
         notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
-        loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False)
+        loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False,
+                                                sample_weight=sample_weight)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
         gate = None if guard is None else guard.observe(loss)
         self.optimizer.apply(self.trainable_weights, self.gradients, gate=gate, backend=self.backend)
         return loss, acc
 
-    def train_on_batch(self, x, y) -> list[float]:
-        """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update."""
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
+        """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update
+        (``return_dict=True``: ``{"loss": ..., "accuracy": ...}``); weights as in :meth:`fit`."""
         self.require_compiled("train_on_batch")
         xb = self.prepare_inputs(x)
-        loss, acc = self.train_step(xb, self.prepare_targets(y, xb.shape[0]))
-        return [float(loss), float(acc)]
+        w, _ = weights_module.fit_weights(y, xb.shape[0], xb.shape[0], sample_weight, class_weight)
+        loss, acc = self.train_step(xb, self.prepare_targets(y, xb.shape[0]),
+                                    sample_weight=weights_module.to_backend(self.backend, self.dtype, w))
+        return self.results(loss, acc, return_dict)
 
-    def test_on_batch(self, x, y) -> list[float]:
-        """``[loss, accuracy]`` on one batch, dropout off, nothing updated."""
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
+        """``[loss, accuracy]`` on one batch, dropout off, nothing updated (``return_dict``: as a dict)."""
         self.require_compiled("test_on_batch")
         xb = self.prepare_inputs(x)
-        loss, acc = evaluate_arrays(self, xb, self.prepare_targets(y, xb.shape[0]), xb.shape[0])
-        return [float(loss), float(acc)]
+        w = weights_module.checked_sample_weight(sample_weight, xb.shape[0])
+        loss, acc = evaluate_arrays(self, xb, self.prepare_targets(y, xb.shape[0]), xb.shape[0],
+                                    sample_weight=weights_module.to_backend(self.backend, self.dtype, w))
+        return self.results(loss, acc, return_dict)
+
+    @staticmethod
+    def results(loss, acc, return_dict: bool):
+        """``[loss, accuracy]`` as floats, or ``{"loss": ..., "accuracy": ...}`` (Keras's ``return_dict``)."""
+        return {"loss": float(loss), "accuracy": float(acc)} if return_dict else [float(loss), float(acc)]
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """The outputs for one batch ``x`` (dropout off), as a host array: one forward pass, no batching."""
+        return self.backend.to_numpy(self.forward(self.prepare_inputs(x), training=False))
 
     def compute_gradients(self, x, y, training: bool = False):
         """The loss and dL/dweights on one batch, without updating anything.
@@ -213,28 +240,38 @@ class Trainer:
         return float(loss), [self.backend.to_numpy(g) for g in self.gradients]
 
     # --- evaluating ---------------------------------------------------------------------------------
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1) -> list[float]:
-        """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches."""
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1, sample_weight=None,
+                 return_dict: bool = False) -> list[float] | dict[str, float]:
+        """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches (``return_dict=True``: ``{"loss": ...,
+        "accuracy": ...}``). ``sample_weight`` (N,): the loss is ``(1/N) sum_n w_n l_n``, the accuracy unweighted."""
         self.require_compiled("evaluate")
         batch_size = check_positive_int(batch_size, "batch_size")
         xb = self.prepare_inputs(x)
         yb = self.prepare_targets(y, xb.shape[0])
+        wb = weights_module.to_backend(self.backend, self.dtype,
+                                       weights_module.checked_sample_weight(sample_weight, xb.shape[0]))
         progress = Progress(verbose, 1, steps=-(-xb.shape[0] // batch_size))
         progress.begin()
-        loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress)
+        loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress, sample_weight=wb)
         result = [float(loss), float(acc)]
         progress.end(None, {"loss": result[0], "accuracy": result[1]})
-        return result
+        return self.results(*result, return_dict)
 
     # --- training -----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True, refresh_every: int = 10, file=None):
+            nan_guard: bool = True, refresh_every: int = 10, file=None, initial_epoch: int = 0, class_weight=None,
+            sample_weight=None):
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
         gives a validation set instead. Each epoch reshuffles the training samples and keeps the last partial
         batch. ``verbose``: 1 a live progress bar, 2 one line per epoch, 0 nothing.
+
+        ``validation_data``: ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)``. ``sample_weight`` (N,) or
+        ``class_weight`` ({class: weight}) weigh each sample's loss (Keras's rules: see :mod:`minicnn.sample_weights`).
+        ``initial_epoch``: the epoch to start at (``epochs`` is the last one's number, as in Keras:
+        ``initial_epoch=3, epochs=5`` trains epochs 4 and 5).
 
         Returns a :class:`~minicnn.callbacks.History`: ``history.history["loss"|"accuracy"|"val_loss"|
         "val_accuracy"|"seconds"]`` hold one value per epoch; ``history.params == {"verbose", "epochs", "steps"}``.
@@ -252,11 +289,14 @@ class Trainer:
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        w_val = None
         if validation_data is not None:
-            x_val, y_val = validation_data
+            x_val, y_val, w_val = weights_module.unpack_validation_data(validation_data)
             x_train, y_train = x, y
         else:
             x_train, y_train, x_val, y_val = split_validation(x, y, validation_split)
+        w_train, w_split = weights_module.fit_weights(y_train, len(x_train), len(x), sample_weight, class_weight)
+        w_val = w_split if w_val is None else w_val
 
         backend, xp = self.backend, self.backend.xp
         xb = self.prepare_inputs(x_train)                      # the data crosses to the device once per fit
@@ -265,6 +305,8 @@ class Trainer:
         if has_val:
             xvb = self.prepare_inputs(x_val, name="validation x")
             yvb = self.prepare_targets(y_val, xvb.shape[0])
+            wvb = weights_module.to_backend(backend, self.dtype, w_val)
+        wb = weights_module.to_backend(backend, self.dtype, w_train)
 
         n = xb.shape[0]
         steps = -(-n // batch_size)
@@ -272,7 +314,7 @@ class Trainer:
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoint is)")
-        initial_epoch = 0
+        initial_epoch = check_positive_int(initial_epoch, "initial_epoch", minimum=0)
         if resume:
             meta = load_checkpoint(self, checkpoint_dir)
             initial_epoch = int(meta["epochs_done"])
@@ -289,6 +331,8 @@ class Trainer:
         progress = Progress(verbose, epochs, steps, file=file)
         for cb in callbacks:
             cb.on_train_begin()
+        on_batch_begin = batch_callbacks(callbacks, "on_train_batch_begin")
+        on_batch_end = batch_callbacks(callbacks, "on_train_batch_end")
 
         epoch = step = 0
         epoch_start = None
@@ -311,12 +355,18 @@ class Trainer:
                 sum_loss = xp.zeros((), dtype=self.dtype)
                 sum_acc = xp.zeros((), dtype=self.dtype)
                 for step in range(steps):
+                    for cb in on_batch_begin:
+                        cb.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
+                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
+                                                sample_weight=None if wb is None else wb[idx])
                     sum_loss += loss * idx.shape[0]
                     sum_acc += acc * idx.shape[0]
-                    for cb in callbacks:
-                        cb.on_train_batch_end(global_step, {"epoch": epoch})
+                    if on_batch_end:   # Keras's batch logs: the epoch's running means so far
+                        seen = min((step + 1) * batch_size, n)
+                        batch_logs = {"loss": float(sum_loss) / seen, "accuracy": float(sum_acc) / seen}
+                        for cb in on_batch_end:
+                            cb.on_train_batch_end(step, batch_logs)
                     global_step += 1
                     done = step + 1
                     if guard is not None and (done % refresh_every == 0 or done == steps):
@@ -326,7 +376,7 @@ class Trainer:
                         progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
                 logs = {"loss": float(sum_loss) / n, "accuracy": float(sum_acc) / n}
                 if has_val:
-                    val_loss, val_acc = evaluate_arrays(self, xvb, yvb, batch_size)
+                    val_loss, val_acc = evaluate_arrays(self, xvb, yvb, batch_size, sample_weight=wvb)
                     logs.update(val_loss=float(val_loss), val_accuracy=float(val_acc))
                 seconds = time.perf_counter() - started
                 progress.end(epoch, logs)
