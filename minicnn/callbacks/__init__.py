@@ -16,7 +16,8 @@
 ==========================  ===============================================================================
 """
 
-from .base import Callback, EarlyStopping, GradientNormRecorder, History, LambdaCallback, batch_callbacks
+from .base import Callback, GradientNormRecorder, History, LambdaCallback, batch_callbacks
+from .early_stopping import EarlyStopping
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .loggers import CSVLogger, TensorBoard
 from .model_checkpoint import ModelCheckpoint
