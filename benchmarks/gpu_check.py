@@ -20,6 +20,7 @@ import traceback
 import numpy as np
 
 from benchmarks.common import machine_info, markdown_table, time_call, write_json
+from minicnn.cli import plain_text
 
 SUMMARY: list[dict] = []
 REPORT: dict = {"sections": {}}
@@ -400,7 +401,8 @@ def torch_epoch(data, minicnn_seconds):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "benchmark-results")
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST files (default: the loader's search)")
     parser.add_argument("--cpu-epoch-seconds", type=float, default=None,

@@ -16,10 +16,12 @@ import sys
 import time
 
 from benchmarks.common import machine_info, write_json
+from minicnn.cli import plain_text
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="fashion_bn", choices=["tutorial", "fashion_bn"])
     parser.add_argument("--epochs", type=int, default=None, help="the recipe's by default")
     parser.add_argument("--data-dir", default=None, help="folder of the recipe's data set files")

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from benchmarks.common import bar_chart, machine_info, markdown_table, time_call, write_json
+from minicnn.cli import plain_text
 
 
 def tutorial_layer_specs(batch):
@@ -129,7 +130,8 @@ def matmul_ceiling(name, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default="numpy,numba,cupy")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=128)

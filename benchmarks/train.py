@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from benchmarks.common import bar_chart, machine_info, markdown_table, write_json
+from minicnn.cli import plain_text
 
 TRAIN_STEPS, VAL_BATCHES, BATCH = 375, 94, 128
 FRAMEWORKS = ("minicnn-numpy", "minicnn-numba", "minicnn-cupy", "keras", "torch")
@@ -267,7 +268,8 @@ def _available(name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=plain_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=0, help="time N steps and extrapolate (0: two full epochs)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped)")

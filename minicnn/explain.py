@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from . import cli
+from .backend import BACKEND_NAMES
 from .datasets import fashion_mnist, mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
 from .recipes import RECIPES, build_model, get_recipe
@@ -26,7 +28,7 @@ from .utils import atomic_write
 
 
 def build_parser():
-    p = OneLineErrorParser(prog="python -m minicnn.explain", description=__doc__,
+    p = OneLineErrorParser(prog="python -m minicnn.explain", description=cli.plain_text(__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
                    help="the model to trace: tutorial (on MNIST, the default) or fashion_bn (on Fashion-MNIST)")
@@ -40,9 +42,15 @@ def build_parser():
                    help="size of the traced batch (32)")
     p.add_argument("--index", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
                    help="which test digit the feature maps and saliency show (0)")
-    p.add_argument("--backend", default=None, help="numpy, numba or cupy")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
+                   help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the initial weights, dropout and shuffling of the short training (42)")
+    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
+                   help="the short training's progress: 1 a live bar, 2 one line, 0 nothing (default: 1 on a "
+                        "terminal, else 2)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    cli.add_version(p)
     return p
 
 
@@ -64,7 +72,7 @@ def run(args) -> dict:
         x, y = prepare(x_train[:n], y_train[:n])
         print(f"no --weights: training {args.steps} steps of 128 first, so that the pictures show learned features")
         recorder = GradientNormRecorder(every=max(1, args.steps // 60))
-        model.fit(x, y, batch_size=128, epochs=1, verbose=1, callbacks=[recorder])
+        model.fit(x, y, batch_size=128, epochs=1, verbose=cli.resolve_verbose(args), callbacks=[recorder])
         written.append(plot_gradient_norms(recorder, os.path.join(out, "gradient_norms.png")))
     else:
         print("no --weights and --steps 0: the pictures show the random initial weights")

@@ -6,8 +6,19 @@ import sys
 import time
 
 
+def is_terminal(file) -> bool:
+    """Whether ``file`` is an interactive terminal (a live bar's carriage returns only make sense there)."""
+    try:
+        return bool(file.isatty())
+    except (AttributeError, ValueError, OSError):   # no isatty, or a closed file
+        return False
+
+
 class Progress:
-    """Per-epoch display: a live tqdm bar (verbose=1), one line per epoch (verbose=2), or nothing (0)."""
+    """Per-epoch display: a live tqdm bar (verbose=1), one line per epoch (verbose=2), or nothing (0).
+
+    With verbose=1 on something that is not a terminal (a file, a pipe) there is no live bar: each epoch prints its
+    title and one summary line, as Keras's progress bar does there, and no carriage-return frames."""
 
     def __init__(self, verbose, epochs, steps, file=None):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
@@ -22,8 +33,9 @@ class Progress:
 
             if epoch is not None:
                 print(f"Epoch {epoch + 1}/{self.epochs}", file=self.file)
-            self.bar = tqdm(total=self.steps, file=self.file, unit="step", dynamic_ncols=True, leave=True,
-                            bar_format="{n_fmt}/{total_fmt} |{bar:24}| {elapsed}<{remaining}{postfix}")
+            if is_terminal(self.file):   # leave=False: the summary line replaces the bar, not repeats it
+                self.bar = tqdm(total=self.steps, file=self.file, unit="step", dynamic_ncols=True, leave=False,
+                                bar_format="{n_fmt}/{total_fmt} |{bar:24}| {elapsed}<{remaining}{postfix}")
 
     @property
     def wants_values(self):
