@@ -124,6 +124,19 @@ def _assert_same_weights(one, two, rtol):
         assert err <= rtol, f"{name}: relative difference {err:.3g} > {rtol}"
 
 
+def test_a_one_rank_strategy_trains_bit_for_bit_what_fit_alone_trains():
+    """MPI as a world of one (no mpiexec): weights x 1.0 through the flat buffer and a one-rank allreduce are exact."""
+    _mpi_or_skip()
+    from minicnn.distributed import get_strategy
+
+    alone, _ = mpi_worker.train(epochs=1)
+    strategy = get_strategy(force=True)
+    assert strategy.size == 1 and strategy.is_root
+    ranked, _ = mpi_worker.train(strategy=strategy, epochs=1)
+    for (name, a), (_, b) in zip(alone.named_weights(), ranked.named_weights()):
+        assert np.array_equal(a, b), name
+
+
 def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch(tmp_path):
     """2 epochs of 4 steps, the last of each epoch unequal (3 + 2 samples), dropout on. float32: the allreduce sums
     in another order, and the differences Adadelta carries for 8 steps stay within 1e-5 of each tensor's largest
