@@ -192,3 +192,19 @@ def test_a_global_batch_that_does_not_split_evenly_is_a_clear_error(tmp_path):
                      "--data-dir", _real_mnist_dir(), "--out", str(tmp_path)], timeout=120)
     assert proc.returncode != 0
     assert "--batch-size 65 is the global batch and must divide evenly across 2 ranks" in proc.stderr
+
+
+def test_the_scaling_benchmark_runs_one_and_two_ranks_and_writes_its_report(tmp_path):
+    _mpi_or_skip()
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--ranks", "1,2", "--threads", "1",
+                           "--steps", "2", "--out", str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=os.path.dirname(HERE))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| 2 x 1 |" in proc.stdout
+    import json
+
+    rows = {r["ranks"]: r for r in json.loads((tmp_path / "distributed.json").read_text())["rows"]}
+    assert rows[1]["efficiency"] == 1.0 and rows[1]["allreduce_share"] == 0.0
+    assert 0 < rows[2]["allreduce_share"] < 1 and rows[2]["allreduce_bytes"] == 4 * (186_110 + 2)
+    assert (tmp_path / "distributed.png").stat().st_size > 1000
