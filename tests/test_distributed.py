@@ -208,3 +208,18 @@ def test_the_scaling_benchmark_runs_one_and_two_ranks_and_writes_its_report(tmp_
     assert rows[1]["efficiency"] == 1.0 and rows[1]["allreduce_share"] == 0.0
     assert 0 < rows[2]["allreduce_share"] < 1 and rows[2]["allreduce_bytes"] == 4 * (186_110 + 2)
     assert (tmp_path / "distributed.png").stat().st_size > 1000
+
+
+def test_the_python_example_of_docs_distributed_runs_under_mpiexec(tmp_path):
+    import re
+
+    with open(os.path.join(os.path.dirname(HERE), "docs", "distributed.md")) as fh:
+        block = next(b for b in re.findall(r"```python\n(.*?)```", fh.read(), flags=re.S) if "get_strategy" in b)
+    (tmp_path / "train_mpi.py").write_text(block)
+    _mpi_or_skip()
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(HERE)}
+    proc = subprocess.run(["mpiexec", "-n", "2", sys.executable, "train_mpi.py"], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("val_accuracy ")]
+    assert len(printed) == 1 and (tmp_path / "weights.npz").is_file()
