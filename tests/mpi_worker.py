@@ -2,7 +2,8 @@
 process): the tutorial's CNN on a small synthetic set, so that no data set is needed.
 
 ``python tests/mpi_worker.py MODE OUT``; MODE is
-- ``fit``: train in float32 and in float64, rank 0 writes ``OUT/float32.npz`` and ``OUT/float64.npz``;
+- ``fit``: train in float32 and in float64, rank 0 writes ``OUT/float32.npz`` and ``OUT/float64.npz``; and in
+  float32 on 214 samples (``OUT/empty_shard.npz``), whose last batch of 1 leaves rank 1 nothing;
 - ``resume``: one epoch with a checkpoint, then a second model resumes it to two epochs; rank 0 writes
   ``OUT/resumed.npz``;
 - ``fail``: rank 1 raises during the third step (the job must end, naming rank 1 and the cause);
@@ -17,23 +18,25 @@ import sys
 
 import numpy as np
 
-# 197 samples, batches of 64: three full batches (32 + 32 per rank) and a last one of 5 (3 + 2): unequal shards
-SAMPLES, BATCH, EPOCHS = 197, 64, 2
+# 218 samples, 21 held out (11 + 10 per rank), 197 trained in batches of 64: three full batches (32 + 32 per rank)
+# and a last one of 5 (3 + 2): unequal shards
+SAMPLES, BATCH, EPOCHS = 218, 64, 2
 
 
-def data():
+def data(samples=SAMPLES):
     rng = np.random.default_rng(0)
-    x = rng.random((SAMPLES, 28, 28, 1), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, SAMPLES)]
+    x = rng.random((samples, 28, 28, 1), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, samples)]
     return x, y
 
 
-def train(dtype="float32", strategy=None, epochs=EPOCHS, checkpoint_dir=None, resume=False, callbacks=None):
+def train(dtype="float32", strategy=None, epochs=EPOCHS, checkpoint_dir=None, resume=False, callbacks=None,
+          samples=SAMPLES):
     """The tutorial's model (seed 3) after ``epochs`` of fit on :func:`data`; returns it and its history."""
     from minicnn.train import tutorial_model
 
     model = tutorial_model(seed=3, backend="numba", dtype=dtype)
-    x, y = data()
+    x, y = data(samples)
     history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, validation_split=0.1,
                         checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks, distributed=strategy)
     return model, history
@@ -59,6 +62,9 @@ def main(mode, out):
                 model, history = train(dtype, strategy)
                 if strategy.is_root:
                     save(model, os.path.join(out, f"{dtype}.npz"), history)
+            model, history = train(strategy=strategy, samples=214)   # 193 trained: 3 x 64 and a last batch of 1
+            if strategy.is_root:
+                save(model, os.path.join(out, "empty_shard.npz"), history)
         elif mode == "resume":
             class Epochs(Callback):   # which epochs the resumed fit runs (only the second, if it resumed)
                 ran = []
