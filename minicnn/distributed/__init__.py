@@ -82,6 +82,8 @@ def run_guarded(strategy, fn, *args):
     except BaseException as err:   # noqa: B036  (any failure, SystemExit included, must end every rank)
         if isinstance(err, SystemExit) and err.code in (0, None):
             raise
+        if isinstance(err.__context__, KeyboardInterrupt):   # Ctrl-C inside a compiled kernel arrives wrapped
+            strategy.abort("interrupted", code=130)
         strategy.abort(f"error: {type(err).__name__}: {err}")
     finally:
         captured = sys.stderr.getvalue() if isinstance(sys.stderr, io.StringIO) else ""
