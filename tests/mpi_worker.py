@@ -6,12 +6,15 @@ process): the tutorial's CNN on a small synthetic set, so that no data set is ne
   float32 on 214 samples (``OUT/empty_shard.npz``), whose last batch of 1 leaves rank 1 nothing;
 - ``resume``: one epoch with a checkpoint, then a second model resumes it to two epochs; rank 0 writes
   ``OUT/resumed.npz``;
+- ``nan``: rank 1's weights become infinite after the third step: every rank must stop there (the NaN check reads
+  the global loss), rank 0 writes ``OUT/stopped.json``;
 - ``fail``: rank 1 raises during the third step (the job must end, naming rank 1 and the cause);
 - ``kill``: rank 1 kills itself (SIGKILL) during the third step.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -77,6 +80,16 @@ def main(mode, out):
             if strategy.is_root:
                 np.save(os.path.join(out, "epochs_run.npy"), np.array(Epochs.ran))
                 save(model, os.path.join(out, "resumed.npz"))
+        elif mode == "nan":
+            class Poison(Callback):
+                def on_train_batch_end(self, step, logs=None):
+                    if strategy.rank == 1 and step == 2:
+                        self.model.trainable_weights[0][...] = np.inf
+
+            _, history = train(strategy=strategy, epochs=50, callbacks=[Poison()])
+            if strategy.is_root:
+                with open(os.path.join(out, "stopped.json"), "w") as fh:
+                    json.dump(history.stopped, fh)
         else:
             class Fault(Callback):
                 def on_train_batch_end(self, step, logs=None):

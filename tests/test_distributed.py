@@ -6,6 +6,7 @@ absence into a failure), ``mpiexec -n 2`` runs of tests/mpi_worker.py and of ``p
 with one Numba thread, every run under a subprocess timeout so that a hang fails instead of blocking.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -173,6 +174,15 @@ def test_a_failing_rank_ends_the_whole_job_promptly_saying_which_and_why(tmp_pat
     assert says in proc.stdout + proc.stderr
 
 
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """Rank 1's weights turn infinite after step 3: its shard's loss is NaN, so is the global one that the allreduce
+    gives every rank; all stop before step 4's update (a rank left training would wait forever)."""
+    proc = _mpiexec([os.path.join(HERE, "mpi_worker.py"), "nan", str(tmp_path)], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stopped = json.loads((tmp_path / "stopped.json").read_text())
+    assert stopped["reason"] == "nan" and (stopped["epoch"], stopped["step"]) == (1, 4), stopped
+
+
 def test_the_command_under_mpiexec_prints_and_writes_once(tmp_path):
     from test_datasets import _real_mnist_dir
 
@@ -205,8 +215,6 @@ def test_the_scaling_benchmark_runs_one_and_two_ranks_and_writes_its_report(tmp_
                           timeout=600, cwd=os.path.dirname(HERE))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "| 2 x 1 |" in proc.stdout
-    import json
-
     rows = {r["ranks"]: r for r in json.loads((tmp_path / "distributed.json").read_text())["rows"]}
     assert rows[1]["efficiency"] == 1.0 and rows[1]["allreduce_share"] == 0.0
     assert 0 < rows[2]["allreduce_share"] < 1 and rows[2]["allreduce_bytes"] == 4 * (186_110 + 2)
