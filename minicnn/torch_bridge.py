@@ -46,8 +46,8 @@ def conv_kernel_from_torch(weight):
 class TorchTwin(nn.Module):
     """``model``'s layers as PyTorch modules, with copies of its weights (in ``dtype``, float64 by default).
 
-    Supports Conv2D (any padding: the zeros are added by ``F.pad`` as minicnn's window places them),
-    MaxPooling2D, AveragePooling2D without padding, Dropout, Flatten and Dense; activations linear, relu, sigmoid,
+    Supports Conv2D and MaxPooling2D (any padding: added by ``F.pad`` where minicnn's window places it, zeros or
+    -inf), AveragePooling2D without padding, Dropout, Flatten and Dense; activations linear, relu, sigmoid,
     tanh, and softmax on the last layer only (left out: the twin returns logits). Anything else is a ValueError
     naming the layer."""
 
@@ -80,7 +80,7 @@ class TorchTwin(nn.Module):
             self._copy(module.weight, layer.params["kernel"].T, lambda w: np.ascontiguousarray(w.T))
         elif kind == "MaxPooling2D":
             return nn.MaxPool2d(layer.pool_size, layer.strides)
-        elif kind == "AveragePooling2D" and layer.padding == "valid":
+        elif kind == "AveragePooling2D" and not layer.window.padded:   # padded: it divides by the real cells only
             return nn.AvgPool2d(layer.pool_size, layer.strides)
         elif kind == "Dropout":
             return nn.Dropout(layer.rate)
@@ -106,9 +106,10 @@ class TorchTwin(nn.Module):
             if kind == "Flatten":
                 x = x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)   # (H, W, C) order
                 continue
-            if kind == "Conv2D" and layer.window.padded:
-                win = layer.window
-                x = functional.pad(x, (win.pad_left, win.pad_right, win.pad_top, win.pad_bottom))
+            win = getattr(layer, "window", None)
+            if win is not None and win.padded:   # minicnn's (possibly uneven) padding; max-pooling pads with -inf
+                fill = float("-inf") if kind == "MaxPooling2D" else 0.0
+                x = functional.pad(x, (win.pad_left, win.pad_right, win.pad_top, win.pad_bottom), value=fill)
             x = module(x)
             act = ACTIVATIONS.get(getattr(layer, "activation", "linear"))
             if act is not None:

@@ -42,7 +42,9 @@ def test_the_tutorial_model_matches_pytorch_autograd_in_float64():
 
 
 def test_padding_and_strides_match_pytorch():
+    """Uneven "same" padding (zeros for a convolution, -inf for max pooling), strides, tanh and sigmoid."""
     layers = [mc.layers.Conv2D(4, (3, 3), strides=2, padding="same", activation="tanh", input_shape=(9, 8, 2)),
+              mc.layers.MaxPooling2D((2, 2), strides=1, padding="same"),
               mc.layers.Conv2D(3, (2, 2), padding="same", activation="sigmoid"),
               mc.layers.AveragePooling2D((2, 2)), mc.layers.Flatten(), mc.layers.Dense(5, activation="softmax")]
     model = float64_model(layers)
