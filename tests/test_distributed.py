@@ -56,7 +56,8 @@ def test_flat_buffer_packs_scaled_arrays_end_to_end_and_unpacks_them_in_place():
 
 @pytest.mark.parametrize("env,expected", [
     ({}, False), ({"PMI_SIZE": "2"}, True), ({"PMI_SIZE": "1"}, False), ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
-    ({"SLURM_NTASKS": "8"}, False), ({"SLURM_NTASKS": "8", "SLURM_STEP_ID": "0"}, True),
+    ({"SLURM_NTASKS": "8"}, False), ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "8"}, True),
+    ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "1"}, False), ({"PMIX_RANK": "3"}, True),
 ])
 def test_an_mpi_launch_is_recognised_from_the_environment(env, expected):
     assert launched_by_mpi(env) is expected

@@ -22,20 +22,23 @@ import sys
 
 from .buffer import FlatBuffer, shard_bounds
 
-# What MPI launchers put in each rank's environment: MPICH/Hydra and Intel MPI (PMI_*), Open MPI, Slurm's srun
-LAUNCH_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_NTASKS")
+# The number of processes, as MPI launchers put it in each rank's environment: MPICH's Hydra, Intel MPI and Slurm's
+# srun --mpi=pmi2 (PMI_SIZE), Open MPI (OMPI_COMM_WORLD_SIZE); under PMIx (srun --mpi=pmix) PMIX_RANK says "launched"
+# and Slurm's step variables give the size
+LAUNCH_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 
 __all__ = ["MPIStrategy", "get_strategy", "launched_by_mpi", "FlatBuffer", "shard_bounds", "run_guarded"]
 
 
 def launched_by_mpi(environ=None) -> bool:
-    """Whether this process looks started by an MPI launcher with more than one process (mpiexec, srun)."""
+    """Whether this process looks started by an MPI launcher (mpiexec, srun) with more than one process."""
     environ = os.environ if environ is None else environ
     for name in LAUNCH_VARIABLES:
         if name in environ:
-            if name == "SLURM_NTASKS" and "SLURM_STEP_ID" not in environ:
-                continue   # inside an allocation (sbatch) but not in an srun step: not a launch
-            return name == "PMIX_RANK" or environ[name].strip() not in ("", "1")
+            return environ[name].strip() not in ("", "0", "1")
+    if "PMIX_RANK" in environ:
+        size = environ.get("SLURM_STEP_NUM_TASKS", environ.get("SLURM_NTASKS", "2")).strip()
+        return size not in ("", "0", "1")
     return False
 
 
