@@ -90,6 +90,8 @@ def run_guarded(strategy, fn, *args):
         strategy.abort(f"error: {type(err).__name__}: {err}")
     finally:
         captured = sys.stderr.getvalue() if isinstance(sys.stderr, io.StringIO) else ""
+        if sys.stdout is not saved[0]:
+            sys.stdout.close()
         sys.stdout, sys.stderr = saved
     if status:
         said = captured.strip().splitlines()[-1:] or ["exit status " + str(status) + " (the error above)"]
