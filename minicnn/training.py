@@ -31,6 +31,7 @@ import numpy as np
 from . import losses as losses_module
 from . import optimizers as optimizers_module
 from . import sample_weights as weights_module
+from .batch_methods import BatchMethods, results
 from .callbacks import (  # noqa: F401  (the names fit's users import from here)
     Callback,
     EarlyStopping,
@@ -97,7 +98,7 @@ def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> np.ndarr
     return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
 
 
-class Trainer:
+class Trainer(BatchMethods):
     """Compile, fit, evaluate, the training step and its NaN guard, for any model that provides:
 
     - ``backend``, ``dtype``, ``seed``, ``input_shape``, ``output_shape`` (batch axis excluded);
@@ -184,48 +185,27 @@ class Trainer:
         penalized = self.regularized_layers()
         return (loss + self.regularization_loss(penalized), penalized) if penalized else (loss, penalized)
 
-    def train_step(self, xb, yb, check_finite: bool = False, guard=None, sample_weight=None):
+    def train_step(self, xb, yb, check_finite: bool = False, guard=None, distributed=None, sample_weight=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
 
         With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
         weights stay those of the last good step (this reads the loss on the host: one synchronisation).
         With a ``guard`` (:class:`~minicnn.nan_guard.DeferredNanGuard`) the same happens on the device: the guard
-        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
-        loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False,
-                                                sample_weight=sample_weight)
+        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then.
+        With ``distributed`` (:mod:`minicnn.distributed`), ``(xb, yb)`` is this rank's shard of the global batch and
+        the gradients, loss and accuracy become the global batch's (one allreduce) before the update."""
+        if distributed is not None and xb.shape[0] == 0:
+            loss = acc = None   # an empty shard (a last batch smaller than the number of ranks) adds nothing
+        else:
+            loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False,
+                                                    sample_weight=sample_weight)
+        if distributed is not None:
+            loss, acc = distributed.average_gradients(self, loss, acc)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
         gate = None if guard is None else guard.observe(loss)
         self.optimizer.apply(self.trainable_weights, self.gradients, gate=gate, backend=self.backend)
         return loss, acc
-
-    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
-        """One step of training on one batch: returns ``[loss, accuracy]`` measured before the update
-        (``return_dict=True``: ``{"loss": ..., "accuracy": ...}``); weights as in :meth:`fit`."""
-        self.require_compiled("train_on_batch")
-        xb = self.prepare_inputs(x)
-        w, _ = weights_module.fit_weights(y, xb.shape[0], xb.shape[0], sample_weight, class_weight)
-        loss, acc = self.train_step(xb, self.prepare_targets(y, xb.shape[0]),
-                                    sample_weight=weights_module.to_backend(self.backend, self.dtype, w))
-        return self.results(loss, acc, return_dict)
-
-    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
-        """``[loss, accuracy]`` on one batch, dropout off, nothing updated (``return_dict``: as a dict)."""
-        self.require_compiled("test_on_batch")
-        xb = self.prepare_inputs(x)
-        w = weights_module.checked_sample_weight(sample_weight, xb.shape[0])
-        loss, acc = evaluate_arrays(self, xb, self.prepare_targets(y, xb.shape[0]), xb.shape[0],
-                                    sample_weight=weights_module.to_backend(self.backend, self.dtype, w))
-        return self.results(loss, acc, return_dict)
-
-    @staticmethod
-    def results(loss, acc, return_dict: bool):
-        """``[loss, accuracy]`` as floats, or ``{"loss": ..., "accuracy": ...}`` (Keras's ``return_dict``)."""
-        return {"loss": float(loss), "accuracy": float(acc)} if return_dict else [float(loss), float(acc)]
-
-    def predict_on_batch(self, x) -> np.ndarray:
-        """The outputs for one batch ``x`` (dropout off), as a host array: one forward pass, no batching."""
-        return self.backend.to_numpy(self.forward(self.prepare_inputs(x), training=False))
 
     def compute_gradients(self, x, y, training: bool = False):
         """The loss and dL/dweights on one batch, without updating anything.
@@ -255,13 +235,13 @@ class Trainer:
         loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress, sample_weight=wb)
         result = [float(loss), float(acc)]
         progress.end(None, {"loss": result[0], "accuracy": result[1]})
-        return self.results(*result, return_dict)
+        return results(*result, return_dict)
 
     # --- training -----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True, refresh_every: int = 10, file=None, initial_epoch: int = 0, class_weight=None,
-            sample_weight=None):
+            nan_guard: bool = True, refresh_every: int = 10, file=None, distributed=None, initial_epoch: int = 0,
+            class_weight=None, sample_weight=None):
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
@@ -281,6 +261,10 @@ class Trainer:
         once, keeping the last good weights, when the loss becomes NaN or infinite (``history.stopped``
         says where). Ctrl-C stops cleanly too, writing (with ``checkpoint_dir``) the state the interrupted epoch
         started from, so that resuming redoes that epoch exactly.
+
+        ``distributed``: a :class:`minicnn.distributed.MPIStrategy` (under ``mpiexec``): ``batch_size`` is the global
+        batch, split across the ranks; gradients are averaged by one allreduce per step; evaluation is sharded; only
+        rank 0 shows progress and writes checkpoints (every rank reads one to resume). See docs/distributed.md.
         """
         self.require_compiled("fit")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -297,6 +281,8 @@ class Trainer:
             x_train, y_train, x_val, y_val = split_validation(x, y, validation_split)
         w_train, w_split = weights_module.fit_weights(y_train, len(x_train), len(x), sample_weight, class_weight)
         w_val = w_split if w_val is None else w_val
+        if distributed is not None and w_val is not None:
+            raise ValueError("validation sample weights are not supported with distributed= training yet")
 
         backend, xp = self.backend, self.backend.xp
         xb = self.prepare_inputs(x_train)                      # the data crosses to the device once per fit
@@ -310,6 +296,9 @@ class Trainer:
 
         n = xb.shape[0]
         steps = -(-n // batch_size)
+        if distributed is not None:   # checks shared by every rank; only rank 0 shows progress
+            verbose = distributed.begin_fit(self, n, batch_size, verbose)
+        writes_checkpoints = checkpoint_dir is not None and (distributed is None or distributed.is_root)
         history = History()
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         if resume and checkpoint_dir is None:
@@ -358,10 +347,13 @@ class Trainer:
                     for cb in on_batch_begin:
                         cb.on_train_batch_begin(step)
                     idx = order[step * batch_size:(step + 1) * batch_size]
+                    count = idx.shape[0]
+                    if distributed is not None:   # this rank's slice of the same global batch
+                        idx = distributed.shard(self, idx)
                     loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
-                                                sample_weight=None if wb is None else wb[idx])
-                    sum_loss += loss * idx.shape[0]
-                    sum_acc += acc * idx.shape[0]
+                                                distributed=distributed, sample_weight=None if wb is None else wb[idx])
+                    sum_loss += loss * count
+                    sum_acc += acc * count
                     if on_batch_end:   # Keras's batch logs: the epoch's running means so far
                         seen = min((step + 1) * batch_size, n)
                         batch_logs = {"loss": float(sum_loss) / seen, "accuracy": float(sum_acc) / seen}
@@ -376,13 +368,16 @@ class Trainer:
                         progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
                 logs = {"loss": float(sum_loss) / n, "accuracy": float(sum_acc) / n}
                 if has_val:
-                    val_loss, val_acc = evaluate_arrays(self, xvb, yvb, batch_size, sample_weight=wvb)
+                    if distributed is None:
+                        val_loss, val_acc = evaluate_arrays(self, xvb, yvb, batch_size, sample_weight=wvb)
+                    else:
+                        val_loss, val_acc = distributed.evaluate(self, xvb, yvb, batch_size)
                     logs.update(val_loss=float(val_loss), val_accuracy=float(val_acc))
                 seconds = time.perf_counter() - started
                 progress.end(epoch, logs)
                 history.append(epoch, logs)
                 history.history.setdefault("seconds", []).append(seconds)
-                if checkpoint_dir is not None:
+                if writes_checkpoints:
                     save_checkpoint(self, checkpoint_dir, epoch + 1, history)
                     epoch_start = None   # the checkpoint on disk is now the newer state
                 for cb in callbacks:
@@ -400,7 +395,7 @@ class Trainer:
             progress.abandon()
             history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
             kept = ""
-            if checkpoint_dir is not None and epoch_start is not None:
+            if writes_checkpoints and epoch_start is not None:
                 # the interrupted epoch is redone on resume: save the state it started from
                 save_checkpoint(self, checkpoint_dir, epoch, history, state=epoch_start)
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "

@@ -131,7 +131,8 @@ def test_learning_rate_scheduler_changes_the_rate_the_optimizer_uses():
     for rate in (1e-6, 1.0):
         m = small_model()
         before = m.get_weights()
-        m.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[cbs.LearningRateScheduler(lambda e, r=rate: r)])
+        schedule = cbs.LearningRateScheduler(lambda epoch, lr, r=rate: r)
+        m.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[schedule])
         moved.append(max(float(np.abs(a - b).max()) for a, b in zip(before, m.get_weights())))
     assert moved[0] < 1e-4 < moved[1]
     with pytest.raises(ValueError, match="positive"):
