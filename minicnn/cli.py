@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -21,6 +22,11 @@ def plain_text(doc: str) -> str:
     text = _LITERAL.sub(r"\1", text)
     text = _INTERPRETED.sub(r"\1", text)
     return re.sub(r"::(\s*\n)", r":\1", text).strip() + "\n"
+
+
+def prog(module: str, script: str) -> str:
+    """The command's name in its usage line: ``script`` when run as that console script, else ``python -m module``."""
+    return script if os.path.basename(sys.argv[0]) == script else f"python -m {module}"
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

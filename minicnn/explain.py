@@ -28,7 +28,7 @@ from .utils import atomic_write
 
 
 def build_parser():
-    p = OneLineErrorParser(prog="python -m minicnn.explain", description=cli.plain_text(__doc__),
+    p = OneLineErrorParser(prog=cli.prog("minicnn.explain", "minicnn-explain"), description=cli.plain_text(__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
                    help="the model to trace: tutorial (on MNIST, the default) or fashion_bn (on Fashion-MNIST)")

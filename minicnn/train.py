@@ -74,7 +74,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = OneLineErrorParser(prog="python -m minicnn.train", description=cli.plain_text(__doc__),
+    p = OneLineErrorParser(prog=cli.prog("minicnn.train", "minicnn-train"), description=cli.plain_text(__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
                    help="the model and its settings: tutorial (the default) or fashion_bn (see minicnn/recipes.py)")

@@ -88,7 +88,9 @@ def main_of(module):
 
 @pytest.mark.parametrize("module", ["minicnn.train", "minicnn.explain", "benchmarks.train", "benchmarks.kernels",
                                     "benchmarks.keras_run", "benchmarks.gpu_check"])
-def test_help_is_plain_text(module, capsys):
+def test_help_is_plain_text(module, capsys, monkeypatch):
+    # benchmarks/ is not installed (it runs from the project's folder): import it from there
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with pytest.raises(SystemExit) as exit_:
         main_of(module)(["--help"])
     assert exit_.value.code == 0
