@@ -12,6 +12,7 @@ One training step (``train_on_batch``, the trainer's)::
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from .layers.base import Layer
 from .nan_guard import NonFiniteLoss  # noqa: F401  (where earlier code imported it from)
 from .seeding import resolve_seed
 from .training import NotCompiledError, Trainer  # noqa: F401
+
+if TYPE_CHECKING:
+    from .annotations import ArrayLike, PathLike, Shape
 
 
 def _snake_case(name: str) -> str:
@@ -45,8 +49,8 @@ class Sequential(Trainer):
         26
     """
 
-    def __init__(self, layers=None, name: str = "sequential", dtype="float32", seed: int | None = None,
-                 backend: str | Backend | None = None):
+    def __init__(self, layers: list[Layer] | None = None, name: str = "sequential", dtype: str = "float32",
+                 seed: int | None = None, backend: str | Backend | None = None):
         self.name = name
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -86,7 +90,7 @@ class Sequential(Trainer):
         layer.build(input_shape, self.backend, self.dtype, self.rng)
         layer.reuse_buffers = True   # a model's layers write into buffers kept across steps (see Layer)
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: Shape) -> None:
         """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
         shape = tuple(int(d) for d in input_shape)
         for layer in self.layers:
@@ -152,7 +156,7 @@ class Sequential(Trainer):
         self._require_built()
         return [self.backend.to_numpy(p) for p in self.weights]
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: list[np.ndarray]) -> None:
         """Set every weight from arrays in Keras's order; shapes must match."""
         self._require_built()
         weights = list(weights)
@@ -212,7 +216,7 @@ class Sequential(Trainer):
             if hasattr(layer, "reseed"):
                 layer.reseed(epoch)
 
-    def predict(self, x, batch_size: int = 32) -> np.ndarray:
+    def predict(self, x: ArrayLike, batch_size: int = 32) -> np.ndarray:
         """The model's outputs (class probabilities for the tutorial) for ``x``, as a host array, by batches."""
         self._require_built()
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -235,7 +239,7 @@ class Sequential(Trainer):
                 return layer
         raise ValueError(f"no layer named {name!r}; the layers are {', '.join(lay.name for lay in self.layers)}")
 
-    def predict_classes(self, x, batch_size: int = 32) -> np.ndarray:
+    def predict_classes(self, x: ArrayLike, batch_size: int = 32) -> np.ndarray:
         """The most probable class of each sample: ``argmax(predict(x), axis=-1)``."""
         return self.predict(x, batch_size=batch_size).argmax(axis=-1)
 
@@ -268,7 +272,7 @@ class Sequential(Trainer):
             weights.append(arrays[name])
         self.set_weights(weights)
 
-    def save_weights(self, path) -> None:
+    def save_weights(self, path: PathLike) -> None:
         """Save every weight to a ``.npz`` file, keyed ``<layer name>/<weight name>``, written atomically."""
         from .utils import atomic_write
 
@@ -276,7 +280,7 @@ class Sequential(Trainer):
         arrays["__layers__"] = np.array([f"{layer.name}:{type(layer).__name__}" for layer in self.layers])
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
-    def load_weights(self, path) -> None:
+    def load_weights(self, path: PathLike) -> None:
         """Load parameters saved by :meth:`save_weights` (from any backend); names and shapes must match."""
         self._require_built()
         try:

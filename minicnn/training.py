@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +45,9 @@ from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .annotations import ArrayLike, CallbackList, PathLike
 
 
 class NotCompiledError(ValueError, RuntimeError):
@@ -117,7 +121,8 @@ class Trainer(BatchMethods):
     stop_training = False
 
     # --- compiling ----------------------------------------------------------------------------------
-    def compile(self, loss="categorical_crossentropy", optimizer="adadelta", metrics=None) -> None:
+    def compile(self, loss: str | object = "categorical_crossentropy", optimizer: str | object = "adadelta",
+                metrics: list[str] | None = None) -> None:
         """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
         self.loss = losses_module.get(loss)
         self.optimizer = optimizers_module.get(optimizer)
@@ -220,7 +225,7 @@ class Trainer(BatchMethods):
         return float(loss), [self.backend.to_numpy(g) for g in self.gradients]
 
     # --- evaluating ---------------------------------------------------------------------------------
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 1, sample_weight=None,
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 32, verbose: int = 1, sample_weight=None,
                  return_dict: bool = False) -> list[float] | dict[str, float]:
         """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches (``return_dict=True``: ``{"loss": ...,
         "accuracy": ...}``). ``sample_weight`` (N,): the loss is ``(1/N) sum_n w_n l_n``, the accuracy unweighted."""
@@ -238,10 +243,11 @@ class Trainer(BatchMethods):
         return results(*result, return_dict)
 
     # --- training -----------------------------------------------------------------------------------
-    def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True, refresh_every: int = 10, file=None, distributed=None, initial_epoch: int = 0,
-            class_weight=None, sample_weight=None):
+    def fit(self, x: ArrayLike, y: ArrayLike, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
+            validation_split: float = 0.0, validation_data: tuple | None = None, shuffle: bool = True,
+            callbacks: CallbackList | None = None, checkpoint_dir: PathLike | None = None, resume: bool = False,
+            nan_guard: bool | str = True, refresh_every: int = 10, file=None, distributed=None, initial_epoch: int = 0,
+            class_weight: dict[int, float] | None = None, sample_weight: ArrayLike | None = None) -> History:
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``

@@ -67,3 +67,21 @@ def test_usage_names_the_console_script_when_run_as_one(monkeypatch):
     assert cli.prog("minicnn.train", "minicnn-train") == "minicnn-train"
     monkeypatch.setattr(sys, "argv", ["/x/minicnn/train.py"])
     assert cli.prog("minicnn.train", "minicnn-train") == "python -m minicnn.train"
+
+
+def test_the_public_api_has_type_hints_that_resolve():
+    import typing
+
+    import minicnn as mc
+    from minicnn import annotations, callbacks, layers
+
+    names = {**vars(annotations), **vars(mc), "History": callbacks.History, "Layer": layers.Layer}
+    public = [mc.Sequential.__init__, mc.Sequential.compile, mc.Sequential.fit, mc.Sequential.evaluate,
+              mc.Sequential.predict, mc.Sequential.save_weights, mc.Sequential.load_weights, mc.Sequential.get_layer,
+              mc.Sequential.train_on_batch, mc.Sequential.predict_on_batch]
+    public += [getattr(layers, name).__init__ for name in ("Conv2D", "Dense", "MaxPooling2D", "Dropout", "Flatten",
+                                                            "BatchNormalization", "Activation", "Reshape")]
+    for fn in public:
+        hints = typing.get_type_hints(fn, localns=names)   # a name that does not exist raises here
+        assert "return" in hints or fn.__name__ == "__init__", fn.__qualname__
+        assert len(hints) >= 2, (fn.__qualname__, hints)

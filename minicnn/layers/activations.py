@@ -15,7 +15,12 @@ softmax     ``exp(z_k - max z) / sum_j exp(..)``  ``y * (dy - sum_k dy_k y_k)`` 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Shape
 
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 
@@ -65,7 +70,7 @@ class Activation(Layer):
         >>> model = mc.Sequential([mc.layers.Dense(3, input_shape=(4,)), mc.layers.Activation("softmax")])
     """
 
-    def __init__(self, activation, name=None, input_shape=None):
+    def __init__(self, activation: str, name: str | None = None, input_shape: Shape | None = None):
         super().__init__(name=name, input_shape=input_shape)
         self.activation = check_activation(activation)
 

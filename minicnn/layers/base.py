@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..annotations import Shape
 
 
 class HookHandle:
@@ -34,7 +39,7 @@ class Layer:
 
     reuse_buffers = False
 
-    def __init__(self, name: str | None = None, input_shape=None):
+    def __init__(self, name: str | None = None, input_shape: Shape | None = None):
         self.name = name
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.output_shape = None

@@ -42,9 +42,13 @@ answer in inference (the moving statistics do not depend on x): dX_k = gamma * i
 from __future__ import annotations
 
 from numbers import Real
+from typing import TYPE_CHECKING
 
 from .. import initializers
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Initializer, Shape
 
 
 def _number(name, value):
@@ -71,9 +75,10 @@ class BatchNormalization(Layer):
         2
     """
 
-    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
-                 gamma_initializer="ones", moving_mean_initializer="zeros", moving_variance_initializer="ones",
-                 input_shape=None, name=None):
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
+                 scale: bool = True, beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
+                 moving_mean_initializer: Initializer = "zeros", moving_variance_initializer: Initializer = "ones",
+                 input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise TypeError(f"BatchNormalization axis must be an int (-1: the channels), got {axis!r}")

@@ -28,12 +28,15 @@ that one call instead, and the tests prove both paths equal.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import initializers
 from ..backend.geometry import check_padding, pair, window_over
 from .activations import activation_forward, check_activation
 from .linear import LinearWithActivation
+
+if TYPE_CHECKING:
+    from ..annotations import Initializer, IntPair, RegularizerLike, Shape
 
 
 class ConvSaved(NamedTuple):
@@ -54,9 +57,11 @@ class Conv2D(LinearWithActivation):
         (24, 24, 32)
     """
 
-    def __init__(self, filters: int, kernel_size, strides=(1, 1), padding="valid", activation=None,
-                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None, kernel_regularizer=None, bias_regularizer=None):
+    def __init__(self, filters: int, kernel_size: IntPair, strides: IntPair = (1, 1), padding: str = "valid",
+                 activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: Initializer = "glorot_uniform", bias_initializer: Initializer = "zeros",
+                 input_shape: Shape | None = None, name: str | None = None, kernel_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None):
         super().__init__(name=name, input_shape=input_shape)
         self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
         if not isinstance(filters, int) or filters <= 0:

@@ -15,9 +15,14 @@ Backward, given ``dY`` of shape ``(N, U)``::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import initializers
 from .activations import check_activation
 from .linear import LinearWithActivation
+
+if TYPE_CHECKING:
+    from ..annotations import Initializer, RegularizerLike, Shape
 
 
 class Dense(LinearWithActivation):
@@ -30,9 +35,10 @@ class Dense(LinearWithActivation):
         850
     """
 
-    def __init__(self, units: int, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, name=None, kernel_regularizer=None,
-                 bias_regularizer=None):
+    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: Initializer = "glorot_uniform", bias_initializer: Initializer = "zeros",
+                 input_shape: Shape | None = None, name: str | None = None, kernel_regularizer: RegularizerLike = None,
+                 bias_regularizer: RegularizerLike = None):
         super().__init__(name=name, input_shape=input_shape)
         self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
         if not isinstance(units, int) or units <= 0:

@@ -14,9 +14,14 @@ process would.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Shape
 
 
 class Dropout(Layer):
@@ -25,7 +30,8 @@ class Dropout(Layer):
     ``seed`` fixes this layer's random stream; otherwise it is drawn from the model's seed.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, input_shape=None, name=None):
+    def __init__(self, rate: float, seed: int | None = None, input_shape: Shape | None = None,
+                 name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Shape
 
 
 class GlobalPooling2D(Layer):
     """The base of ``GlobalAveragePooling2D`` and ``GlobalMaxPooling2D``: ``keepdims``, the output shape and the
     configuration; a subclass writes ``forward`` and ``backward``."""
 
-    def __init__(self, keepdims=False, input_shape=None, name=None):
+    def __init__(self, keepdims: bool = False, input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if not isinstance(keepdims, bool):
             raise TypeError(f"keepdims must be True or False, got {keepdims!r}")

@@ -7,15 +7,21 @@ A pooling layer has no weights; it reduces each window of each channel to one va
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..backend.geometry import check_padding, pair, window_over
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import IntPair, Shape
 
 
 class Pooling2D(Layer):
     """The base of the 2-D pooling layers: arguments, output shape (``self.window``) and configuration; a
     subclass writes ``forward`` and ``backward``. ``strides`` defaults to ``pool_size``."""
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None, name=None):
+    def __init__(self, pool_size: IntPair = (2, 2), strides: IntPair | None = None, padding: str = "valid",
+                 input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         self.pool_size = pair(pool_size, "pool_size")
         self.strides = self.pool_size if strides is None else pair(strides, "strides")

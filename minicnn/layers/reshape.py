@@ -8,8 +8,12 @@ gradient, only the shape changes.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Shape
 
 
 class Reshape(Layer):
@@ -22,7 +26,7 @@ class Reshape(Layer):
         (3, 4)
     """
 
-    def __init__(self, target_shape, input_shape=None, name=None):
+    def __init__(self, target_shape: int | Shape, input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if isinstance(target_shape, int) and not isinstance(target_shape, bool):
             target_shape = (target_shape,)

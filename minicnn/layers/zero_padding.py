@@ -12,7 +12,12 @@ Backward: the padded cells depend on nothing, and the others are x itself, so th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Layer
+
+if TYPE_CHECKING:
+    from ..annotations import Padding, Shape
 
 
 def _amount(value, what):
@@ -56,7 +61,7 @@ class ZeroPadding2D(Layer):
         (8, 8, 2)
     """
 
-    def __init__(self, padding=1, input_shape=None, name=None):
+    def __init__(self, padding: Padding = 1, input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         self.padding = padding_amounts(padding)
 
