@@ -450,6 +450,9 @@ def main(argv=None):
     from benchmarks.gpu_distributed import distributed_checks
 
     section("distributed: NCCL and MPI with GPU buffers")(distributed_checks)(record)
+    from benchmarks.gpu_keras_api import keras_api_checks
+
+    section("Keras's fit arguments and callbacks on the GPU")(keras_api_checks)(record)
     REPORT["summary"] = SUMMARY
     REPORT["total_seconds"] = time.perf_counter() - started
     write_json(os.path.join(args.out, "gpu_check.json"), REPORT)
