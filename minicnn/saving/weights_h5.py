@@ -59,8 +59,8 @@ def _child(h5py, group, name, source, where):
     if link is None:
         return None
     if not isinstance(link, h5py.HardLink):
-        _refuse(source, f"{where}/{name} is a {type(link).__name__}, not a plain member (links to other files or "
-                        f"paths are refused)")
+        _refuse(source, f"{where}/{name} is a link ({type(link).__name__}), not a plain member (links to other "
+                        f"files or paths are refused)")
     return group[name]
 
 
