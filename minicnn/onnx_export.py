@@ -12,7 +12,8 @@ layer becomes (weights as initializers, float32):
 ==================  ============================================================================================
 Conv2D              Conv (kernel (KH, KW, C, F) -> (F, C, KH, KW), explicit pads for "same") + activation
 Dense               Gemm (kernel (D, U) as it is) + activation
-MaxPooling2D        MaxPool (explicit pads: padding never wins a window)
+MaxPooling2D        MaxPool, after a Pad of -inf for "same" (padding never wins a window; MaxPool's own pads are
+                    mis-sized by onnx.reference 1.23 when they are uneven and the stride is 1)
 AveragePooling2D    AveragePool with count_include_pad=0 (padding not counted, as Keras)
 Global*Pooling2D    GlobalAveragePool / GlobalMaxPool, then Flatten unless keepdims
 ZeroPadding2D       Pad (constant 0)
@@ -106,10 +107,16 @@ def _layer(g, layer, weights):
         bias = [g.constant("bias", weights["bias"])] if layer.use_bias else []
         g.add("Gemm", [g.constant("kernel", weights["kernel"]), *bias])
         _activation(g, layer.activation, rank_out)
-    elif kind in ("MaxPooling2D", "AveragePooling2D"):
-        w, extra = layer.window, ({"count_include_pad": 0} if kind == "AveragePooling2D" else {})
-        g.add("MaxPool" if kind == "MaxPooling2D" else "AveragePool", kernel_shape=[w.kh, w.kw], strides=[w.sh, w.sw],
-              pads=_pads(w), **extra)
+    elif kind == "MaxPooling2D":
+        w = layer.window
+        if w.padded:   # -inf never wins a window (each holds a real cell); see the module's docstring for why a Pad
+            top, left, bottom, right = _pads(w)
+            g.add("Pad", [g.constant("pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)),
+                          g.constant("minus_inf", np.array(-np.inf, np.float32))], mode="constant")
+        g.add("MaxPool", kernel_shape=[w.kh, w.kw], strides=[w.sh, w.sw])
+    elif kind == "AveragePooling2D":
+        w = layer.window
+        g.add("AveragePool", kernel_shape=[w.kh, w.kw], strides=[w.sh, w.sw], pads=_pads(w), count_include_pad=0)
     elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         g.add(kind.replace("Pooling2D", "Pool"))
         if not layer.keepdims:
