@@ -198,3 +198,14 @@ def test_keras_tutorial_model_evaluates_to_the_same_accuracy_in_minicnn(tmp_path
     assert our_loss == pytest.approx(their_loss, rel=1e-4)
     p_ours, p_theirs = ours.predict(x_test, batch_size=500), theirs.predict(x_test, batch_size=500, verbose=0)
     compare_arrays(p_ours, p_theirs, "Keras tutorial model in minicnn: test predictions")
+
+
+def test_the_guide_example_runs(tmp_path, monkeypatch, capsys):
+    import os
+    import re
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "model_files.md")) as fh:
+        (block,) = re.findall(r"```python\n(.*?)```", fh.read(), flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/model_files.md", "exec"), {})
+    assert re.fullmatch(r"tiny\.keras: the file holds [\d,]+ bytes, over the limit of 1,000\n", capsys.readouterr().out)
