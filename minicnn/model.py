@@ -285,11 +285,11 @@ class Sequential(Trainer):
 
         return model_to_json(self, **kwargs)
 
-    def export(self, path, opset: int | None = None) -> None:
-        """Write the model, for inference, as an ONNX graph (see :mod:`minicnn.onnx_export`)."""
+    def export(self, path, format: str = "onnx", opset: int | None = None) -> None:
+        """Write the model, for inference, as an ONNX graph (Keras's ``format="onnx"``; see minicnn.onnx_export)."""
         from .onnx_export import export_onnx
 
-        export_onnx(self, path, opset=opset)
+        export_onnx(self, path, format=format, opset=opset)
 
     # --- showing ------------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:

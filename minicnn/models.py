@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .model import Sequential
-from .saving import Limits, ModelFileError, read_keras_file, read_weights, spec_from_json
+from .saving import Limits, ModelFileError, check_size, read_keras_file, read_weights, spec_from_json
 
 __all__ = ["load_model", "model_from_json", "Limits", "ModelFileError"]
 
@@ -40,6 +40,7 @@ def load_model(path, compile: bool = True, backend=None, limits: Limits | None =
     source = os.fspath(path)
     if spec.input_shape is None:
         raise ModelFileError(f"{source}: config.json gives no input shape (the model was saved unbuilt)")
+    check_size(spec, len(archive.weights), f"{source}: config.json")
     try:
         model = _build(spec, backend=backend)
     except ValueError as err:   # shapes that do not fit together (e.g. a Dense after an image)

@@ -167,9 +167,13 @@ def to_onnx(model, opset: int | None = None):
     return proto
 
 
-def export_onnx(model, path, opset: int | None = None) -> None:
-    """Write ``model`` to ``path`` as an ONNX file (float32, opset 17 by default), atomically."""
+def export_onnx(model, path, format: str = "onnx", opset: int | None = None) -> None:
+    """Write ``model`` to ``path`` as an ONNX file (float32, opset 17 by default), atomically. ``format``: Keras's
+    ``export`` argument; minicnn exports "onnx" only."""
     from .utils import atomic_write
 
+    if format != "onnx":
+        raise ValueError(f"export format {format!r} is not supported: minicnn exports format='onnx' (for Keras's "
+                         f"other formats, save a .keras file and export it with Keras)")
     data = to_onnx(model, opset).SerializeToString()
     atomic_write(os.fspath(path), lambda fh: fh.write(data))

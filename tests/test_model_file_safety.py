@@ -153,6 +153,10 @@ def test_bad_json_is_refused(tmp_path, good, text, pattern):
      "regularizer.*'Orthogonal' is not supported"),
     (lambda c: c["config"]["layers"][2]["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
     (lambda c: c["config"]["layers"][4]["config"].update(units=-3), "units must be a positive int"),
+    (lambda c: c["config"]["layers"].pop(3), "Dense 'dense' expects flat inputs"),
+    # a configuration that would allocate far more than the file's weights: refused before anything is made
+    (lambda c: c["config"]["layers"][4]["config"].update(units=10**8),
+     r"describes 3,300,000,028 weights \(13,200,000,112 bytes\), more than the"),
 ])
 def test_configurations_minicnn_cannot_reproduce_are_refused(tmp_path, good, edit, pattern):
     refused(write(tmp_path / "c.keras", members(good, config=edited_config(good, edit))), pattern)
@@ -199,7 +203,7 @@ def test_compressed_dataset_and_non_hdf5_weights_are_refused(tmp_path, good):
         f["layers/dense/vars"].create_dataset("0", data=data, compression="gzip")
 
     refused(write(tmp_path / "z.keras", members(good, weights=edited_weights(good, compress))), "is filtered")
-    refused(write(tmp_path / "n.keras", members(good, weights=b"\x89HDF\r\n\x1a\n" + b"\x00" * 64)),
+    refused(write(tmp_path / "n.keras", members(good, weights=b"\x89HDF\r\n\x1a\n" + b"\x00" * 4096)),
             "not a readable HDF5 file")
 
 
@@ -209,3 +213,6 @@ def test_model_from_json_refuses_what_load_model_refuses(good):
         model_from_json(text)
     with pytest.raises(ValueError, match="not valid JSON"):
         model_from_json("{")
+    huge = json.dumps(edited_config(good, lambda c: c["config"]["layers"][4]["config"].update(units=10**9)))
+    with pytest.raises(ModelFileError, match="model JSON: the configuration describes 33,000,000,028 weights"):
+        model_from_json(huge)

@@ -130,6 +130,8 @@ def test_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="not built"):
         to_onnx(mc.Sequential([L.Dense(2)]))
     model = mc.Sequential([L.Dense(2, input_shape=(3,))], seed=0)
+    with pytest.raises(ValueError, match="format 'tf_saved_model' is not supported"):
+        model.export(tmp_path / "m", format="tf_saved_model")
     with pytest.raises(ValueError, match="opset 16 is too old"):
         model.export(tmp_path / "m.onnx", opset=16)
     assert export.main(["--weights", "w.npz", "--out", str(tmp_path / "m.txt")]) == 2

@@ -13,12 +13,13 @@ import os
 
 from ..utils import atomic_write
 from .archive import KerasArchive, Limits, ModelFileError, parse_json, read_archive, write_archive
-from .keras_config import KERAS_VERSION, ModelSpec, model_config, model_spec
+from .keras_config import KERAS_VERSION, ModelSpec, model_config, model_spec, weight_count
 from .keras_layers import SUPPORTED_LAYERS, ModelConfigError
 from .weights_h5 import read_weights, require_h5py, weights_bytes
 
 __all__ = ["save_model", "model_to_json", "spec_from_json", "read_keras_file", "read_weights", "KerasArchive",
-           "Limits", "ModelFileError", "ModelConfigError", "ModelSpec", "SUPPORTED_LAYERS", "KERAS_VERSION"]
+           "Limits", "ModelFileError", "ModelConfigError", "ModelSpec", "SUPPORTED_LAYERS", "KERAS_VERSION",
+           "check_size"]
 
 
 def save_model(model, path) -> None:
@@ -45,7 +46,9 @@ def model_to_json(model, **kwargs) -> str:
 
 def spec_from_json(text: str) -> ModelSpec:
     """The :class:`ModelSpec` of a Keras model configuration in JSON (``model.to_json()``'s, Keras's or ours)."""
-    return model_spec(parse_json(text, "model JSON", "the JSON text"), "model JSON", include_compile=False)
+    spec = model_spec(parse_json(text, "model JSON", "the JSON text"), "model JSON", include_compile=False)
+    check_size(spec, Limits().weights_bytes, "model JSON")
+    return spec
 
 
 def read_keras_file(path, limits: Limits | None = None, compile: bool = True) -> tuple[ModelSpec, KerasArchive]:
@@ -58,3 +61,18 @@ def read_keras_file(path, limits: Limits | None = None, compile: bool = True) ->
     except ModelConfigError as err:
         raise ModelFileError(str(err)) from None
     return spec, archive
+
+
+def check_size(spec: ModelSpec, available_bytes: int, source: str) -> None:
+    """Refuse a configuration whose weights would take more than ``available_bytes`` (what the file's weights member
+    holds, or a limit): checked before the model, and its arrays, are made."""
+    if spec.input_shape is None:
+        return
+    try:
+        count = weight_count(spec)
+    except ValueError as err:   # shapes that do not fit together (e.g. a Dense after an image)
+        raise ModelFileError(f"{source}: {err}") from None
+    needed = count * (8 if spec.dtype == "float64" else 4)
+    if needed > available_bytes:
+        raise ModelFileError(f"{source}: the configuration describes {count:,} weights ({needed:,} bytes), more than "
+                             f"the {available_bytes:,} bytes there are for them")

@@ -125,6 +125,22 @@ def model_spec(result, where: str, include_compile: bool = True) -> ModelSpec:
     return ModelSpec(layers, name, dtype, input_shape, compile_args)
 
 
+def weight_count(spec: ModelSpec) -> int:
+    """How many weight values the layers of ``spec`` hold, from the configuration alone (nothing allocated): a
+    file's configuration must not make the loader allocate more than the file's weights can fill."""
+    shape, total = spec.input_shape, 0
+    for layer in spec.layers:
+        kind, channels = type(layer).__name__, shape[-1]
+        if kind == "Conv2D":
+            total += (layer.kernel_size[0] * layer.kernel_size[1] * channels + layer.use_bias) * layer.filters
+        elif kind == "Dense":
+            total += (channels + layer.use_bias) * layer.units
+        elif kind == "BatchNormalization":
+            total += (2 + layer.scale + layer.center) * channels
+        shape = tuple(layer.compute_output_shape(shape))
+    return total
+
+
 def compile_arguments(config, where):
     """``model.compile`` keyword arguments from Keras's compile_config, or None (with a warning saying what did
     not map) when there is nothing to compile or something does not map."""
