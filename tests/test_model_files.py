@@ -8,6 +8,7 @@ The Keras tests skip without Keras unless MINICNN_REQUIRE_KERAS=1 (CI).
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -100,6 +101,32 @@ def test_keras_file_opens_in_minicnn_with_the_same_predictions(tmp_path):
     assert isinstance(ours.optimizer, mc.optimizers.RMSprop) and ours.optimizer.learning_rate == pytest.approx(0.003)
     assert ours.layers[6].kernel_regularizer.l2 == pytest.approx(0.01)
     ours.fit(x, y, epochs=1, verbose=0)    # it trains on (with its restored settings; the optimizer starts afresh)
+
+
+@needs_keras
+@pytest.mark.parametrize("optimizer", [mc.optimizers.Adadelta(), mc.optimizers.Adam(0.01),
+                                       mc.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+                                       mc.optimizers.SGD(0.1, momentum=0.9)], ids=lambda o: type(o).__name__)
+def test_keras_continues_training_where_minicnn_stopped(tmp_path, optimizer):
+    """The optimizer's state travels too: after two minicnn steps, Keras holds the same slots and step count, and
+    one more step on the same batch gives both the same weights (one float32 step each: relative 1e-4, 1e-5 near 0,
+    where a fresh Keras optimizer would be off by the whole of its first update)."""
+    ours = mc.Sequential([mlayers.Conv2D(4, 3, activation="relu", input_shape=(12, 12, 2)),
+                          mlayers.BatchNormalization(), mlayers.Flatten(), mlayers.Dense(3, activation="softmax")],
+                         seed=2, backend="numpy")
+    ours.compile(optimizer=optimizer, metrics=["accuracy"])
+    x, y = mixed_data(24, seed=6)
+    ours.train_on_batch(x[:8], y[:8])
+    ours.train_on_batch(x[8:16], y[8:16])
+    ours.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)       # no "Skipping variable loading for optimizer"
+        theirs = keras.models.load_model(tmp_path / "m.keras")
+    assert int(theirs.optimizer.iterations) == 2
+    ours.train_on_batch(x[16:], y[16:])
+    theirs.train_on_batch(x[16:], y[16:])
+    for i, (a, b) in enumerate(zip(ours.get_weights(), theirs.get_weights())):
+        compare_arrays(a, b, f"{type(optimizer).__name__}: weight {i} after a step in each", rtol=1e-4, atol=1e-5)
 
 
 def test_round_trip_keeps_weights_names_flags_and_compile_settings(tmp_path):

@@ -4,7 +4,7 @@ Layout (Keras 3's saving_lib, for a Sequential)::
 
     /layers/<path>/vars/0, 1, ...     each layer's weights in Keras's order (trainable first), path by class name
     /vars                             the model's own (none); attribute name = the model's name
-    /optimizer/vars/...               Keras's optimizer state: minicnn writes none and never reads it
+    /optimizer/vars/...               the optimizer's state, as Keras keeps it (see optimizer_state.py); never read
 
 Reading checks, before any value is used: every link is a plain (hard) link, never an external or soft one (so
 nothing outside the archive is opened); every weight is a plain dataset (no external storage, no virtual dataset, no
@@ -20,6 +20,7 @@ import numpy as np
 
 from .archive import WEIGHTS, ModelFileError
 from .keras_layers import keras_path_names
+from .optimizer_state import keras_optimizer_variables
 
 EXTRA_NAME = "keras-files"   # the pip extra that installs h5py
 
@@ -46,6 +47,13 @@ def weights_bytes(model) -> bytes:
             for i, key in enumerate(layer.weight_names()):
                 variables.create_dataset(str(i), data=model.backend.to_numpy(layer.params[key]))
         f.create_group("vars").attrs["name"] = model.name
+        state = None if model.optimizer is None else keras_optimizer_variables(
+            model.optimizer, len(model.trainable_weights), model.backend.to_numpy)
+        if state:
+            variables = f.create_group("optimizer").create_group("vars")
+            variables.attrs["name"] = keras_path_names([type(model.optimizer).__name__])[0]
+            for i, value in enumerate(state):
+                variables.create_dataset(str(i), data=value)
     return buffer.getvalue()
 
 

@@ -1,0 +1,50 @@
+"""The optimizer's state in Keras 3's layout (``/optimizer/vars`` of model.weights.h5), written so that Keras, opening
+a minicnn file, continues training where minicnn stopped (the same moments, the same step count).
+
+Keras's optimizer variables are: ``iteration`` (int64), ``learning_rate`` (float32), then its slots for the model's
+trainable weights, in groups as each optimizer creates them. Slots made together are interleaved weight by weight
+(Adam: m_0, v_0, m_1, v_1, ...); groups follow one another (RMSprop: every velocity, then every momentum)::
+
+    Adadelta   [accumulated_grad, accumulated_delta]
+    Adam(W)    [momentums, velocities], then [velocity_hats] with amsgrad
+    RMSprop    [velocities], then [momentums] if momentum > 0, then [average_gradients] if centered
+    SGD        [velocity] if momentum > 0 (Keras keeps none without momentum)
+
+minicnn's slots hold the same quantities under Keras's update rules (see minicnn/optimizers/), so they are copied
+as they are. Nothing is written before the first update (no state yet); Keras's optimizer state in a file is never
+read (a reopened minicnn model's optimizer starts afresh).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def slot_groups(optimizer) -> list[tuple[str, ...]] | None:
+    """The groups of slot names in Keras's order for ``optimizer``, or None for an optimizer Keras does not have."""
+    kind = type(optimizer).__name__
+    if kind == "Adadelta":
+        return [("accumulated_grad", "accumulated_delta")]
+    if kind in ("Adam", "AdamW"):
+        return [("momentums", "velocities")] + ([("velocity_hats",)] if optimizer.amsgrad else [])
+    if kind == "RMSprop":
+        return [(name,) for name in optimizer.slot_names]   # velocities[, momentums][, average_gradients]
+    if kind == "SGD":
+        return [("velocity",)] if optimizer.momentum else []
+    return None
+
+
+def keras_optimizer_variables(optimizer, trainable_count: int, to_numpy) -> list[np.ndarray] | None:
+    """The arrays Keras's optimizer would hold, in its order; None when there is no state to write (no update yet,
+    or a state built for another set of weights, e.g. a layer frozen after training)."""
+    groups = slot_groups(optimizer)
+    if groups is None or optimizer.iterations == 0:
+        return None
+    slots = {name: getattr(optimizer, name, None) for group in groups for name in group}
+    if any(values is None or len(values) != trainable_count for values in slots.values()):
+        return None
+    arrays = [np.array(optimizer.iterations, np.int64), np.array(optimizer.learning_rate, np.float32)]
+    for group in groups:
+        for k in range(trainable_count):
+            arrays += [to_numpy(slots[name][k]) for name in group]
+    return arrays
