@@ -216,3 +216,21 @@ def test_model_from_json_refuses_what_load_model_refuses(good):
     huge = json.dumps(edited_config(good, lambda c: c["config"]["layers"][4]["config"].update(units=10**9)))
     with pytest.raises(ModelFileError, match="model JSON: the configuration describes 33,000,000,028 weights"):
         model_from_json(huge)
+
+
+def test_loading_opens_only_the_given_file_and_writes_nothing(tmp_path, good, monkeypatch):
+    import builtins
+
+    path = write(tmp_path / "ok.keras", members(good))
+    opened, real_open = [], builtins.open
+
+    def watching_open(file, mode="r", *args, **kwargs):
+        opened.append((str(file), mode))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching_open)
+    monkeypatch.setattr(zipfile.ZipFile, "extract", lambda *a, **k: pytest.fail("a member was extracted"))
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda *a, **k: pytest.fail("members were extracted"))
+    load_model(path)
+    assert opened == [(str(path), "rb")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.keras"]

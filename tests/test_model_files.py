@@ -69,7 +69,9 @@ def test_minicnn_file_opens_in_keras_with_the_same_predictions(tmp_path):
     ours = trained_minicnn_mixed()
     assert not np.allclose(mc.get_backend("numpy").to_numpy(ours.layers[1].params["moving_mean"]), 0)
     ours.save(tmp_path / "m.keras")
-    theirs = keras.models.load_model(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)       # the optimizer's state is there: nothing skipped
+        theirs = keras.models.load_model(tmp_path / "m.keras")
     check_architecture(ours, theirs)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         assert a.dtype == b.dtype and np.array_equal(a, b)
@@ -127,6 +129,18 @@ def test_keras_continues_training_where_minicnn_stopped(tmp_path, optimizer):
     theirs.train_on_batch(x[16:], y[16:])
     for i, (a, b) in enumerate(zip(ours.get_weights(), theirs.get_weights())):
         compare_arrays(a, b, f"{type(optimizer).__name__}: weight {i} after a step in each", rtol=1e-4, atol=1e-5)
+
+
+@needs_keras
+def test_a_model_never_trained_carries_a_fresh_optimizer_state(tmp_path):
+    ours = mc.Sequential([mlayers.Dense(3, activation="softmax", input_shape=(4,))], seed=0)
+    ours.compile(optimizer=mc.optimizers.Adam(0.01))
+    ours.save(tmp_path / "fresh.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        theirs = keras.models.load_model(tmp_path / "fresh.keras")
+    assert int(theirs.optimizer.iterations) == 0
+    assert all(not np.any(v.numpy()) for v in theirs.optimizer.variables[2:])
 
 
 def test_round_trip_keeps_weights_names_flags_and_compile_settings(tmp_path):

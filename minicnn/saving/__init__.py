@@ -57,7 +57,7 @@ def read_keras_file(path, limits: Limits | None = None, compile: bool = True) ->
     archive = read_archive(path, limits)
     source = os.fspath(path)
     try:
-        spec = model_spec(archive.config, f"{source}: {'config.json'}", include_compile=compile)
+        spec = model_spec(archive.config, f"{source}: config.json", include_compile=compile)
     except ModelConfigError as err:
         raise ModelFileError(str(err)) from None
     return spec, archive

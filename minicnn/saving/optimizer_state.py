@@ -11,7 +11,7 @@ trainable weights, in groups as each optimizer creates them. Slots made together
     SGD        [velocity] if momentum > 0 (Keras keeps none without momentum)
 
 minicnn's slots hold the same quantities under Keras's update rules (see minicnn/optimizers/), so they are copied
-as they are. Nothing is written before the first update (no state yet); Keras's optimizer state in a file is never
+as they are (before the first update: zeros, a fresh optimizer's state). Keras's optimizer state in a file is never
 read (a reopened minicnn model's optimizer starts afresh).
 """
 
@@ -34,17 +34,22 @@ def slot_groups(optimizer) -> list[tuple[str, ...]] | None:
     return None
 
 
-def keras_optimizer_variables(optimizer, trainable_count: int, to_numpy) -> list[np.ndarray] | None:
-    """The arrays Keras's optimizer would hold, in its order; None when there is no state to write (no update yet,
-    or a state built for another set of weights, e.g. a layer frozen after training)."""
+def keras_optimizer_variables(optimizer, trainable, to_numpy) -> list[np.ndarray] | None:
+    """The arrays Keras's optimizer would hold for the ``trainable`` weights, in its order: before the first update,
+    zeros (a fresh optimizer's state); None when the state was built for another set of weights (a layer frozen
+    after training): then nothing is written and Keras starts its optimizer afresh."""
     groups = slot_groups(optimizer)
-    if groups is None or optimizer.iterations == 0:
+    if groups is None:
         return None
-    slots = {name: getattr(optimizer, name, None) for group in groups for name in group}
-    if any(values is None or len(values) != trainable_count for values in slots.values()):
+    if optimizer.iterations == 0:
+        slots = {name: [np.zeros(p.shape, p.dtype) for p in trainable] for group in groups for name in group}
+    else:
+        slots = {name: getattr(optimizer, name, None) for group in groups for name in group}
+    if any(values is None or [tuple(v.shape) for v in values] != [tuple(p.shape) for p in trainable]
+           for values in slots.values()):
         return None
     arrays = [np.array(optimizer.iterations, np.int64), np.array(optimizer.learning_rate, np.float32)]
     for group in groups:
-        for k in range(trainable_count):
+        for k in range(len(trainable)):
             arrays += [to_numpy(slots[name][k]) for name in group]
     return arrays

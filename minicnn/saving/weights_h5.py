@@ -48,7 +48,7 @@ def weights_bytes(model) -> bytes:
                 variables.create_dataset(str(i), data=model.backend.to_numpy(layer.params[key]))
         f.create_group("vars").attrs["name"] = model.name
         state = None if model.optimizer is None else keras_optimizer_variables(
-            model.optimizer, len(model.trainable_weights), model.backend.to_numpy)
+            model.optimizer, model.trainable_weights, model.backend.to_numpy)
         if state:
             variables = f.create_group("optimizer").create_group("vars")
             variables.attrs["name"] = keras_path_names([type(model.optimizer).__name__])[0]
