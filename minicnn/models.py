@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from .model import Sequential
-from .saving import Limits, ModelFileError, check_size, read_keras_file, read_weights, spec_from_json
+from .saving import Limits, ModelFileError, check_size, read_keras_file, read_weights, restore_optimizer, spec_from_json
 
 __all__ = ["load_model", "model_from_json", "Limits", "ModelFileError"]
 
@@ -31,7 +31,7 @@ def _build(spec, seed=None, backend=None) -> Sequential:
 
 def load_model(path, compile: bool = True, backend=None, limits: Limits | None = None) -> Sequential:
     """The model saved in the ``.keras`` file at ``path``, with its weights (and, with ``compile``, its loss,
-    optimizer settings and metrics where they map; the optimizer's state is not restored).
+    optimizer settings, metrics and the optimizer's state, where they map).
 
     Refuses, with a :class:`ModelFileError` naming the file and the problem: a layer minicnn does not have (named),
     a custom object, a damaged, oversized (``limits``) or inconsistent archive (a weight missing, extra, of another
@@ -46,6 +46,8 @@ def load_model(path, compile: bool = True, backend=None, limits: Limits | None =
     except ValueError as err:   # shapes that do not fit together (e.g. a Dense after an image)
         raise ModelFileError(f"{source}: config.json: {err}") from None
     model.set_weights(read_weights(archive.weights, model, source))
+    if model.optimizer is not None:
+        restore_optimizer(model, archive, source)
     return model
 
 

@@ -169,6 +169,22 @@ def test_an_optimizer_that_does_not_map_leaves_the_model_uncompiled_with_a_warni
     assert model.optimizer is None and model.count_params() > 0
 
 
+def test_an_optimizer_state_of_another_layout_is_skipped_with_a_warning(tmp_path, good):
+    config = edited_config(good, lambda c: c["compile_config"]["optimizer"].update(
+        class_name="Adam", config={"name": "adam", "learning_rate": 0.01, "amsgrad": True}))
+    with pytest.warns(UserWarning, match="state holds 14 arrays where Adam with these settings keeps 20: the "
+                                         "optimizer starts afresh"):
+        model = load_model(write(tmp_path / "o.keras", members(good, config=config)))
+    assert isinstance(model.optimizer, mc.optimizers.Adam) and model.optimizer.iterations == 0
+
+
+def test_the_optimizer_state_is_checked_as_the_weights_are(tmp_path, good):
+    for edit, pattern in ((_replace("optimizer/vars/4", np.full(2, np.inf, np.float32)), "vars/4 .*non-finite"),
+                          (_replace("optimizer/vars/3", np.zeros(2, np.float32)), r"vars/3 has shape \(2,\)"),
+                          (_replace("optimizer/vars/0", h5py.ExternalLink("/etc/passwd", "/x")), "ExternalLink")):
+        refused(write(tmp_path / "s.keras", members(good, weights=edited_weights(good, edit))), pattern)
+
+
 def _add_extra_weight(f):
     f["layers/dense/vars"].create_dataset("2", data=np.zeros(3, np.float32))
 

@@ -113,10 +113,7 @@ def test_keras_continues_training_where_minicnn_stopped(tmp_path, optimizer):
     """The optimizer's state travels too: after two minicnn steps, Keras holds the same slots and step count, and
     one more step on the same batch gives both the same weights (one float32 step each: relative 1e-4, 1e-5 near 0,
     where a fresh Keras optimizer would be off by the whole of its first update)."""
-    ours = mc.Sequential([mlayers.Conv2D(4, 3, activation="relu", input_shape=(12, 12, 2)),
-                          mlayers.BatchNormalization(), mlayers.Flatten(), mlayers.Dense(3, activation="softmax")],
-                         seed=2, backend="numpy")
-    ours.compile(optimizer=optimizer, metrics=["accuracy"])
+    ours = small_model(optimizer)
     x, y = mixed_data(24, seed=6)
     ours.train_on_batch(x[:8], y[:8])
     ours.train_on_batch(x[8:16], y[8:16])
@@ -143,6 +140,27 @@ def test_a_model_never_trained_carries_a_fresh_optimizer_state(tmp_path):
     assert all(not np.any(v.numpy()) for v in theirs.optimizer.variables[2:])
 
 
+@needs_keras
+def test_minicnn_continues_training_where_keras_stopped(tmp_path):
+    """Keras's optimizer state (Adam's moments, its step count) is read back: one more step in each gives the same
+    weights (one float32 step each: relative 1e-4, 1e-5 near 0)."""
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    theirs = keras.Sequential([keras.Input((12, 12, 2)), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
+                               L.Flatten(), L.Dense(3, activation="softmax")])
+    theirs.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
+    x, y = mixed_data(24, seed=6)
+    theirs.train_on_batch(x[:8], y[:8])
+    theirs.train_on_batch(x[8:16], y[8:16])
+    theirs.save(tmp_path / "k.keras")
+    ours = load_model(tmp_path / "k.keras", backend="numpy")
+    assert ours.optimizer.iterations == 2 and np.any(ours.optimizer.momentums[0])
+    ours.train_on_batch(x[16:], y[16:])
+    theirs.train_on_batch(x[16:], y[16:])
+    for i, (a, b) in enumerate(zip(ours.get_weights(), theirs.get_weights())):
+        compare_arrays(a, b, f"weight {i} after a step in each", rtol=1e-4, atol=1e-5)
+
+
 def test_round_trip_keeps_weights_names_flags_and_compile_settings(tmp_path):
     ours = trained_minicnn_mixed()
     ours.save(tmp_path / "m.keras")
@@ -156,6 +174,34 @@ def test_round_trip_keeps_weights_names_flags_and_compile_settings(tmp_path):
     assert np.array_equal(back.predict(x), ours.predict(x))
     uncompiled = load_model(tmp_path / "m.keras", compile=False)
     assert uncompiled.optimizer is None
+
+
+def small_model(optimizer, seed=2):
+    """A model without dropout (so two copies train alike): Conv2D, BatchNormalization, Flatten, Dense."""
+    model = mc.Sequential([mlayers.Conv2D(4, 3, activation="relu", input_shape=(12, 12, 2)),
+                           mlayers.BatchNormalization(), mlayers.Flatten(), mlayers.Dense(3, activation="softmax")],
+                          seed=seed, backend="numpy")
+    model.compile(optimizer=optimizer, metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("optimizer", [mc.optimizers.Adadelta(), mc.optimizers.Adam(0.01, amsgrad=True),
+                                       mc.optimizers.AdamW(0.01), mc.optimizers.RMSprop(0.01, momentum=0.5,
+                                                                                        centered=True),
+                                       mc.optimizers.SGD(0.1, momentum=0.9), mc.optimizers.SGD(0.1)],
+                         ids=lambda o: f"{type(o).__name__}{o.get_config()}")
+def test_a_reopened_model_continues_training_bit_for_bit(tmp_path, optimizer):
+    ours = small_model(optimizer)
+    x, y = mixed_data(24, seed=6)
+    ours.train_on_batch(x[:8], y[:8])
+    ours.train_on_batch(x[8:16], y[8:16])
+    ours.save(tmp_path / "m.keras")
+    back = load_model(tmp_path / "m.keras", backend="numpy")
+    assert back.optimizer.iterations == 2
+    ours.train_on_batch(x[16:], y[16:])
+    back.train_on_batch(x[16:], y[16:])
+    for a, b in zip(ours.get_weights(), back.get_weights()):
+        assert np.array_equal(a, b)
 
 
 def test_float64_model_round_trips(tmp_path):

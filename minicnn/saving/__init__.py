@@ -15,9 +15,11 @@ from ..utils import atomic_write
 from .archive import KerasArchive, Limits, ModelFileError, parse_json, read_archive, write_archive
 from .keras_config import KERAS_VERSION, ModelSpec, model_config, model_spec, weight_count
 from .keras_layers import SUPPORTED_LAYERS, ModelConfigError
-from .weights_h5 import read_weights, require_h5py, weights_bytes
+from .optimizer_state import set_from_keras
+from .weights_h5 import read_optimizer_state, read_weights, require_h5py, weights_bytes
 
-__all__ = ["save_model", "model_to_json", "spec_from_json", "read_keras_file", "read_weights", "KerasArchive",
+__all__ = ["save_model", "model_to_json", "spec_from_json", "read_keras_file", "read_weights", "restore_optimizer",
+           "KerasArchive",
            "Limits", "ModelFileError", "ModelConfigError", "ModelSpec", "SUPPORTED_LAYERS", "KERAS_VERSION",
            "check_size"]
 
@@ -76,3 +78,11 @@ def check_size(spec: ModelSpec, available_bytes: int, source: str) -> None:
     if needed > available_bytes:
         raise ModelFileError(f"{source}: the configuration describes {count:,} weights ({needed:,} bytes), more than "
                              f"the {available_bytes:,} bytes there are for them")
+
+
+def restore_optimizer(model, archive: KerasArchive, source: str) -> bool:
+    """Set ``model``'s optimizer state from the archive's (Keras's layout), when there is one that fits; True if so."""
+    state = read_optimizer_state(archive.weights, model, source)
+    if state is not None:
+        set_from_keras(model.optimizer, state, model.trainable_weights)
+    return state is not None

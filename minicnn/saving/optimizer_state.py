@@ -11,8 +11,8 @@ trainable weights, in groups as each optimizer creates them. Slots made together
     SGD        [velocity] if momentum > 0 (Keras keeps none without momentum)
 
 minicnn's slots hold the same quantities under Keras's update rules (see minicnn/optimizers/), so they are copied
-as they are (before the first update: zeros, a fresh optimizer's state). Keras's optimizer state in a file is never
-read (a reopened minicnn model's optimizer starts afresh).
+as they are, both ways (before the first update: zeros, a fresh optimizer's state). Reading, a state of another
+layout (another optimizer, other settings) is skipped with a warning: the optimizer then starts afresh.
 """
 
 from __future__ import annotations
@@ -53,3 +53,27 @@ def keras_optimizer_variables(optimizer, trainable, to_numpy) -> list[np.ndarray
         for k in range(len(trainable)):
             arrays += [to_numpy(slots[name][k]) for name in group]
     return arrays
+
+
+def keras_layout(optimizer, trainable) -> list[tuple[tuple, np.dtype]] | None:
+    """The (shape, dtype) of each array of Keras's optimizer state for the ``trainable`` weights, in its order."""
+    groups = slot_groups(optimizer)
+    if groups is None:
+        return None
+    layout = [((), np.dtype(np.int64)), ((), np.dtype(np.float32))]
+    for group in groups:
+        for p in trainable:
+            layout += [(tuple(p.shape), np.dtype(p.dtype))] * len(group)
+    return layout
+
+
+def set_from_keras(optimizer, arrays, trainable) -> None:
+    """Restore ``optimizer``'s step count and slots from Keras's arrays (laid out as :func:`keras_layout` says)."""
+    rest, slots = iter(arrays[2:]), {}
+    for group in slot_groups(optimizer):
+        for name in group:
+            slots[name] = [None] * len(trainable)
+        for k in range(len(trainable)):
+            for name in group:
+                slots[name][k] = next(rest)
+    optimizer.set_state({"iterations": int(arrays[0]), **slots}, trainable)

@@ -4,7 +4,7 @@ Layout (Keras 3's saving_lib, for a Sequential)::
 
     /layers/<path>/vars/0, 1, ...     each layer's weights in Keras's order (trainable first), path by class name
     /vars                             the model's own (none); attribute name = the model's name
-    /optimizer/vars/...               the optimizer's state, as Keras keeps it (see optimizer_state.py); never read
+    /optimizer/vars/...               the optimizer's state, as Keras keeps it (see optimizer_state.py)
 
 Reading checks, before any value is used: every link is a plain (hard) link, never an external or soft one (so
 nothing outside the archive is opened); every weight is a plain dataset (no external storage, no virtual dataset, no
@@ -15,12 +15,13 @@ every value is finite. A problem is a :class:`~minicnn.saving.archive.ModelFileE
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
 from .archive import WEIGHTS, ModelFileError
 from .keras_layers import keras_path_names
-from .optimizer_state import keras_optimizer_variables
+from .optimizer_state import keras_layout, keras_optimizer_variables
 
 EXTRA_NAME = "keras-files"   # the pip extra that installs h5py
 
@@ -145,3 +146,27 @@ def _layer_weights(h5py, layers, layer, path, dtype, source):
                         f"({', '.join(names[:6])}) in the file, the configuration implies {len(expected)}")
     return [_dataset(h5py, _child(h5py, variables, str(i), source, f"{where}/vars"), shape, dtype, source,
                      f"{where}/vars/{i} (layer {layer.name!r})") for i, shape in enumerate(expected)]
+
+
+def read_optimizer_state(data: bytes, model, source) -> list[np.ndarray] | None:
+    """The arrays of ``/optimizer/vars`` for ``model``'s (compiled) optimizer, checked as the weights are; None when
+    there are none, or (with a warning) when they are laid out for another optimizer or other settings."""
+    layout = None if model.optimizer is None else keras_layout(model.optimizer, model.trainable_weights)
+    if layout is None:
+        return None
+    h5py = require_h5py()
+    with _open(h5py, data, source) as f:
+        try:
+            group = _child(h5py, f, "optimizer", source, "")
+            variables = _child(h5py, group, "vars", source, "/optimizer") if isinstance(group, h5py.Group) else None
+            if not isinstance(variables, h5py.Group):
+                return None
+            if sorted(variables) != sorted(str(i) for i in range(len(layout))):
+                warnings.warn(f"{source}: the optimizer's state holds {len(variables)} arrays where "
+                              f"{type(model.optimizer).__name__} with these settings keeps {len(layout)}: the "
+                              f"optimizer starts afresh", stacklevel=3)
+                return None
+            return [_dataset(h5py, _child(h5py, variables, str(i), source, "/optimizer/vars"), shape, dtype, source,
+                             f"/optimizer/vars/{i}") for i, (shape, dtype) in enumerate(layout)]
+        except (OSError, KeyError, TypeError) as err:
+            raise ModelFileError(f"{source}: {WEIGHTS} is damaged ({err})") from None
