@@ -124,6 +124,17 @@ def test_a_model_trained_by_the_command_opens_in_keras_and_onnx_runtime(tmp_path
     check_outputs(p_ours, p_keras, "trained model, Keras")
 
 
+def test_the_command_converts_a_keras_file(tmp_path, capsys):
+    from minicnn import export
+
+    model = trained_minicnn_mixed()
+    model.save(tmp_path / "m.keras")
+    assert export.main(["--model", str(tmp_path / "m.keras"), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert f"wrote {tmp_path / 'm.onnx'} ({model.count_params():,} weights, 16 layers)" in capsys.readouterr().out
+    x, _ = mixed_data(8, seed=9)
+    check_outputs(model.predict(x), run_both(tmp_path / "m.onnx", x)[0], "converted .keras file, ONNX Runtime")
+
+
 def test_errors(tmp_path, monkeypatch, capsys):
     from minicnn import export
 
