@@ -6,7 +6,8 @@ Sections (each one reports and goes on if it fails): the environment; every GPU 
 reference on random inputs; float64 gradient checks on the GPU; the whole model CPU (Numba) vs GPU on identical
 weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; the
 notebook notebooks/cpu_vs_gpu_kernels.ipynb with its CuPy branch; one
-epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed). Writes
+epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed); the distributed
+allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py). Writes
 ``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
 """
 
@@ -479,6 +480,9 @@ def main(argv=None):
     if data is not None:
         seconds = train_epoch(data, args.cpu_epoch_seconds)
         torch_epoch(data, seconds)
+    from benchmarks.gpu_distributed import distributed_checks
+
+    section("distributed: NCCL and MPI with GPU buffers")(distributed_checks)(record)
     REPORT["summary"] = SUMMARY
     REPORT["total_seconds"] = time.perf_counter() - started
     write_json(os.path.join(args.out, "gpu_check.json"), REPORT)
