@@ -51,6 +51,13 @@ class Trace:
                 f"      gradient {str(info['gradient_shape'])}: {info['gradient_formula']}",
                 f"      gradient: mean {s['mean']:+.2e}  std {s['std']:.2e}  norm {s['norm']:.3e}"]
 
+    def plot_graph(self, path):
+        """Draw this step as a graph (layers as boxes, forward edges with activation shapes, backward edges with
+        dX shapes, each weight's dW) into the PNG ``path``; see :mod:`minicnn.graph`. Returns ``path``."""
+        from .graph import plot_graph
+
+        return plot_graph(self, path)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
