@@ -136,7 +136,8 @@ def explain(args, got):
         a, b = np.unravel_index(np.argmax(w != 0), w.shape)
         moved = np.argwhere(g != 0)
         where = ", ".join(f"x[{n}, {i * P + p}, {j * P + q}, {c}]" for p, q in moved) or "nowhere"
-        return [f"window dY[{n}, {i}, {j}, {c}] (x rows {i * P}..{(i + 1) * P - 1}, columns {j * P}..{(j + 1) * P - 1}):"
+        span = f"x rows {i * P}..{(i + 1) * P - 1}, columns {j * P}..{(j + 1) * P - 1}"
+        return [f"window dY[{n}, {i}, {j}, {c}] ({span}):"
                 f" its first maximum is x[{n}, {i * P + a}, {j * P + b}, {c}] = {x[n, i * P + a, j * P + b, c]:.4g};"
                 f" your gradient went to {where}."]
     return []
