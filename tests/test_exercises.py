@@ -190,3 +190,17 @@ def test_the_command_says_what_to_do_when_the_file_or_exercise_is_missing(tmp_pa
     assert missing.returncode == 1 and "python -m minicnn.exercises start col2im" in missing.stderr
     unknown = _cli("check", "conv_backward", cwd=tmp_path)
     assert unknown.returncode == 1 and "no exercise named 'conv_backward'" in unknown.stderr
+
+
+def test_the_guides_python_snippet_runs_and_prints_what_it_says(tmp_path, monkeypatch, capsys):
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "docs", "exercises.md")).read()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/exercises.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    promised = [line.split("# ", 1)[1] for line in block.splitlines() if line.startswith("print(")]
+    assert printed == promised
+    assert (tmp_path / "my_exercises" / "dense_backward.py").exists()

@@ -30,6 +30,19 @@ def default_path(name: str, folder: str = ".") -> str:
     return os.path.join(folder, f"{name}.py")
 
 
+def start(name: str, folder: str = ".", force: bool = False) -> str:
+    """Write ``<folder>/<name>.py`` from the exercise's template and return its path; a FileExistsError when the
+    file is there already (your work is not overwritten unless ``force``)."""
+    ex = get_exercise(name)
+    path = default_path(name, folder)
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} exists already: edit it, or pass --force to start again from the template")
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(ex.TEMPLATE)
+    return path
+
+
 def check(name: str, path=None) -> CheckResult:
     """Check the learner's function of exercise ``name`` in ``path`` (default ``./<name>.py``)."""
     ex = get_exercise(name)
@@ -39,4 +52,4 @@ def check(name: str, path=None) -> CheckResult:
     return result
 
 
-__all__ = ["EXERCISES", "CheckResult", "check", "default_path", "get_exercise"]
+__all__ = ["EXERCISES", "CheckResult", "check", "default_path", "get_exercise", "start"]

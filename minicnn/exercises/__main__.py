@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import EXERCISES, check, default_path, get_exercise
+from . import EXERCISES, check, get_exercise, start
 from .core import NUMERIC_TOLERANCE
 
 
@@ -37,15 +37,9 @@ def list_exercises() -> int:
     return 0
 
 
-def start(name: str, folder: str, force: bool) -> int:
+def start_command(name: str, folder: str, force: bool) -> int:
     ex = get_exercise(name)
-    path = default_path(name, folder)
-    if os.path.exists(path) and not force:
-        print(f"{path} exists already: edit it, or pass --force to start again from the template", file=sys.stderr)
-        return 1
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "w") as fh:
-        fh.write(ex.TEMPLATE)
+    path = start(name, folder, force)
     where = "" if os.path.abspath(folder) == os.getcwd() else f" --file {path}"
     print(f"wrote {path}: write {ex.FUNCTION}() in it (the docstring has the math), then run\n"
           f"  python -m minicnn.exercises check {name}{where}")
@@ -58,9 +52,9 @@ def main(argv=None) -> int:
         if args.command in (None, "list"):
             return list_exercises()
         if args.command == "start":
-            return start(args.name, args.dir, args.force)
+            return start_command(args.name, args.dir, args.force)
         result = check(args.name, args.file)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(result)
