@@ -31,7 +31,9 @@ def graph_layout(trace) -> dict:
     first = trace.forward[0]
     nodes = [{"name": "input", "type": "images", "label": f"input X {_shape(first['input_shape'])}"}]
     for r in trace.forward:
-        nodes.append({"name": r["layer"], "type": r["type"], "label": f"{r['layer']} ({r['type']})"})
+        label = f"{r['layer']} ({r['type']})"
+        nodes.append({"name": r["layer"], "type": r["type"],
+                      "label": label if len(label) <= 30 else f"{r['layer']}\n({r['type']})"})
     loss = trace.loss_info or {}
     nodes.append({"name": "loss", "type": "loss",
                   "label": f"loss {loss.get('name', '')}\nL = {trace.loss:.4f}"})

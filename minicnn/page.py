@@ -33,10 +33,16 @@ def capture_step(model, x, y):
     def first(a):   # one image of an image batch; the whole (small) matrix of a flat layer
         return be.to_numpy(a[:1] if a.ndim > 2 else a)
 
-    handles = [h for layer in model.layers for h in (
-        layer.register_forward_hook(lambda lay, xi, yo: arrays["forward"].__setitem__(lay.name, first(yo))),
-        layer.register_backward_hook(lambda lay, gi, go: arrays["backward"].__setitem__(
-            lay.name, None if gi is None else first(gi))))]
+    def on_forward(layer, x_in, y_out):
+        arrays["forward"][layer.name] = first(y_out)
+
+    def on_backward(layer, grad_in, grad_out):
+        arrays["backward"][layer.name] = None if grad_in is None else first(grad_in)
+        if layer is model.layers[-1]:
+            arrays["loss_gradient"] = be.to_numpy(grad_out)     # what the loss handed to the last layer
+
+    handles = [h for layer in model.layers
+               for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))]
     try:
         trace = model.trace(x, y)
     finally:
@@ -58,10 +64,13 @@ def picture(array, title: str, diverging: bool = False, axes=("row (sample)", "c
     ``diverging``: a symmetric blue-white-red scale (gradients), else viridis from the smallest value; ``axes``: the
     labels of a heat map's rows and columns."""
     a = np.asarray(array, np.float64)
+    kind = "maps"
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     elif a.ndim == 4:                       # a conv kernel (kh, kw, in, out): its first input channel
-        a = a[:, :, 0, :]
+        a, kind = a[:, :, 0, :], "filters (input channel 0)"
+    if a.ndim == 1:                         # a bias or its gradient: one bar per unit
+        return _data_uri(_bars(a, title))
     limit = float(np.abs(a).max()) or 1.0
     scale = {"cmap": "bwr", "vmin": -limit, "vmax": limit} if diverging else \
         {"cmap": "viridis", "vmin": float(min(a.min(), 0)), "vmax": float(a.max()) or 1.0}
@@ -70,8 +79,9 @@ def picture(array, title: str, diverging: bool = False, axes=("row (sample)", "c
         count = a.shape[-1]
         shown = min(SHOWN_MAPS, count)
         a = mosaic(a[:, :, :shown], cols=min(8, shown))
-        title = f"{title}: {'all' if shown == count else f'first {shown} of'} {count} maps (row by row, from 0)"
-        fig = new_figure(min(9.0, 0.06 * a.shape[1] + 1.5), min(5.0, 0.06 * a.shape[0] + 0.8))
+        title = f"{title}: {'all' if shown == count else f'first {shown} of'} {count} {kind} (row by row, from 0)"
+        width = min(9.0, 0.06 * a.shape[1] + 1.5)
+        fig = new_figure(width, (width - 1.2) * a.shape[0] / a.shape[1] + 0.7)   # the mosaic's aspect, no margins
         ax = fig.add_subplot(1, 1, 1)
         im = ax.imshow(a, interpolation="nearest", **scale)
         ax.axis("off")
@@ -88,6 +98,17 @@ def picture(array, title: str, diverging: bool = False, axes=("row (sample)", "c
         colorbar(fig, im, ax)
         fig.suptitle(f"{title}: a {a.shape[0]} x {a.shape[1]} matrix", fontsize=10)
     return _data_uri(fig)
+
+
+def _bars(values, title):
+    fig = new_figure(8, 2.2)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.bar(np.arange(len(values)), values, color=np.where(values >= 0, "#c0392b", "#1f5fbf"), width=0.8)
+    ax.axhline(0, color="#444444", lw=0.6)
+    ax.set_xlabel("unit", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.suptitle(f"{title}: {len(values)} values (red > 0 > blue)", fontsize=10)
+    return fig
 
 
 def mosaic(maps, cols: int) -> np.ndarray:
@@ -146,7 +167,10 @@ def build_slides(trace, arrays) -> list:
             ("value", f"{trace.loss:.4f}"), ("formula", f"<code>{e(info['formula'])}</code>"),
             ("gradient", f"<code>{e(info['gradient_formula'])}</code>"),
             ("gradient shape", str(info["gradient_shape"])), ("gradient statistics", _stats(info["gradient_stats"]))],
-            [("the probabilities P", picture(arrays["forward"][trace.forward[-1]["layer"]], "P (rows: samples)"))]))
+            [("the outputs P", picture(arrays["forward"][trace.forward[-1]["layer"]], "P",
+                                             axes=("row (sample)", "class"))),
+             ("the gradient the loss hands back", picture(arrays["loss_gradient"], "dL/d(last layer)", diverging=True,
+                                                          axes=("row (sample)", "class")))]))
     for r in trace.backward:
         grad = arrays["backward"].get(r["layer"])
         pics = [] if grad is None else [(f"dX of {r['layer']}", picture(grad, f"{r['layer']} dX", diverging=True))]
