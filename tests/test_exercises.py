@@ -51,6 +51,16 @@ SOLUTIONS = {
                     dX[:, i:i + S*(OH-1) + 1:S, j:j + S*(OW-1) + 1:S, :] += rows[:, :, :, i, j, :]
             return dX
     """,
+    "conv2d_weight_gradient": """
+        def conv2d_weight_gradient(x, dZ, K):
+            N, OH, OW, F = dZ.shape
+            dW = np.zeros((K, K, x.shape[-1], F))
+            for i in range(K):
+                for j in range(K):
+                    patch = x[:, i:i + OH, j:j + OW, :].reshape(-1, x.shape[-1])
+                    dW[i, j] = patch.T @ dZ.reshape(-1, F)
+            return dW, dZ.sum(axis=(0, 1, 2))
+    """,
 }
 
 
@@ -129,6 +139,16 @@ SLIPS = [
                     dX[:, a*S:a*S + K, b*S:b*S + K, :] = rows[:, a, b]     # overwrites instead of adding
             return dX
      """, ["entries of dX are wrong, for example:", "dX[0, 0, 1, 0] is", "Likely slip: pixels covered by several"]),
+    ("conv2d_weight_gradient", """
+        def conv2d_weight_gradient(x, dZ, K):                 # a true convolution: the kernel comes out flipped
+            N, OH, OW, F = dZ.shape
+            dW = np.zeros((K, K, x.shape[-1], F))
+            for i in range(K):
+                for j in range(K):
+                    dW[K - 1 - i, K - 1 - j] = np.einsum("nhwc,nhwf->cf", x[:, i:i + OH, j:j + OW], dZ)
+            return dW, dZ.sum(axis=(0, 1, 2))
+     """, ["Likely slip: the kernel gradient is flipped", "entries of dW are wrong", "dW against the numerical",
+           "too large"]),
 ]
 
 

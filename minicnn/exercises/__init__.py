@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 
-from . import avgpool_backward, col2im, dense_backward, maxpool_backward, softmax_crossentropy_backward
+from . import (
+    avgpool_backward,
+    col2im,
+    conv2d_weight_gradient,
+    dense_backward,
+    maxpool_backward,
+    softmax_crossentropy_backward,
+)
 from .core import CheckResult, load_function, run_checks
 
 # in the order a learner meets them: the last layer first, then the layers below it
 EXERCISES = {ex.NAME: ex for ex in (softmax_crossentropy_backward, dense_backward, maxpool_backward,
-                                    avgpool_backward, col2im)}
+                                    avgpool_backward, col2im, conv2d_weight_gradient)}
 
 
 def get_exercise(name: str):
