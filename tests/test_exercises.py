@@ -182,6 +182,14 @@ def test_a_learner_error_is_shown_with_its_line(tmp_path):
     assert "raised ValueError" in str(result) and "return x @ dZ" in str(result)
 
 
+def test_a_wrong_number_of_outputs_is_named(tmp_path):
+    result = check("dense_backward", _write(tmp_path, "dense_backward", """
+        def dense_backward(x, W, dZ):
+            return x.T @ dZ
+    """))
+    assert "dense_backward() returned a ndarray: return the 3 arrays (dW, db, dX) as a tuple." in str(result)
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "minicnn.exercises", *args], capture_output=True, text=True,
                           cwd=cwd, env=os.environ, timeout=120)

@@ -161,7 +161,7 @@ def run_checks(ex, fn) -> CheckResult:
     for k, (description, args) in enumerate(cases, start=1):
         lines.append(f"  case {k} of {len(cases)}: {description}")
         try:
-            got = _as_outputs(fn(**_copy(args)), ex.OUTPUTS)
+            result = fn(**_copy(args))
         except NotImplementedError:
             lines.append(f"    {ex.FUNCTION}() raises NotImplementedError: it is not written yet. Replace that line "
                          "with your code.")
@@ -170,6 +170,11 @@ def run_checks(ex, fn) -> CheckResult:
             frames = [f for f in traceback.extract_tb(err.__traceback__) if f.name != "run_checks"]
             where = f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
             lines.append(f"    {ex.FUNCTION}() raised {type(err).__name__}: {err}{where}")
+            return CheckResult(False, lines)
+        try:
+            got = _as_outputs(result, ex.OUTPUTS)
+        except TypeError as err:
+            lines.append(f"    {ex.FUNCTION}() returned a {type(result).__name__}: {err}.")
             return CheckResult(False, lines)
         want = ex.expected(_copy(args))
         wrong = []
