@@ -6,6 +6,8 @@ updates), ``filters.png`` (the first convolution's kernels), ``feature_maps.png`
 one test digit), ``saliency.png`` (which pixels move that digit's class score) and, when it trains, also
 ``gradient_norms.png``. Without ``--weights`` it first trains briefly (``--steps``, 150 by default) so that the
 pictures show learned features rather than the random initial ones.
+It also draws the traced step as a graph, ``graph.png``; ``--html`` adds ``index.html``, a self-contained page that
+steps through the step layer by layer.
 """
 
 from __future__ import annotations
