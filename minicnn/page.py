@@ -158,8 +158,8 @@ def build_slides(trace, arrays) -> list:
             ("shapes", f"X {r['input_shape']} &rarr; Y {r['output_shape']}"),
             ("multiply-adds", f"{r['multiply_adds_per_image']:,} per image"), ("time", f"{r['ms']:.2f} ms (median)"),
             ("output Y", _stats(r["output_stats"])),
-            ("batch statistics", f"{bn['channels']} channels, means {bn['mean_min']:+.3f} .. {bn['mean_max']:+.3f}"
-                                 if bn else "")],
+            ("batch statistics", f"{bn['channels']} channels, means {bn['mean_min']:+.3f} .. {bn['mean_max']:+.3f}, "
+                                 f"variances {bn['var_min']:.3f} .. {bn['var_max']:.3f}" if bn else "")],
             [] if out is None else [(f"Y of {r['layer']}", picture(out, f"{r['layer']} output Y"))]))
     info = trace.loss_info
     if info:

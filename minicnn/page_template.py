@@ -47,6 +47,7 @@ SCRIPT = """
     current = Math.max(0, Math.min(slides.length - 1, k));
     slides.forEach(function (s, i) { s.classList.toggle('visible', i === current); });
     items.forEach(function (li, i) { li.classList.toggle('current', i === current); });
+    if (items[current].scrollIntoView) { items[current].scrollIntoView({block: 'nearest'}); }
     document.getElementById('counter').textContent = (current + 1) + ' / ' + slides.length;
     document.getElementById('prev').disabled = current === 0;
     document.getElementById('next').disabled = current === slides.length - 1;
