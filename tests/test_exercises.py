@@ -173,6 +173,14 @@ def test_compare_names_the_entry_and_the_factor():
     assert compare("dW", want * -1, want)[0].endswith("opposite sign: check the order of the subtraction.")
 
 
+def test_a_float32_answer_is_told_to_keep_float64():
+    import numpy as np
+
+    want = np.random.default_rng(0).standard_normal((3, 4))
+    (sentence,) = compare("dX", want.astype(np.float32), want)
+    assert sentence.startswith("dX is float32: its values are right to float32's precision")
+
+
 def test_a_learner_error_is_shown_with_its_line(tmp_path):
     result = check("dense_backward", _write(tmp_path, "dense_backward", """
         def dense_backward(x, W, dZ):

@@ -84,6 +84,7 @@ def compare(name: str, got, want: np.ndarray, shape_of: str = "") -> list[str]:
     """Sentences describing how ``got`` differs from ``want`` (none when they agree)."""
     if got is None:
         return [f"{name} is None: return an array of shape {want.shape}{shape_of}."]
+    dtype = getattr(got, "dtype", None)
     try:
         got = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):
@@ -101,6 +102,9 @@ def compare(name: str, got, want: np.ndarray, shape_of: str = "") -> list[str]:
     close = np.isclose(got, want, rtol=RTOL, atol=ATOL)
     if close.all():
         return []
+    if dtype is not None and np.dtype(dtype).itemsize < 8 and np.allclose(got, want, rtol=1e-4, atol=1e-6):
+        return [f"{name} is {np.dtype(dtype).name}: its values are right to {np.dtype(dtype).name}'s precision, but "
+                "the check needs float64 (the inputs' dtype); do not convert."]
     nonzero = want != 0
     if nonzero.any() and np.array_equal(got == 0, want == 0):
         ratios = got[nonzero] / want[nonzero]
