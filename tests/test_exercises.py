@@ -176,8 +176,10 @@ def test_compare_names_the_entry_and_the_factor():
 def test_a_float32_answer_is_told_to_keep_float64():
     import numpy as np
 
-    want = np.random.default_rng(0).standard_normal((3, 4))
-    (sentence,) = compare("dX", want.astype(np.float32), want)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((6, 50)), rng.standard_normal((50, 4))
+    computed_in_float32 = a.astype(np.float32) @ b.astype(np.float32)     # rounding errors add up past 1e-7
+    (sentence,) = compare("dX", computed_in_float32, a @ b)
     assert sentence.startswith("dX is float32: its values are right to float32's precision")
 
 
