@@ -84,7 +84,8 @@ def test_the_page_is_one_file_that_fetches_nothing(page):
 def _chromium(args, tmp_path, timeout=120):
     # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers' small /dev/shm
     cmd = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-           "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", *args]
+           "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
+           *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
