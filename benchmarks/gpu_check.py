@@ -289,6 +289,25 @@ def gradient_checks():
            f"tol 1e-6")
 
 
+@section("the trace (timed runs restore the step's state) and the interactive page on the GPU")
+def trace_and_page(out):
+    from minicnn.page import write_page
+    from minicnn.recipes import build_model
+    from minicnn.trace import trace_step
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 28, 28, 1), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+    once, many = (build_model("fashion_bn", seed=0, backend="cupy") for _ in range(2))
+    a, b = trace_step(once, x, y, repeats=0), trace_step(many, x, y, repeats=3)
+    same = a.loss == b.loss and all(np.array_equal(once.backend.to_numpy(u), many.backend.to_numpy(v))
+                                    for u, v in zip(once.weights, many.weights))
+    page = write_page(build_model("tutorial", seed=0, backend="cupy"), x, y, os.path.join(out, "index.html"))
+    size = os.path.getsize(page)
+    record("trace + page (GPU)", "PASS" if same and size > 10_000 else "FAIL",
+           f"3 timed runs leave the state of one step: {same}; page {size / 1e6:.1f} MB; conv2d forward median "
+           f"{b.forward[0]['ms']:.3f} ms")
+
+
 def _load_mnist(data_dir):
     from minicnn.datasets import mnist
     from minicnn.train import prepare
@@ -468,6 +487,7 @@ def main(argv=None):
     adam_vs_rule()
     model_files_from_gpu()
     gradient_checks()
+    trace_and_page(args.out)
     data = None
     try:
         data = _load_mnist(args.data_dir)
