@@ -220,6 +220,40 @@ def adam_vs_rule():
     REPORT["adam_errors"] = worst
 
 
+@section("whole-model files from the GPU")
+def model_files_from_gpu(backend="cupy"):
+    """A model trained a step on the GPU saved to .keras and exported to ONNX; reopened on the CPU, both predict
+    what the GPU model predicts (float32 on both sides, sums in another order: 1e-5)."""
+    import tempfile
+
+    import minicnn as mc
+    from minicnn import layers
+
+    model = mc.Sequential([layers.Conv2D(4, 3, padding="same", input_shape=(10, 10, 2)), layers.BatchNormalization(),
+                           layers.Activation("relu"), layers.AveragePooling2D(), layers.Flatten(),
+                           layers.Dense(3, activation="softmax")], seed=0, backend=backend)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 10, 10, 2), dtype=np.float32), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    model.train_on_batch(x, y)
+    ours = model.predict(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(os.path.join(tmp, "m.keras"))
+        worst = float(np.abs(mc.models.load_model(os.path.join(tmp, "m.keras"), backend="numpy").predict(x)
+                             - ours).max())
+        detail = f".keras reopened on the CPU: max abs diff {worst:.1e}"
+        try:
+            import onnxruntime
+
+            model.export(os.path.join(tmp, "m.onnx"))
+            session = onnxruntime.InferenceSession(os.path.join(tmp, "m.onnx"), providers=["CPUExecutionProvider"])
+            onnx_worst = float(np.abs(session.run(None, {"input": x})[0] - ours).max())
+            worst, detail = max(worst, onnx_worst), detail + f"; ONNX Runtime: {onnx_worst:.1e}"
+        except ImportError:
+            detail += "; onnx/onnxruntime not installed: ONNX not checked"
+    record("model files from the GPU", "PASS" if worst <= 1e-5 else "FAIL", detail + " (tol 1e-5)")
+
+
 def get_backend_checked(name):
     from minicnn.backend import get_backend
 
@@ -254,6 +288,25 @@ def gradient_checks():
     record("float64 gradcheck (GPU)", "PASS" if ok else "FAIL",
            f"{len(cases)} layers x 2 modes worst rel. err {worst:.1e}; tutorial model (direction) {model_err:.1e}; "
            f"tol 1e-6")
+
+
+@section("the trace (timed runs restore the step's state) and the interactive page on the GPU")
+def trace_and_page(out):
+    from minicnn.page import write_page
+    from minicnn.recipes import build_model
+    from minicnn.trace import trace_step
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 28, 28, 1), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+    once, many = (build_model("fashion_bn", seed=0, backend="cupy") for _ in range(2))
+    a, b = trace_step(once, x, y, repeats=0), trace_step(many, x, y, repeats=3)
+    same = a.loss == b.loss and all(np.array_equal(once.backend.to_numpy(u), many.backend.to_numpy(v))
+                                    for u, v in zip(once.weights, many.weights))
+    page = write_page(build_model("tutorial", seed=0, backend="cupy"), x, y, os.path.join(out, "index.html"))
+    size = os.path.getsize(page)
+    record("trace + page (GPU)", "PASS" if same and size > 10_000 else "FAIL",
+           f"3 timed runs leave the state of one step: {same}; page {size / 1e6:.1f} MB; conv2d forward median "
+           f"{b.forward[0]['ms']:.3f} ms")
 
 
 def _load_mnist(data_dir):
@@ -434,7 +487,9 @@ def main(argv=None):
     kernels_vs_reference()
     batchnorm_vs_reference()
     adam_vs_rule()
+    model_files_from_gpu()
     gradient_checks()
+    trace_and_page(args.out)
     data = None
     try:
         data = _load_mnist(args.data_dir)

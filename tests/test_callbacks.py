@@ -80,17 +80,33 @@ def test_model_checkpoint_every_n_steps_names_epoch_and_batch(tmp_path):
 def test_model_checkpoint_rejects_bad_settings(tmp_path):
     with pytest.raises(ValueError, match=r"\.npz"):
         cbs.ModelCheckpoint(str(tmp_path / "w.h5"), save_weights_only=True)
+    with pytest.raises(ValueError, match=r"\.keras.*save_weights_only=True"):
+        cbs.ModelCheckpoint(str(tmp_path / "w.npz"))
     with pytest.raises(ValueError, match="save_freq"):
-        cbs.ModelCheckpoint(str(tmp_path / "w.npz"), save_freq=0)
+        cbs.ModelCheckpoint(str(tmp_path / "w.npz"), save_weights_only=True, save_freq=0)
     with pytest.raises(ValueError, match="up or down"):
-        cbs.ModelCheckpoint(str(tmp_path / "w.npz"), monitor="val_f1")
+        cbs.ModelCheckpoint(str(tmp_path / "w.keras"), monitor="val_f1")
     x, y = synthetic_digits(20)
     with pytest.raises(KeyError, match="val_loss.*no validation"):
         small_model().fit(x, y, epochs=1, verbose=0,
-                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w.npz"), save_best_only=True)])
+                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w.keras"), save_best_only=True)])
     with pytest.raises(KeyError, match="val_acc"):
         small_model().fit(x, y, epochs=1, verbose=0, validation_split=0.2,
-                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w-{val_acc}.npz"))])
+                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w-{val_acc}.keras"))])
+
+
+def test_model_checkpoint_saves_whole_models_that_load_back(tmp_path):
+    pytest.importorskip("h5py", reason="whole-model .keras files need h5py: pip install 'minicnn[keras-files]'")
+    from minicnn.models import load_model
+
+    x, y = synthetic_digits(40, seed=6)
+    recorder = Recorder()
+    every = cbs.ModelCheckpoint(tmp_path / "m-{epoch}.keras", save_best_only=False)
+    small_model().fit(x, y, batch_size=10, epochs=2, verbose=0, validation_split=0.25, callbacks=[recorder, every])
+    assert sorted(os.listdir(tmp_path)) == ["m-1.keras", "m-2.keras"]
+    for epoch in (0, 1):
+        for a, b in zip(load_model(tmp_path / f"m-{epoch + 1}.keras").get_weights(), recorder.weights[epoch]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_early_stopping_restores_the_best_epochs_weights():

@@ -3,29 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from .base import Callback
 from .monitor import Monitor
-
-
-def save_atomically(path: str, save) -> None:
-    """``save(tmp)`` writes a temporary file beside ``path`` (same extension), which then replaces ``path`` in one
-    rename: a crash in the middle leaves the previous file, never half of one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    if base.endswith(".weights"):    # keep a double extension such as .weights.h5 whole
-        base, ext = base[:-len(".weights")], ".weights" + ext
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + ext, dir=directory)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class ModelCheckpoint(Monitor, Callback):
@@ -35,8 +15,8 @@ class ModelCheckpoint(Monitor, Callback):
     ``save_freq``) and any key of the logs, e.g. ``"ckpt/w-{epoch:02d}-{val_loss:.2f}.npz"``. With
     ``save_best_only`` a file is written only when ``monitor`` improves (``mode``, ``initial_value_threshold``: the
     value to beat first). ``save_weights_only=True`` writes :meth:`~minicnn.Sequential.save_weights`'s ``.npz``;
-    otherwise ``model.save(path)`` where the model has it, else its weights. Every file is written atomically
-    (a temporary file, then one rename).
+    otherwise :meth:`~minicnn.Sequential.save`'s whole-model ``.keras`` file (which Keras opens too). Both write
+    atomically (a temporary file, then one rename): a crash while saving leaves the previous file whole.
 
     Example:
         >>> best = ModelCheckpoint("best.npz", monitor="val_accuracy", save_best_only=True,
@@ -54,6 +34,9 @@ class ModelCheckpoint(Monitor, Callback):
         if save_weights_only and not self.filepath.endswith(".npz"):
             raise ValueError(f"with save_weights_only=True the filepath must end in .npz (minicnn's weights file), "
                              f"got {self.filepath!r}")
+        if not save_weights_only and not self.filepath.endswith(".keras"):
+            raise ValueError(f"a whole-model checkpoint's filepath must end in .keras, got {self.filepath!r} (for "
+                             f"a weights file, .npz, pass save_weights_only=True)")
         self.save_freq = save_freq
         self.epoch, self.steps_since_save = 0, 0
         self.saved: list[str] = []   # every path written, in order
@@ -100,6 +83,6 @@ class ModelCheckpoint(Monitor, Callback):
             self.best = current
         elif self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saving model to {path}")
-        save_whole = not self.save_weights_only and hasattr(self.model, "save")
-        save_atomically(path, self.model.save if save_whole else self.model.save_weights)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        (self.model.save_weights if self.save_weights_only else self.model.save)(path)
         self.saved.append(path)
