@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import cli
 from .models import load_model
 from .onnx_export import OPSET
 from .recipes import RECIPES, build_model
@@ -23,7 +24,7 @@ from .train import OneLineErrorParser, run_command
 
 
 def build_parser():
-    p = OneLineErrorParser(prog="python -m minicnn.export", description=__doc__,
+    p = OneLineErrorParser(prog=cli.prog("minicnn.export", "minicnn-export"), description=cli.plain_text(__doc__),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a .keras file (saved by model.save or by Keras 3)")
@@ -33,6 +34,7 @@ def build_parser():
     p.add_argument("--out", required=True, help="the file to write: NAME.onnx or NAME.keras")
     p.add_argument("--opset", type=int, default=OPSET, help=f"the ONNX opset ({OPSET}, the oldest it supports)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    cli.add_version(p)
     return p
 
 

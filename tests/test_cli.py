@@ -86,7 +86,8 @@ def main_of(module):
     return __import__(module, fromlist=["main"]).main
 
 
-@pytest.mark.parametrize("module", ["minicnn.train", "minicnn.explain", "benchmarks.train", "benchmarks.kernels",
+@pytest.mark.parametrize("module", ["minicnn.train", "minicnn.explain", "minicnn.export", "benchmarks.train",
+                                    "benchmarks.kernels",
                                     "benchmarks.keras_run", "benchmarks.gpu_check"])
 def test_help_is_plain_text(module, capsys, monkeypatch):
     # benchmarks/ is not installed (it runs from the project's folder): import it from there

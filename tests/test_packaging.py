@@ -48,6 +48,7 @@ def test_the_wheel_declares_the_console_scripts(wheel):
     entry_points = wheel["minicnn-0.1.0.dist-info/entry_points.txt"].decode()
     assert "minicnn-train = minicnn.train:main" in entry_points
     assert "minicnn-explain = minicnn.explain:main" in entry_points
+    assert "minicnn-export = minicnn.export:main" in entry_points
 
 
 def test_the_guides_command_lists_and_prints_the_guides(capsys):
