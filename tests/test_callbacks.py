@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 from conftest import synthetic_digits
+from optional_modules import need
 
 import minicnn as mc
 from minicnn import callbacks as cbs
@@ -96,7 +97,7 @@ def test_model_checkpoint_rejects_bad_settings(tmp_path):
 
 
 def test_model_checkpoint_saves_whole_models_that_load_back(tmp_path):
-    pytest.importorskip("h5py", reason="whole-model .keras files need h5py: pip install 'minicnn[keras-files]'")
+    need("h5py", "keras-files")
     from minicnn.models import load_model
 
     x, y = synthetic_digits(40, seed=6)
@@ -174,8 +175,7 @@ def read_events(folder):
 
 
 def test_tensorboard_writes_keras_tags_that_read_back_as_the_history(tmp_path):
-    pytest.importorskip("tensorboardX", reason="the TensorBoard callback needs tensorboardX: pip install "
-                                               "'minicnn[tensorboard]'")
+    need("tensorboardX", "tensorboard")
     x, y = synthetic_digits(40)
     board = cbs.TensorBoard(tmp_path, update_freq=2)
     hist = small_model().fit(x, y, batch_size=10, epochs=2, verbose=0, validation_split=0.25, callbacks=[board])

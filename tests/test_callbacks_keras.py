@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import KERAS_MISSING, import_keras
+from optional_modules import need
 
 from minicnn import callbacks as ours
 
@@ -163,8 +164,8 @@ def test_learning_rate_reaches_the_csv_after_a_scheduler(keras, tmp_path):
 
 
 def test_tensorboard_uses_keras_folders_and_tags(keras, tmp_path):
-    pytest.importorskip("tensorboardX", reason="the TensorBoard callback needs tensorboardX")
-    pytest.importorskip("tensorboard", reason="Keras's TensorBoard callback needs the tensorboard package")
+    need("tensorboardX", "tensorboard")
+    need("tensorboard", "tensorboard")    # Keras's TensorBoard callback writes with it
     import tensorflow as tf
 
     import minicnn as mc

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from optional_modules import need
 from test_datasets import _real_mnist_dir
 
 from minicnn import cli
@@ -33,7 +34,7 @@ class Terminal(io.StringIO):
 
 
 def test_a_piped_run_logs_one_line_per_epoch_and_writes_csv_and_tensorboard(tmp_path):
-    pytest.importorskip("tensorboardX", reason="--tensorboard needs tensorboardX")
+    need("tensorboardX", "tensorboard")
     out = tmp_path / "run"
     proc = run("minicnn.train", ["--limit", "512", "--epochs", "2", "--data-dir",
                                  _real_mnist_dir(), "--out", str(out), "--csv", str(tmp_path / "log.csv"),
