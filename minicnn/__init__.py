@@ -6,6 +6,7 @@ gradients and against Keras.
 
 from . import datasets, gradcheck, initializers, layers, losses, optimizers, plotting, regularizers, training, utils
 from .backend import available_backends, get_backend, set_backend
+from .backend.cores import get_num_threads, set_num_threads
 from .model import Sequential
 from .seeding import set_seed
 from .utils import to_categorical
@@ -15,4 +16,5 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "layers", "losses", "optimizers", "regularizers", "initializers", "datasets", "training",
            "plotting",
            "gradcheck", "utils", "to_categorical", "set_backend", "get_backend", "available_backends", "set_seed",
+           "set_num_threads", "get_num_threads",
            "__version__"]

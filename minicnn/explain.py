@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from .backend.cores import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
 from .recipes import RECIPES, build_model, get_recipe
@@ -42,11 +43,15 @@ def build_parser():
                    help="which test digit the feature maps and saliency show (0)")
     p.add_argument("--backend", default=None, help="numpy, numba or cupy")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=checked(int, lambda v: v > 0, "a positive integer"), default=None,
+                   help="CPU threads (default: the cores this process may use)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return p
 
 
 def run(args) -> dict:
+    if args.threads:
+        set_num_threads(args.threads)
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     recipe = get_recipe(args.recipe)

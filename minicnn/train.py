@@ -23,6 +23,7 @@ import numpy as np
 
 from . import __version__
 from .backend import BACKEND_NAMES, get_backend
+from .backend.cores import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .optimizers import OPTIMIZERS
 from .recipes import RECIPES, build_model, get_recipe
@@ -93,6 +94,9 @@ def build_parser():
                    help="use only the first N training images, for a quick run")
     p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
                    help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: the cores this process may use; results are bitwise reproducible "
+                        "for a fixed thread count)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--checkpoint-dir", default=None,
@@ -104,6 +108,8 @@ def build_parser():
 
 
 def run(args) -> dict:
+    if args.threads:
+        set_num_threads(args.threads)
     backend = get_backend(args.backend)
     recipe = get_recipe(args.recipe)
     args.dataset = args.dataset or recipe.dataset

@@ -11,7 +11,7 @@ from .. import numpy_ref
 from ..base import Backend
 from ..geometry import Window
 from . import batch_norm, conv, elementwise, optimizers, pooling
-from .threads import OneBlasThread
+from .threads import OneBlasThread, start_pool
 
 
 def _work(scratch, key, shape, dtype):
@@ -42,6 +42,7 @@ class NumbaBackend(Backend):
         # Every matrix product of this backend runs inside a Numba parallel loop, with BLAS held to one thread
         # for the duration of the call (the BLAS libraries' own thread counts are restored afterwards).
         self._one_blas_thread = OneBlasThread()
+        start_pool()   # Numba's threads, started with a bounded wait and the cores really available
 
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
