@@ -39,6 +39,7 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 )
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
+from .compile_notice import CompileNotice
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
 
@@ -287,6 +288,7 @@ class Trainer:
             cb.model = self
         self.stop_training = False
         progress = Progress(verbose, epochs, steps, file=file)
+        compiling = CompileNotice(backend, progress, verbose)   # a line while kernels compile, kept out of the ETA
         for cb in callbacks:
             cb.on_train_begin()
 
@@ -313,6 +315,7 @@ class Trainer:
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
+                    compiling.after_step()
                     sum_loss += loss * idx.shape[0]
                     sum_acc += acc * idx.shape[0]
                     for cb in callbacks:
@@ -356,6 +359,7 @@ class Trainer:
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
                         f"redoes epoch {epoch + 1} and continues")
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
+        compiling.close()
         for cb in callbacks:
             cb.on_train_end()
         return history

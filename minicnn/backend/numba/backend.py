@@ -11,6 +11,7 @@ from .. import numpy_ref
 from ..base import Backend
 from ..geometry import Window
 from . import batch_norm, conv, elementwise, optimizers, pooling
+from .compiling import CLOCK
 from .threads import OneBlasThread, start_pool
 
 
@@ -252,6 +253,13 @@ class NumbaBackend(Backend):
         dx = np.empty_like(dy2d) if out is None else out
         batch_norm.input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, bool(training), dx)
         return dx, dgamma, dbeta
+
+    # --- compiling: Numba compiles each kernel at its first call, then loads it from the disk cache ------------
+    def compile_seconds(self) -> float:
+        return CLOCK.seconds
+
+    def on_compile_start(self, notice) -> None:
+        CLOCK.notice = notice
 
     # --- optimizers -------------------------------------------------------------------------------
     def fused_update(self, rule: str):
