@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import threading
 
-from ..cores import available_cores
-
 import numba
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that np.dot inside Numba calls; imported before threadpoolctl looks)
 from threadpoolctl import ThreadpoolController
+
+from ..cores import available_cores
 
 if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
