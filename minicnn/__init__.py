@@ -6,7 +6,7 @@ gradients and against Keras.
 
 from . import datasets, gradcheck, initializers, layers, losses, optimizers, plotting, regularizers, training, utils
 from .backend import available_backends, get_backend, set_backend
-from .backend.cores import get_num_threads, set_num_threads
+from .backend.cpu_threads import get_num_threads, set_num_threads
 from .model import Sequential
 from .seeding import set_seed
 from .utils import to_categorical

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .backend.cores import set_num_threads
+from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
 from .recipes import RECIPES, build_model, get_recipe

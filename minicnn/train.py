@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__
 from .backend import BACKEND_NAMES, get_backend
-from .backend.cores import set_num_threads
+from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .optimizers import OPTIMIZERS
 from .recipes import RECIPES, build_model, get_recipe

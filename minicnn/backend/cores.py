@@ -3,8 +3,7 @@
 ``os.cpu_count()`` counts the machine's cores; a process may be allowed fewer: its affinity mask
 (``taskset``, ``docker --cpuset-cpus``) and its control group's CPU quota (``docker --cpus``, Kubernetes limits,
 cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``). Threads beyond those cores only wait for one another, so the
-Numba backend starts with :func:`available_cores` threads. :func:`set_num_threads` changes the count (the same
-count gives the same results bit for bit; another count adds the per-thread partial sums in other groups).
+Numba backend starts with :func:`available_cores` threads (:mod:`.cpu_threads` changes the count).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-__all__ = ["available_cores", "cgroup_cpu_limit", "set_num_threads", "get_num_threads"]
+__all__ = ["available_cores", "cgroup_cpu_limit"]
 
 
 def _read(path):
@@ -80,42 +79,3 @@ def available_cores() -> int:
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(1, cores)
-
-
-def _numba_threads():
-    try:
-        from .numba import threads
-    except ImportError:
-        return None
-    return threads
-
-
-def set_num_threads(n: int) -> None:
-    """Use ``n`` CPU threads: the Numba backend's parallel kernels (in the calling Python thread, as Numba's own
-    ``set_num_threads``) and BLAS's threads (which the NumPy backend's products use).
-
-    Results are reproducible bit for bit for a fixed thread count: the Numba kernels add per-thread partial sums,
-    whose grouping follows the count. ``n`` may not exceed the threads Numba started (``NUMBA_NUM_THREADS``,
-    by default the cores in this process's affinity mask)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
-    threads = _numba_threads()
-    if threads is not None:
-        threads.set_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(limits=n, user_api="blas")
-
-
-def get_num_threads() -> int:
-    """The CPU threads the Numba backend's kernels use in this Python thread (without Numba: BLAS's)."""
-    threads = _numba_threads()
-    if threads is not None:
-        return threads.get_threads()
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return 1
-    return max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=1)
