@@ -40,6 +40,7 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
 from .compile_notice import CompileNotice
+from .graph_step import graph_step_for
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
 
@@ -309,12 +310,13 @@ class Trainer:
                 progress.begin(epoch)
                 started = time.perf_counter()
                 self.start_epoch(epoch)
+                train = graph_step_for(self, batch_size)   # train_step, or its CUDA graph replayed (CuPy)
                 order = backend.asarray(epoch_order(self.seed, epoch, n, shuffle))
                 sum_loss = xp.zeros((), dtype=self.dtype)
                 sum_acc = xp.zeros((), dtype=self.dtype)
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
+                    loss, acc = train(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
                     compiling.after_step()
                     sum_loss += loss * idx.shape[0]
                     sum_acc += acc * idx.shape[0]
