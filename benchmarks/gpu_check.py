@@ -5,8 +5,9 @@
 Sections (each one reports and goes on if it fails): the environment; every GPU kernel against the NumPy
 reference on random inputs; float64 gradient checks on the GPU; the whole model CPU (Numba) vs GPU on identical
 weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; one
-epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed). Writes
-``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
+epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed); the CUDA graph
+step against the eager one, and one step's time four ways (benchmarks/gpu_graphs.py). Writes ``gpu_check.json``
+and ``gpu_check.png`` and prints a summary table last. Sized to end within 8 minutes on an H200.
 """
 
 from __future__ import annotations
@@ -424,6 +425,11 @@ def main(argv=None):
     if data is not None:
         seconds = train_epoch(data, args.cpu_epoch_seconds)
         torch_epoch(data, seconds)
+    from benchmarks import gpu_graphs  # the CUDA graph step, step timings four ways, gpu_check.png
+
+    section("CUDA graph step vs eager step")(gpu_graphs.graph_vs_eager)(record, REPORT)
+    section("one training step: minicnn eager/graph, PyTorch eager/graph")(gpu_graphs.step_timings)(record, REPORT)
+    section("gpu_check.png")(gpu_graphs.plot)(REPORT, args.out)
     REPORT["summary"] = SUMMARY
     REPORT["total_seconds"] = time.perf_counter() - started
     write_json(os.path.join(args.out, "gpu_check.json"), REPORT)
