@@ -34,11 +34,12 @@ class GraphStep:
         self.reason = None           # why the graph is off for good, or None
         self.static_x = self.static_y = self.hyper = None
 
-    def __call__(self, xb, yb, check_finite=False, guard=None):
+    def __call__(self, xb, yb, check_finite=False, guard=None, distributed=None):
         model = self.model
-        if self.reason is not None or check_finite or xb.shape[0] != self.batch_size or self.eager_steps == 0:
+        if (self.reason is not None or check_finite or distributed is not None or xb.shape[0] != self.batch_size
+                or self.eager_steps == 0):            # eager: warm-up, partial batch, immediate guard, MPI allreduce
             self.eager_steps += 1
-            return model.train_step(xb, yb, check_finite=check_finite, guard=guard)
+            return model.train_step(xb, yb, check_finite=check_finite, guard=guard, distributed=distributed)
         if self.outputs is not None and model.optimizer.hyperparameters() != self.hyper:
             self.reason = "the optimizer's numbers change from step to step (computed on the host)"
             return self(xb, yb, check_finite, guard)

@@ -107,16 +107,20 @@ def build_parser():
     return p
 
 
-def run(args) -> dict:
+def run(args, strategy=None) -> dict:
     if args.threads:
         set_num_threads(args.threads)
     backend = get_backend(args.backend)
+    root = strategy is None or strategy.is_root   # under mpiexec (minicnn.distributed) only rank 0 writes
+    if strategy is not None:
+        strategy.use_backend(backend)
     recipe = get_recipe(args.recipe)
     args.dataset = args.dataset or recipe.dataset
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
     loader = mnist if args.dataset == "mnist" else fashion_mnist
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    if root:
+        os.makedirs(out, exist_ok=True)
 
     (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.limit:
@@ -135,18 +139,23 @@ def run(args) -> dict:
         raise ValueError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.npz)")
     history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=2 if args.quiet else 1, validation_split=args.validation_split,
-                        checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, distributed=strategy)
     if history.stopped and history.stopped["reason"] == "interrupted":
         raise KeyboardInterrupt
     train_seconds = time.perf_counter() - started
-    test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
-    predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
+    if strategy is None:
+        test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
+        predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
+    else:   # sharded across the ranks, then reduced
+        test_loss, test_acc, predicted = strategy.evaluate_and_predict(model, x_test_f, y_test_1h, args.batch_size)
     wrong = int((predicted != y_test).sum())
     tutorial = recipe.name == "tutorial" and args.dataset == "mnist"
     print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}, misclassified {wrong} of {len(y_test)}"
           + (f" (tutorial: {TUTORIAL['test_loss']}, {TUTORIAL['test_accuracy']}, {TUTORIAL['misclassified']})"
              if tutorial else ""))
 
+    if not root:
+        return {"test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong}
     from .plotting import plot_history, plot_misclassified
 
     if history.epoch:
@@ -198,7 +207,10 @@ def run_command(parser, run_fn, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run_command(build_parser(), run, argv)
+    from .distributed import get_strategy, run_guarded
+
+    strategy = get_strategy()   # under mpiexec/srun with 2+ ranks: data-parallel (mpi4py imported only then)
+    return run_guarded(strategy, run_command, build_parser(), lambda args: run(args, strategy), argv)
 
 
 if __name__ == "__main__":
