@@ -57,6 +57,7 @@ def matmul(a, b, out=None, *, original):
         return original(a, b, out=out)
     one, zero = np.ones((), a.dtype), np.zeros((), a.dtype)    # host scalars: cuBLAS reads them at the call
     handle = cupy.cuda.device.get_cublas_handle()
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)   # the capturing stream
     single = a.dtype == np.float32
     if a.ndim == 2:
         gemm = cublas.sgemm if single else cublas.dgemm
