@@ -220,6 +220,40 @@ def adam_vs_rule():
     REPORT["adam_errors"] = worst
 
 
+@section("whole-model files from the GPU")
+def model_files_from_gpu(backend="cupy"):
+    """A model trained a step on the GPU saved to .keras and exported to ONNX; reopened on the CPU, both predict
+    what the GPU model predicts (float32 on both sides, sums in another order: 1e-5)."""
+    import tempfile
+
+    import minicnn as mc
+    from minicnn import layers
+
+    model = mc.Sequential([layers.Conv2D(4, 3, padding="same", input_shape=(10, 10, 2)), layers.BatchNormalization(),
+                           layers.Activation("relu"), layers.AveragePooling2D(), layers.Flatten(),
+                           layers.Dense(3, activation="softmax")], seed=0, backend=backend)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 10, 10, 2), dtype=np.float32), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    model.train_on_batch(x, y)
+    ours = model.predict(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(os.path.join(tmp, "m.keras"))
+        worst = float(np.abs(mc.models.load_model(os.path.join(tmp, "m.keras"), backend="numpy").predict(x)
+                             - ours).max())
+        detail = f".keras reopened on the CPU: max abs diff {worst:.1e}"
+        try:
+            import onnxruntime
+
+            model.export(os.path.join(tmp, "m.onnx"))
+            session = onnxruntime.InferenceSession(os.path.join(tmp, "m.onnx"), providers=["CPUExecutionProvider"])
+            onnx_worst = float(np.abs(session.run(None, {"input": x})[0] - ours).max())
+            worst, detail = max(worst, onnx_worst), detail + f"; ONNX Runtime: {onnx_worst:.1e}"
+        except ImportError:
+            detail += "; onnx/onnxruntime not installed: ONNX not checked"
+    record("model files from the GPU", "PASS" if worst <= 1e-5 else "FAIL", detail + " (tol 1e-5)")
+
+
 def get_backend_checked(name):
     from minicnn.backend import get_backend
 
@@ -452,6 +486,7 @@ def main(argv=None):
     kernels_vs_reference()
     batchnorm_vs_reference()
     adam_vs_rule()
+    model_files_from_gpu()
     gradient_checks()
     trace_and_page(args.out)
     data = None
