@@ -221,7 +221,10 @@ class NumbaBackend(Backend):
         y = np.empty_like(x) if out is None else out
         mask = np.empty_like(uniform) if mask_out is None else mask_out
         t = uniform.dtype.type
-        return elementwise.dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, mask)
+        # flat views: one compiled specialisation serves every shape (a first run compiles it once, not per rank)
+        elementwise.dropout_apply(x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1),
+                                  mask.reshape(-1))
+        return y, mask
 
     # --- batch normalization (kernels in .batch_norm; out buffers C-contiguous) ---------------------
     def batchnorm_forward_training(self, x2d, gamma, beta, eps, out=None, xhat_out=None):
