@@ -7,8 +7,9 @@ reference on random inputs; float64 gradient checks on the GPU; the whole model 
 weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; the
 notebook notebooks/cpu_vs_gpu_kernels.ipynb with its CuPy branch; one
 epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed); the distributed
-allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py). Writes
-``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
+allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py); the CUDA graph step against
+the eager one, and one step's time four ways (benchmarks/gpu_graphs.py). Writes ``gpu_check.json`` and
+``gpu_check.png`` and prints a summary table last. Sized to end within 8 minutes on an H200.
 """
 
 from __future__ import annotations
@@ -505,6 +506,11 @@ def main(argv=None):
     from benchmarks.gpu_distributed import distributed_checks
 
     section("distributed: NCCL and MPI with GPU buffers")(distributed_checks)(record)
+    from benchmarks import gpu_graphs  # the CUDA graph step, step timings four ways, gpu_check.png
+
+    section("CUDA graph step vs eager step")(gpu_graphs.graph_vs_eager)(record, REPORT)
+    section("one training step: minicnn eager/graph, PyTorch eager/graph")(gpu_graphs.step_timings)(record, REPORT)
+    section("gpu_check.png")(gpu_graphs.plot)(REPORT, args.out)
     from benchmarks.gpu_keras_api import keras_api_checks
 
     section("Keras's fit arguments and callbacks on the GPU")(keras_api_checks)(record)

@@ -18,6 +18,7 @@ from . import (
            utils,
 )
 from .backend import available_backends, get_backend, set_backend
+from .backend.cpu_threads import get_num_threads, set_num_threads
 from .model import Sequential
 from .seeding import set_seed
 from .utils import to_categorical
@@ -27,4 +28,5 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "layers", "losses", "optimizers", "regularizers", "initializers", "datasets", "training",
            "plotting", "models",
            "gradcheck", "utils", "to_categorical", "set_backend", "get_backend", "available_backends", "set_seed",
+           "set_num_threads", "get_num_threads",
            "__version__"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import cli
 from .backend import BACKEND_NAMES
+from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .page import capture_step, write_trace_page
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
@@ -52,6 +53,8 @@ def build_parser():
     p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
                    help="the short training's progress: 1 a live bar, 2 one line, 0 nothing (default: 1 on a "
                         "terminal, else 2)")
+    p.add_argument("--threads", type=checked(int, lambda v: v > 0, "a positive integer"), default=None,
+                   help="CPU threads (default: the cores this process may use)")
     p.add_argument("--html", action="store_true",
                    help="also write index.html: an interactive page stepping through the traced step (one file)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -60,6 +63,8 @@ def build_parser():
 
 
 def run(args) -> dict:
+    if args.threads:
+        set_num_threads(args.threads)
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
     recipe = get_recipe(args.recipe)

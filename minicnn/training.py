@@ -43,6 +43,8 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 )
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
+from .compile_notice import CompileNotice
+from .graph_step import graph_step_for
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
 
@@ -324,6 +326,7 @@ class Trainer(BatchMethods):
             cb.model = self
         self.stop_training = False
         progress = Progress(verbose, epochs, steps, file=file)
+        compiling = CompileNotice(backend, progress, verbose)   # a line while kernels compile, kept out of the ETA
         for cb in callbacks:
             cb.on_train_begin()
         on_batch_begin = batch_callbacks(callbacks, "on_train_batch_begin")
@@ -346,6 +349,7 @@ class Trainer(BatchMethods):
                 progress.begin(epoch)
                 started = time.perf_counter()
                 self.start_epoch(epoch)
+                train = graph_step_for(self, batch_size)   # train_step, or its CUDA graph replayed (CuPy)
                 order = backend.asarray(epoch_order(self.seed, epoch, n, shuffle))
                 sum_loss = xp.zeros((), dtype=self.dtype)
                 sum_acc = xp.zeros((), dtype=self.dtype)
@@ -356,8 +360,13 @@ class Trainer(BatchMethods):
                     count = idx.shape[0]
                     if distributed is not None:   # this rank's slice of the same global batch
                         idx = distributed.shard(self, idx)
-                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
-                                                distributed=distributed, sample_weight=None if wb is None else wb[idx])
+                    if wb is None:
+                        loss, acc = train(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
+                                          distributed=distributed)
+                    else:   # weighted steps take the plain path (a CUDA graph replays the unweighted step)
+                        loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate",
+                                                    guard=guard, distributed=distributed, sample_weight=wb[idx])
+                    compiling.after_step()
                     sum_loss += loss * count
                     sum_acc += acc * count
                     if on_batch_end:   # Keras's batch logs: the epoch's running means so far
@@ -407,6 +416,7 @@ class Trainer(BatchMethods):
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
                         f"redoes epoch {epoch + 1} and continues")
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
+        compiling.close()
         for cb in callbacks:
             cb.on_train_end()
         return history
