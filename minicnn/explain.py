@@ -64,7 +64,9 @@ def run(args) -> dict:
         x, y = prepare(x_train[:n], y_train[:n])
         print(f"no --weights: training {args.steps} steps of 128 first, so that the pictures show learned features")
         recorder = GradientNormRecorder(every=max(1, args.steps // 60))
-        model.fit(x, y, batch_size=128, epochs=1, verbose=1, callbacks=[recorder])
+        stopped = model.fit(x, y, batch_size=128, epochs=1, verbose=1, callbacks=[recorder]).stopped
+        if stopped and stopped["reason"] == "interrupted":
+            raise KeyboardInterrupt("reported")   # Ctrl-C stopped the training: stop the command too
         written.append(plot_gradient_norms(recorder, os.path.join(out, "gradient_norms.png")))
     else:
         print("no --weights and --steps 0: the pictures show the random initial weights")

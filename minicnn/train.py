@@ -24,6 +24,7 @@ import numpy as np
 from . import __version__
 from .backend import BACKEND_NAMES, get_backend
 from .datasets import fashion_mnist, mnist
+from .interrupts import is_interrupt
 from .optimizers import OPTIMIZERS
 from .recipes import RECIPES, build_model, get_recipe
 from .utils import atomic_write, to_categorical
@@ -131,7 +132,7 @@ def run(args) -> dict:
                         verbose=2 if args.quiet else 1, validation_split=args.validation_split,
                         checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if history.stopped and history.stopped["reason"] == "interrupted":
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("reported")   # fit has said where it stopped and what it saved
     train_seconds = time.perf_counter() - started
     test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
     predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
@@ -180,8 +181,11 @@ def run_command(parser, run_fn, argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         run_fn(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SystemError) as err:
+        if not is_interrupt(err):
+            raise
+        if not (isinstance(err, KeyboardInterrupt) and err.args):
+            print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
         if args.debug:

@@ -39,6 +39,7 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 )
 from .checkpoint import load_checkpoint, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
+from .interrupts import CtrlC, is_interrupt
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
 
@@ -298,6 +299,7 @@ class Trainer:
         if nan_guard is True:   # a synchronisation per step is free on the CPU, not on a GPU
             nan_guard = "deferred" if backend.name == "cupy" else "immediate"
         guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
+        ctrl_c = CtrlC().__enter__()   # Ctrl-C noted, acted on between steps (see minicnn.interrupts)
         try:
             for epoch in range(initial_epoch, epochs):
                 # the state at the start of this epoch (host copies, ~2 MB for the tutorial): what Ctrl-C saves
@@ -318,6 +320,7 @@ class Trainer:
                     for cb in callbacks:
                         cb.on_train_batch_end(global_step, {"epoch": epoch})
                     global_step += 1
+                    ctrl_c.check()
                     done = step + 1
                     if guard is not None and (done % refresh_every == 0 or done == steps):
                         guard.check()
@@ -346,7 +349,9 @@ class Trainer:
             history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
             print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of the "
                   f"step before (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemError) as err:
+            if not is_interrupt(err):
+                raise
             progress.abandon()
             history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
             kept = ""
@@ -356,6 +361,8 @@ class Trainer:
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
                         f"redoes epoch {epoch + 1} and continues")
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
+        finally:
+            ctrl_c.__exit__()
         for cb in callbacks:
             cb.on_train_end()
         return history
