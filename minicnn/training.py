@@ -37,11 +37,12 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
     History,
     LambdaCallback,
 )
-from .checkpoint import load_checkpoint, save_checkpoint, training_state
+from .checkpoint import prepare_checkpointing, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
 from .interrupts import CtrlC, is_interrupt
 from .nan_guard import DeferredNanGuard, NonFiniteLoss
 from .progress import Progress
+from .run_settings import describe as describe_run
 
 
 class NotCompiledError(ValueError, RuntimeError):
@@ -230,7 +231,8 @@ class Trainer:
     # --- training -----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True, refresh_every: int = 10, file=None):
+            nan_guard: bool = True, refresh_every: int = 10, file=None,
+            overwrite: bool = False, settings: dict | None = None, allow_changed=()):
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
@@ -271,15 +273,11 @@ class Trainer:
         steps = -(-n // batch_size)
         history = History()
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoint is)")
-        initial_epoch = 0
+        settings = describe_run(self, batch_size, "validation_data" if validation_data is not None else
+                                validation_split, x_train, 0 if x_val is None else len(x_val), settings)
+        initial_epoch = prepare_checkpointing(self, checkpoint_dir, resume, overwrite, history, settings,
+                                              allow_changed)
         if resume:
-            meta = load_checkpoint(self, checkpoint_dir)
-            initial_epoch = int(meta["epochs_done"])
-            for e in range(initial_epoch):
-                history.append(e, {k: v[e] for k, v in meta["history"].items() if k != "seconds"})
-            history.history["seconds"] = list(meta["history"].get("seconds", []))
             if initial_epoch >= epochs and verbose:
                 print(f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
                       file=file or sys.stdout)
