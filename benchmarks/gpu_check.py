@@ -406,6 +406,13 @@ def main(argv=None):
     parser.add_argument("--cpu-epoch-seconds", type=float, default=None,
                         help="a Numba CPU epoch measured elsewhere (python -m benchmarks.train), for the ratio")
     args = parser.parse_args(argv)
+    try:                               # without a GPU every section would fail alike: say it once
+        from minicnn.backend import get_backend
+
+        get_backend("cupy")
+    except (ImportError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     started = time.perf_counter()
     environment()

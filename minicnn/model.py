@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from .backend import Backend, get_backend
+from .checks import check_positive_int
 from .layers.base import Layer
 from .nan_guard import NonFiniteLoss  # noqa: F401  (where earlier code imported it from)
 from .seeding import resolve_seed
@@ -89,7 +90,12 @@ class Sequential(Trainer):
 
     def build(self, input_shape) -> None:
         """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
-        shape = tuple(int(d) for d in input_shape)
+        shape = tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
+        if self.built:      # Keras's rule: building again is a no-op (it must not draw new weights)
+            if shape != tuple(self.layers[0].input_shape):
+                raise ValueError(f"the model is built for inputs of shape {tuple(self.layers[0].input_shape)}, "
+                                 f"not {shape}: make a new model for other inputs")
+            return
         for layer in self.layers:
             self._build_layer(layer, shape)
             shape = layer.output_shape

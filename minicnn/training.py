@@ -39,8 +39,9 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 )
 from .checkpoint import prepare_checkpointing, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
+from .fit_checks import callbacks_checked
 from .interrupts import CtrlC, is_interrupt
-from .nan_guard import DeferredNanGuard, NonFiniteLoss
+from .nan_guard import DeferredNanGuard, NonFiniteLoss, StateGuard
 from .progress import Progress
 from .run_settings import describe as describe_run
 
@@ -51,7 +52,7 @@ class NotCompiledError(ValueError, RuntimeError):
 
 def split_validation(x, y, validation_split):
     """Keras's split: the last ``validation_split`` fraction, before shuffling. Returns (x, y, x_val, y_val)."""
-    if not 0.0 <= float(validation_split) < 1.0:
+    if isinstance(validation_split, (bool, str)) or not 0.0 <= float(validation_split) < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     n = len(x)
     n_val = int(n * validation_split)
@@ -114,7 +115,7 @@ class Trainer:
     def compile(self, loss="categorical_crossentropy", optimizer="adadelta", metrics=None) -> None:
         """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
         self.loss = losses_module.get(loss)
-        self.optimizer = optimizers_module.get(optimizer)
+        self.optimizer = optimizers_module.get(optimizer).for_model(self)   # one state per model
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc"):
@@ -123,7 +124,7 @@ class Trainer:
 
     def require_compiled(self, what: str) -> None:
         """A :class:`NotCompiledError` naming ``what`` unless :meth:`compile` was called."""
-        if self.loss is None:
+        if self.loss is None or self.optimizer is None:
             raise NotCompiledError(f"call model.compile(loss=..., optimizer=...) before {what}()")
 
     # --- data in ------------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ class Trainer:
             if initial_epoch >= epochs and verbose:
                 print(f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
                       file=file or sys.stdout)
-        callbacks = list(callbacks or [])
+        callbacks = callbacks_checked(callbacks, has_val)
         for cb in callbacks:
             cb.model = self
         self.stop_training = False
@@ -297,6 +298,7 @@ class Trainer:
         if nan_guard is True:   # a synchronisation per step is free on the CPU, not on a GPU
             nan_guard = "deferred" if backend.name == "cupy" else "immediate"
         guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
+        state_guard = StateGuard(self, refresh_every) if nan_guard else None   # weights and optimizer state
         ctrl_c = CtrlC().__enter__()   # Ctrl-C noted, acted on between steps (see minicnn.interrupts)
         try:
             for epoch in range(initial_epoch, epochs):
@@ -322,6 +324,8 @@ class Trainer:
                     done = step + 1
                     if guard is not None and (done % refresh_every == 0 or done == steps):
                         guard.check()
+                    if state_guard is not None:
+                        state_guard.after_step(done, steps, global_step)
                     if progress.wants_values and (done % refresh_every == 0 or done == steps):
                         seen = min(done * batch_size, n)
                         progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
@@ -345,8 +349,10 @@ class Trainer:
             if err.step is not None:   # found by the deferred guard a few steps later: name the step it happened at
                 epoch, step = divmod(err.step, steps)
             history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
-            print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of the "
-                  f"step before (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
+            kept = None if state_guard is None else state_guard.restore()   # the last finite state, if need be
+            kept = "the step before" if kept is None else f"step {kept} (the last state found finite)"
+            print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of "
+                  f"{kept} (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
         except (KeyboardInterrupt, SystemError) as err:
             if not is_interrupt(err):
                 raise
