@@ -41,6 +41,9 @@ def read_npz(path, what: str = "weights file") -> dict:
         with data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        if "allow_pickle" in str(err):
+            raise ValueError(f"{path}: holds Python objects (pickled arrays), which minicnn never loads: a {what} "
+                             f"holds arrays of numbers") from None
         raise ValueError(f"{path}: corrupt or truncated {what} ({type(err).__name__}: {err})") from None
 
 
