@@ -129,9 +129,9 @@ def load_checkpoint(model, directory, settings: dict | None = None, allow_change
     meta = read_meta(arrays, path)
     weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
     select_named(model.named_shapes(), weights, path)
-    state = optimizer_state(model, arrays, meta, path)
     if settings is not None:
         meta["changed"] = check_resume(meta.get("settings"), settings, allow_changed, path)
+    state = optimizer_state(model, arrays, meta, path)
     model.set_named_weights(weights, path)
     model.optimizer.set_state(state, model.trainable_weights)
     return meta
