@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_positive_int
+
 
 class HookHandle:
     """Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
@@ -36,7 +38,8 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape=None):
         self.name = name
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else \
+            tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
         self.output_shape = None
         self.backend = None
         self.dtype = None

@@ -45,7 +45,7 @@ class Optimizer:
             twin = copy.copy(self)
             for name in self.slot_names:
                 twin.__dict__.pop(name, None)
-            twin.iterations, twin._built_for = 0, None
+            twin.iterations, twin._built_for, twin._owner = 0, None, None
             return twin.for_model(model)
         self._owner = weakref.ref(model)
         return self
