@@ -104,7 +104,8 @@ class Trainer:
       None when the backward pass cannot start below it), ``loss_gradient_buffer(shape)`` (where the loss may write
       its gradient, or None), ``start_epoch(epoch)`` (restart random streams), optionally ``regularized_layers()``
       (the parts whose weights carry penalties);
-    - for callbacks and checkpoints: ``get_weights``/``set_weights``, ``named_weights``/``set_named_weights``.
+    - for callbacks and checkpoints: ``get_weights``/``set_weights``, ``named_weights``/``set_named_weights``,
+      ``named_shapes`` (names and shapes without copies: what a checkpoint is checked against).
     """
 
     loss = None
