@@ -4,8 +4,10 @@
 
 Sections (each one reports and goes on if it fails): the environment; every GPU kernel against the NumPy
 reference on random inputs; float64 gradient checks on the GPU; the whole model CPU (Numba) vs GPU on identical
-weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; one
-epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed). Writes
+weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; the
+notebook notebooks/cpu_vs_gpu_kernels.ipynb with its CuPy branch; one
+epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed); the distributed
+allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py). Writes
 ``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
 """
 
@@ -253,6 +255,25 @@ def gradient_checks():
            f"tol 1e-6")
 
 
+@section("the trace (timed runs restore the step's state) and the interactive page on the GPU")
+def trace_and_page(out):
+    from minicnn.page import write_page
+    from minicnn.recipes import build_model
+    from minicnn.trace import trace_step
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 28, 28, 1), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
+    once, many = (build_model("fashion_bn", seed=0, backend="cupy") for _ in range(2))
+    a, b = trace_step(once, x, y, repeats=0), trace_step(many, x, y, repeats=3)
+    same = a.loss == b.loss and all(np.array_equal(once.backend.to_numpy(u), many.backend.to_numpy(v))
+                                    for u, v in zip(once.weights, many.weights))
+    page = write_page(build_model("tutorial", seed=0, backend="cupy"), x, y, os.path.join(out, "index.html"))
+    size = os.path.getsize(page)
+    record("trace + page (GPU)", "PASS" if same and size > 10_000 else "FAIL",
+           f"3 timed runs leave the state of one step: {same}; page {size / 1e6:.1f} MB; conv2d forward median "
+           f"{b.forward[0]['ms']:.3f} ms")
+
+
 def _load_mnist(data_dir):
     from minicnn.datasets import mnist
     from minicnn.train import prepare
@@ -450,6 +471,24 @@ def robustness_on_gpu(folder):
     record("GPU load_weights refuses NaN, all or nothing", "PASS" if refused else "FAIL", path)
 
 
+@section("notebook cpu_vs_gpu_kernels")
+def kernels_notebook():
+    """notebooks/cpu_vs_gpu_kernels.ipynb from a clean kernel: here its CuPy branch runs (CuPy's results against the
+    NumPy reference, asserted in the notebook; the timings), which CPU-only CI cannot run."""
+    import nbclient
+    import nbformat
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    nb = nbformat.read(os.path.join(root, "notebooks", "cpu_vs_gpu_kernels.ipynb"), as_version=4)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": os.path.join(root, "notebooks")}}).execute()
+    text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
+    ratios = [line for line in text.splitlines() if line.startswith("cupy against numpy")]
+    record("notebook cpu_vs_gpu_kernels", "PASS" if ratios else "FAIL",
+           ratios[0] if ratios else "the notebook ran without its CuPy branch")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.environ.get("OUT") or "benchmark-results")
@@ -472,6 +511,7 @@ def main(argv=None):
     adam_vs_rule()
     gradient_checks()
     robustness_on_gpu(args.out)
+    trace_and_page(args.out)
     data = None
     try:
         data = _load_mnist(args.data_dir)
@@ -480,9 +520,13 @@ def main(argv=None):
     if data is not None:
         cpu_vs_gpu(data)
     kernel_timings()
+    kernels_notebook()
     if data is not None:
         seconds = train_epoch(data, args.cpu_epoch_seconds)
         torch_epoch(data, seconds)
+    from benchmarks.gpu_distributed import distributed_checks
+
+    section("distributed: NCCL and MPI with GPU buffers")(distributed_checks)(record)
     REPORT["summary"] = SUMMARY
     REPORT["total_seconds"] = time.perf_counter() - started
     write_json(os.path.join(args.out, "gpu_check.json"), REPORT)

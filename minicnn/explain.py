@@ -6,6 +6,8 @@ updates), ``filters.png`` (the first convolution's kernels), ``feature_maps.png`
 one test digit), ``saliency.png`` (which pixels move that digit's class score) and, when it trains, also
 ``gradient_norms.png``. Without ``--weights`` it first trains briefly (``--steps``, 150 by default) so that the
 pictures show learned features rather than the random initial ones.
+It also draws the traced step as a graph, ``graph.png``; ``--html`` adds ``index.html``, a self-contained page that
+steps through the step layer by layer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import numpy as np
 
 from .datasets import fashion_mnist, mnist
+from .page import capture_step, write_trace_page
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
 from .recipes import RECIPES, build_model, get_recipe
 from .train import OneLineErrorParser, checked, prepare, run_command
@@ -45,6 +48,8 @@ def build_parser():
                    help="which test digit the feature maps and saliency show (0)")
     p.add_argument("--backend", default=None, help="numpy, numba or cupy")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--html", action="store_true",
+                   help="also write index.html: an interactive page stepping through the traced step (one file)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return p
 
@@ -77,12 +82,15 @@ def run(args) -> dict:
     else:
         print("no --weights and --steps 0: the pictures show the random initial weights")
     xb, yb = prepare(x_train[-args.batch:], y_train[-args.batch:])
-    trace = model.trace(xb, yb)
+    trace, arrays = capture_step(model, xb, yb) if args.html else (model.trace(xb, yb), None)
     text = str(trace)
     print(text)
     atomic_write(os.path.join(out, "trace.txt"), lambda fh: fh.write(text + "\n"), mode="w")
     atomic_write(os.path.join(out, "trace.json"), lambda fh: fh.write(trace.to_json()), mode="w")
     written += [os.path.join(out, "trace.txt"), os.path.join(out, "trace.json")]
+    written.append(trace.plot_graph(os.path.join(out, "graph.png")))
+    if args.html:
+        written.append(write_trace_page(trace, arrays, os.path.join(out, "index.html")))
     image = x_test[args.index].reshape(28, 28, 1).astype(np.float32) / 255.0
     written.append(plot_filters(model, os.path.join(out, "filters.png")))
     written.append(plot_feature_maps(model, image, os.path.join(out, "feature_maps.png")))

@@ -31,9 +31,10 @@ class CtrlC:
     """A context manager: inside it, the first Ctrl-C sets :attr:`pressed` instead of raising; :meth:`check`
     raises ``KeyboardInterrupt`` at a point chosen by the caller (between two training steps)."""
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
         self.pressed = False
-        self._previous = None
+        self.enabled = enabled        # off: Ctrl-C raises where it lands, as usual (e.g. across MPI ranks, which
+        self._previous = None         # must stop at the same step: noting it per rank could leave one waiting)
 
     def _note(self, signum, frame):
         if self.pressed:               # pressed twice: the user insists, stop wherever we are
@@ -42,7 +43,7 @@ class CtrlC:
 
     def __enter__(self):
         self.pressed = False
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             previous = signal.getsignal(signal.SIGINT)
             if previous is signal.default_int_handler:   # leave a handler someone else installed alone
                 self._previous = previous

@@ -3,35 +3,33 @@ and written atomically."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
-from .utils import atomic_write
+from .figures import new_figure as _figure
+from .figures import save_figure as _save
+from .plotting_model import (
+    feature_maps_figure,
+    filters_figure,
+    plot_feature_maps,
+    plot_filters,
+    plot_saliency,
+    saliency_figure,
+)
+
+__all__ = ["feature_maps_figure", "filters_figure", "gradient_norms_figure", "history_figure", "plot_feature_maps",
+           "plot_filters", "plot_gradient_norms", "plot_history", "plot_misclassified", "plot_saliency",
+           "saliency_figure"]
 
 
-def _figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    atomic_write(path, lambda fh: fh.write(buf.getvalue()))
-    return path
-
-
-def plot_history(history, path):
+def history_figure(history):
     """Two panels like R keras's ``plot(history)``: loss, then accuracy, per epoch, training and validation.
 
-    ``history``: a :class:`~minicnn.training.History` or its ``.history`` dict. Returns ``path``.
+    ``history``: a :class:`~minicnn.training.History` or its ``.history`` dict. Returns the Figure.
     """
+    from matplotlib.ticker import MaxNLocator
+
     hist = getattr(history, "history", history)
     if not hist.get("loss"):
         raise ValueError("plot_history: the history holds no epochs")
@@ -43,11 +41,18 @@ def plot_history(history, path):
             if hist.get(key):
                 ax.plot(epochs, hist[key], style, label=label, markersize=4)
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole: no 1.5 on a short run
         ax.grid(alpha=0.3)
         ax.legend()
     ax.set_xlabel("epoch")
     fig.suptitle("Training history")
-    return _save(fig, path)
+    return fig
+
+
+def plot_history(history, path):
+    """:func:`history_figure` written as a PNG at ``path``. Returns ``path``."""
+    return _save(history_figure(history), path)
+
 
 
 def plot_misclassified(x, y_true, y_pred, path, max_images: int = 36, class_names=None):
@@ -76,86 +81,43 @@ def plot_misclassified(x, y_true, y_pred, path, max_images: int = 36, class_name
     return _save(fig, path)
 
 
-def plot_filters(model, path, layer_name=None):
-    """The kernels of the first Conv2D layer (or ``layer_name``), one small image per filter (first input channel),
-    on a shared colour scale (blue negative, red positive). Returns ``path``."""
-    conv = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"
-            and (layer_name is None or layer.name == layer_name)]
-    if not conv:
-        named = "" if layer_name is None else f" named {layer_name!r}"
-        raise ValueError(f"plot_filters: the model has no Conv2D layer{named}")
-    kernel = model.backend.to_numpy(conv[0].params["kernel"])[:, :, 0, :]   # (kh, kw, filters)
-    filters = kernel.shape[-1]
-    cols = min(8, filters)
-    rows = math.ceil(filters / cols)
-    limit = float(np.abs(kernel).max()) or 1.0
-    fig = _figure(1.2 * cols, 1.3 * rows + 0.5)
-    for f in range(filters):
-        ax = fig.add_subplot(rows, cols, f + 1)
-        ax.imshow(kernel[:, :, f], cmap="bwr", vmin=-limit, vmax=limit)
-        ax.set_title(str(f), fontsize=7)
-        ax.axis("off")
-    fig.suptitle(f"{conv[0].name}: {filters} filters {kernel.shape[0]}x{kernel.shape[1]} (blue < 0 < red)")
-    return _save(fig, path)
-
-
-def plot_feature_maps(model, image, path, max_maps: int = 16):
-    """The input digit and the first ``max_maps`` feature maps of every Conv2D layer for it. Returns ``path``."""
-    from .trace import feature_maps
-
-    maps = feature_maps(model, image)
-    if not maps:
-        raise ValueError("plot_feature_maps: the model has no Conv2D layer")
-    cols = max_maps
-    fig = _figure(0.9 * cols, 1.1 * (len(maps) + 1) + 0.4)
-    ax = fig.add_subplot(len(maps) + 1, cols, 1)
-    ax.imshow(np.asarray(image).reshape(model.input_shape[0], model.input_shape[1]), cmap="gray_r")
-    ax.set_title("input", fontsize=7)
-    ax.axis("off")
-    for row, (name, fmap) in enumerate(maps.items(), start=1):
-        for f in range(min(max_maps, fmap.shape[-1])):
-            ax = fig.add_subplot(len(maps) + 1, cols, row * cols + f + 1)
-            ax.imshow(fmap[:, :, f], cmap="viridis")
-            ax.axis("off")
-            if f == 0:
-                ax.set_title(f"{name} {fmap.shape[0]}x{fmap.shape[1]}", fontsize=7, loc="left")
-    fig.suptitle("Feature maps (after ReLU) of each convolution for one digit")
-    return _save(fig, path)
-
-
-def plot_saliency(model, image, class_index, path):
-    """The digit, the gradient of its class score w.r.t. each pixel, and its magnitude. Returns ``path``."""
-    from .trace import saliency
-
-    grad = saliency(model, image, class_index)[:, :, 0]
-    img = np.asarray(image).reshape(grad.shape)
-    limit = float(np.abs(grad).max()) or 1.0
-    fig = _figure(9, 3.4)
-    for k, (data, title, cmap, lim) in enumerate([(img, "input", "gray_r", None),
-                                                   (grad, f"d score[{class_index}] / d pixel", "bwr", limit),
-                                                   (np.abs(grad), "|gradient|", "hot", None)]):
-        ax = fig.add_subplot(1, 3, k + 1)
-        kwargs = {"vmin": -lim, "vmax": lim} if lim else {}
-        ax.imshow(data, cmap=cmap, **kwargs)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"Saliency of class {class_index}: which pixels move its score")
-    return _save(fig, path)
-
-
-def plot_gradient_norms(recorder, path):
+def gradient_norms_figure(recorder):
     """Per-parameter gradient norms over training, from a :class:`~minicnn.training.GradientNormRecorder`
-    (log scale). Returns ``path``."""
+    (log scale). Returns the Figure."""
     if not recorder.steps:
         raise ValueError("plot_gradient_norms: the recorder holds no steps (did training run with it?)")
-    fig = _figure(8, 4.5)
+    fig = _figure(10, 4.8)
     ax = fig.add_subplot(1, 1, 1)
+    layers = list(dict.fromkeys(name.split("/")[0] for name in recorder.norms))
+    kinds = list(dict.fromkeys(name.split("/")[-1] for name in recorder.norms))
+    palette = "tab10" if len(layers) <= 10 else "tab20"
+    colours = _colormap(palette)
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
     for name, values in recorder.norms.items():
-        ax.plot(recorder.steps, values, label=name, linestyle="-" if name.endswith("kernel") else ":")
+        layer, kind = name.split("/")[0], name.split("/")[-1]
+        i = layers.index(layer)
+        ax.plot(recorder.steps, values, label=name, color=colours(i % colours.N), linewidth=1.4,
+                linestyle=styles[kinds.index(kind) % len(styles)], marker=markers[i % len(markers)],
+                markersize=3.5, markevery=max(1, len(recorder.steps) // 8))
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("gradient L2 norm")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Gradient norms per parameter during training")
-    return _save(fig, path)
+    # beside the axes, not over the curves; one colour and marker per layer, one line style per weight kind
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              title="layer/weight", title_fontsize=8)
+    fig.suptitle("Gradient norms per parameter during training (colour: layer; line: kernel solid, bias dashed)")
+    return fig
+
+
+def plot_gradient_norms(recorder, path):
+    """:func:`gradient_norms_figure` written as a PNG at ``path``. Returns ``path``."""
+    return _save(gradient_norms_figure(recorder), path)
+
+
+
+def _colormap(name):
+    from matplotlib import colormaps
+
+    return colormaps[name]

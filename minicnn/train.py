@@ -122,14 +122,18 @@ def build_parser():
     return p
 
 
-def run(args) -> dict:
+def run(args, strategy=None) -> dict:
     backend = get_backend(args.backend)
+    root = strategy is None or strategy.is_root   # under mpiexec (minicnn.distributed) only rank 0 writes
+    if strategy is not None:
+        strategy.use_backend(backend)
     recipe = get_recipe(args.recipe)
     args.dataset = args.dataset or recipe.dataset
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
     loader = mnist if args.dataset == "mnist" else fashion_mnist
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    check_output_folder(out, OUTPUT_FILES)   # before training; the folder itself is made when results are written
+    if root:
+        check_output_folder(out, OUTPUT_FILES)   # before training; the folder itself is made when results are written
 
     (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.limit:
@@ -148,20 +152,25 @@ def run(args) -> dict:
         raise ValueError("--resume needs --checkpoint-dir DIR (the folder holding checkpoint.npz)")
     history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=2 if args.quiet else 1, validation_split=args.validation_split,
-                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
-                        allow_changed=args.allow_changed,
+                        checkpoint_dir=args.checkpoint_dir, resume=args.resume, distributed=strategy,
+                        overwrite=args.overwrite, allow_changed=args.allow_changed,
                         settings={"recipe": recipe.name, "dataset": args.dataset, "limit": args.limit})
     if history.stopped and history.stopped["reason"] == "interrupted":
         raise KeyboardInterrupt("reported")   # fit has said where it stopped and what it saved
     train_seconds = time.perf_counter() - started
-    test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
-    predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
+    if strategy is None:
+        test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
+        predicted = model.predict_classes(x_test_f, batch_size=args.batch_size)
+    else:   # sharded across the ranks, then reduced
+        test_loss, test_acc, predicted = strategy.evaluate_and_predict(model, x_test_f, y_test_1h, args.batch_size)
     wrong = int((predicted != y_test).sum())
     tutorial = recipe.name == "tutorial" and args.dataset == "mnist"
     print(f"test loss {test_loss:.4f}, test accuracy {test_acc:.4f}, misclassified {wrong} of {len(y_test)}"
           + (f" (tutorial: {TUTORIAL['test_loss']}, {TUTORIAL['test_accuracy']}, {TUTORIAL['misclassified']})"
              if tutorial else ""))
 
+    if not root:
+        return {"test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong}
     metrics = {
         "recipe": recipe.name, "optimizer": args.optimizer,
         "dataset": args.dataset, "backend": backend.name, "seed": args.seed,
@@ -217,7 +226,10 @@ def run_command(parser, run_fn, argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    return run_command(build_parser(), run, argv)
+    from .distributed import get_strategy, run_guarded
+
+    strategy = get_strategy()   # under mpiexec/srun with 2+ ranks: data-parallel (mpi4py imported only then)
+    return run_guarded(strategy, run_command, build_parser(), lambda args: run(args, strategy), argv)
 
 
 if __name__ == "__main__":

@@ -176,14 +176,21 @@ class Trainer:
         penalized = self.regularized_layers()
         return (loss + self.regularization_loss(penalized), penalized) if penalized else (loss, penalized)
 
-    def train_step(self, xb, yb, check_finite: bool = False, guard=None):
+    def train_step(self, xb, yb, check_finite: bool = False, guard=None, distributed=None):
         """One step on backend arrays; returns (loss, accuracy) as backend 0-d arrays (no synchronisation).
 
         With ``check_finite``, a NaN or infinite loss raises :class:`NonFiniteLoss` BEFORE the update, so the
         weights stay those of the last good step (this reads the loss on the host: one synchronisation).
         With a ``guard`` (:class:`~minicnn.nan_guard.DeferredNanGuard`) the same happens on the device: the guard
-        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then."""
-        loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False)
+        notes the first bad step and gates this and every later update off; ``fit`` reads it now and then.
+        With ``distributed`` (:mod:`minicnn.distributed`), ``(xb, yb)`` is this rank's shard of the global batch and
+        the gradients, loss and accuracy become the global batch's (one allreduce) before the update."""
+        if distributed is not None and xb.shape[0] == 0:
+            loss = acc = None   # an empty shard (a last batch smaller than the number of ranks) adds nothing
+        else:
+            loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False)
+        if distributed is not None:
+            loss, acc = distributed.average_gradients(self, loss, acc)
         if check_finite and not math.isfinite(float(loss)):
             raise NonFiniteLoss(float(loss))
         gate = None if guard is None else guard.observe(loss)
@@ -233,7 +240,7 @@ class Trainer:
     # --- training -----------------------------------------------------------------------------------
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, verbose: int = 1, validation_split: float = 0.0,
             validation_data=None, shuffle: bool = True, callbacks=None, checkpoint_dir=None, resume: bool = False,
-            nan_guard: bool = True, refresh_every: int = 10, file=None,
+            nan_guard: bool = True, refresh_every: int = 10, file=None, distributed=None,
             overwrite: bool = False, settings: dict | None = None, allow_changed=()):
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
@@ -249,6 +256,10 @@ class Trainer:
         once, keeping the last good weights, when the loss becomes NaN or infinite (``history.stopped``
         says where). Ctrl-C stops cleanly too, writing (with ``checkpoint_dir``) the state the interrupted epoch
         started from, so that resuming redoes that epoch exactly.
+
+        ``distributed``: a :class:`minicnn.distributed.MPIStrategy` (under ``mpiexec``): ``batch_size`` is the global
+        batch, split across the ranks; gradients are averaged by one allreduce per step; evaluation is sharded; only
+        rank 0 shows progress and writes checkpoints (every rank reads one to resume). See docs/distributed.md.
         """
         self.require_compiled("fit")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -273,6 +284,9 @@ class Trainer:
 
         n = xb.shape[0]
         steps = -(-n // batch_size)
+        if distributed is not None:   # checks shared by every rank; only rank 0 shows progress
+            verbose = distributed.begin_fit(self, n, batch_size, verbose)
+        writes_checkpoints = checkpoint_dir is not None and (distributed is None or distributed.is_root)
         history = History()
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         settings = describe_run(self, batch_size, "validation_data" if validation_data is not None else
@@ -300,7 +314,7 @@ class Trainer:
             nan_guard = "deferred" if backend.name == "cupy" else "immediate"
         guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
         state_guard = StateGuard(self, refresh_every) if nan_guard else None   # weights and optimizer state
-        ctrl_c = CtrlC().__enter__()   # Ctrl-C noted, acted on between steps (see minicnn.interrupts)
+        ctrl_c = CtrlC(distributed is None).__enter__()   # Ctrl-C noted, acted on between steps (minicnn.interrupts)
         try:
             for epoch in range(initial_epoch, epochs):
                 # the state at the start of this epoch (host copies, ~2 MB for the tutorial): what Ctrl-C saves
@@ -315,9 +329,13 @@ class Trainer:
                 sum_acc = xp.zeros((), dtype=self.dtype)
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard)
-                    sum_loss += loss * idx.shape[0]
-                    sum_acc += acc * idx.shape[0]
+                    count = idx.shape[0]
+                    if distributed is not None:   # this rank's slice of the same global batch
+                        idx = distributed.shard(self, idx)
+                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
+                                                distributed=distributed)
+                    sum_loss += loss * count
+                    sum_acc += acc * count
                     for cb in callbacks:
                         cb.on_train_batch_end(global_step, {"epoch": epoch})
                     global_step += 1
@@ -332,13 +350,14 @@ class Trainer:
                         progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
                 logs = {"loss": float(sum_loss) / n, "accuracy": float(sum_acc) / n}
                 if has_val:
-                    val_loss, val_acc = evaluate_arrays(self, xvb, yvb, batch_size)
+                    val_loss, val_acc = (evaluate_arrays if distributed is None else distributed.evaluate)(
+                        self, xvb, yvb, batch_size)
                     logs.update(val_loss=float(val_loss), val_accuracy=float(val_acc))
                 seconds = time.perf_counter() - started
                 progress.end(epoch, logs)
                 history.append(epoch, logs)
                 history.history.setdefault("seconds", []).append(seconds)
-                if checkpoint_dir is not None:
+                if writes_checkpoints:
                     save_checkpoint(self, checkpoint_dir, epoch + 1, history)
                     epoch_start = None   # the checkpoint on disk is now the newer state
                 for cb in callbacks:
@@ -360,7 +379,7 @@ class Trainer:
             progress.abandon()
             history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
             kept = ""
-            if checkpoint_dir is not None and epoch_start is not None:
+            if writes_checkpoints and epoch_start is not None:
                 # the interrupted epoch is redone on resume: save the state it started from
                 save_checkpoint(self, checkpoint_dir, epoch, history, state=epoch_start)
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "

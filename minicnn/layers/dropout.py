@@ -6,6 +6,10 @@ Training, with rate ``r`` and a fresh uniform ``u`` per element::
     y = x * m                      dx = dy * m
 
 Inference: ``y = x`` (no scaling needed, thanks to the 1/(1-r) at training time).
+
+Data-parallel training (minicnn.distributed) sets ``batch_slice = (lo, hi, B)``: the layer then draws the uniforms of
+the whole global batch of ``B`` samples and keeps rows ``lo:hi`` (its shard), so that N ranks use the very masks one
+process would.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Dropout(Layer):
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.seed = seed
+        self.batch_slice = None   # (lo, hi, global batch size) while a data-parallel step runs, else None
 
     def create_params(self, rng):
         self.stream_seed = self.seed if self.seed is not None else int(rng.integers(2**63))
@@ -41,7 +46,10 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self.mask = None
             return x
-        uniform = self.backend.uniform(self.rng, x.shape, self.dtype, out=self.buffer("uniform", x.shape))
+        shape = x.shape if self.batch_slice is None else (self.batch_slice[2], *x.shape[1:])
+        uniform = self.backend.uniform(self.rng, shape, self.dtype, out=self.buffer("uniform", shape))
+        if self.batch_slice is not None:   # the global batch's draws, this shard's rows
+            uniform = uniform[self.batch_slice[0]:self.batch_slice[1]]
         y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self.buffer("y", x.shape),
                                                   mask_out=self.buffer("mask", x.shape))
         return y
