@@ -51,6 +51,22 @@ def test_the_gradient_is_zero_where_the_clip_holds_a_probability_above_one_minus
     assert grad[1, 0] == pytest.approx(-1 / (2 * 0.5) + 1 / 2 * 1.0, rel=1e-12)   # inside: -y/(N q) + sum/total
 
 
+def test_the_gradient_through_the_normalisation_matches_finite_differences_for_rows_not_summing_to_one():
+    # Keras divides p by its row sum first; softmax outputs sum to 1, where p/S and p*S agree: use rows summing to 2
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.1, 0.9, (3, 4))
+    p *= 2 / p.sum(axis=1, keepdims=True)
+    y = np.eye(4)[[0, 2, 3]]
+    loss = CategoricalCrossentropy()
+    grad = loss.backward(np, p, y)
+    numeric = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        d = np.zeros_like(p)
+        d[i] = 1e-6
+        numeric[i] = (float(loss.forward(np, p + d, y)) - float(loss.forward(np, p - d, y))) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
 # --- dropout scales kept values by 1/(1-rate), not 1/rate -------------------------------------------------------
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("rate", [0.2, 0.3])
