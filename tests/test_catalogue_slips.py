@@ -51,6 +51,14 @@ def test_the_gradient_is_zero_where_the_clip_holds_a_probability_above_one_minus
     assert grad[1, 0] == pytest.approx(-1 / (2 * 0.5) + 1 / 2 * 1.0, rel=1e-12)   # inside: -y/(N q) + sum/total
 
 
+def test_the_sparse_loss_clips_with_the_epsilon_it_was_given():
+    from minicnn.losses import SparseCategoricalCrossentropy
+
+    p = np.array([[1.0, 0.0, 0.0]], np.float64)
+    loss = float(SparseCategoricalCrossentropy(epsilon=0.1).forward(np, p, np.array([1])))
+    assert loss == pytest.approx(-np.log(0.1), rel=1e-9)
+
+
 def test_the_gradient_through_the_normalisation_matches_finite_differences_for_rows_not_summing_to_one():
     # Keras divides p by its row sum first; softmax outputs sum to 1, where p/S and p*S agree: use rows summing to 2
     rng = np.random.default_rng(0)
