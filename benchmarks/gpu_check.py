@@ -7,8 +7,9 @@ reference on random inputs; float64 gradient checks on the GPU; the whole model 
 weights (outputs, gradients, test-set argmax); each kernel's forward/backward time on GPU vs Numba CPU; the
 notebook notebooks/cpu_vs_gpu_kernels.ipynb with its CuPy branch; one
 epoch of the tutorial on MNIST on the GPU (and in PyTorch on the same GPU when it is installed); the distributed
-allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py). Writes
-``gpu_check.json`` and prints a summary table last. Sized to end within 8 minutes on an H200.
+allreduce paths (one-rank NCCL, MPI with GPU buffers; benchmarks/gpu_distributed.py); the CUDA graph step against
+the eager one, and one step's time four ways (benchmarks/gpu_graphs.py). Writes ``gpu_check.json`` and
+``gpu_check.png`` and prints a summary table last. Sized to end within 8 minutes on an H200.
 """
 
 from __future__ import annotations
@@ -217,6 +218,40 @@ def adam_vs_rule():
                f"worst rel. err {max(v for k, v in worst.items() if k.endswith(np.dtype(dtype).name)):.1e} "
                f"(tol {tol:.0e})" + (f"; failing: {bad}" if bad else ""))
     REPORT["adam_errors"] = worst
+
+
+@section("whole-model files from the GPU")
+def model_files_from_gpu(backend="cupy"):
+    """A model trained a step on the GPU saved to .keras and exported to ONNX; reopened on the CPU, both predict
+    what the GPU model predicts (float32 on both sides, sums in another order: 1e-5)."""
+    import tempfile
+
+    import minicnn as mc
+    from minicnn import layers
+
+    model = mc.Sequential([layers.Conv2D(4, 3, padding="same", input_shape=(10, 10, 2)), layers.BatchNormalization(),
+                           layers.Activation("relu"), layers.AveragePooling2D(), layers.Flatten(),
+                           layers.Dense(3, activation="softmax")], seed=0, backend=backend)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 10, 10, 2), dtype=np.float32), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    model.train_on_batch(x, y)
+    ours = model.predict(x)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(os.path.join(tmp, "m.keras"))
+        worst = float(np.abs(mc.models.load_model(os.path.join(tmp, "m.keras"), backend="numpy").predict(x)
+                             - ours).max())
+        detail = f".keras reopened on the CPU: max abs diff {worst:.1e}"
+        try:
+            import onnxruntime
+
+            model.export(os.path.join(tmp, "m.onnx"))
+            session = onnxruntime.InferenceSession(os.path.join(tmp, "m.onnx"), providers=["CPUExecutionProvider"])
+            onnx_worst = float(np.abs(session.run(None, {"input": x})[0] - ours).max())
+            worst, detail = max(worst, onnx_worst), detail + f"; ONNX Runtime: {onnx_worst:.1e}"
+        except ImportError:
+            detail += "; onnx/onnxruntime not installed: ONNX not checked"
+    record("model files from the GPU", "PASS" if worst <= 1e-5 else "FAIL", detail + " (tol 1e-5)")
 
 
 def get_backend_checked(name):
@@ -509,6 +544,7 @@ def main(argv=None):
     kernels_vs_reference()
     batchnorm_vs_reference()
     adam_vs_rule()
+    model_files_from_gpu()
     gradient_checks()
     robustness_on_gpu(args.out)
     trace_and_page(args.out)
@@ -527,6 +563,11 @@ def main(argv=None):
     from benchmarks.gpu_distributed import distributed_checks
 
     section("distributed: NCCL and MPI with GPU buffers")(distributed_checks)(record)
+    from benchmarks import gpu_graphs  # the CUDA graph step, step timings four ways, gpu_check.png
+
+    section("CUDA graph step vs eager step")(gpu_graphs.graph_vs_eager)(record, REPORT)
+    section("one training step: minicnn eager/graph, PyTorch eager/graph")(gpu_graphs.step_timings)(record, REPORT)
+    section("gpu_check.png")(gpu_graphs.plot)(REPORT, args.out)
     REPORT["summary"] = SUMMARY
     REPORT["total_seconds"] = time.perf_counter() - started
     write_json(os.path.join(args.out, "gpu_check.json"), REPORT)

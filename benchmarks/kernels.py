@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import bar_chart, machine_info, markdown_table, time_call, write_json
+from benchmarks.common import machine_info, markdown_table, time_call, write_json
 
 
 def tutorial_layer_specs(batch):
@@ -117,6 +117,42 @@ def _fused_conv_row(be, label, x, p, filters, win, rng, repeats):
             "backward_ms": 1e3 * bwd}
 
 
+def add_speedups(rows, baseline="numpy"):
+    """Each row's ``speedup``: the ``baseline`` backend's forward + backward time for the same kernel over its own."""
+    base = {r["what"]: r["forward_ms"] + r["backward_ms"] for r in rows if r["backend"] == baseline}
+    for r in rows:
+        if r["what"] in base:
+            r["speedup"] = base[r["what"]] / (r["forward_ms"] + r["backward_ms"])
+
+
+def grouped_chart(path, rows, title):
+    """Horizontal bars grouped by kernel, one colour per backend, forward (solid) and backward (hatched) apart,
+    log scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kernels = list(dict.fromkeys(r["what"] for r in rows))
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    height = 0.8 / (2 * len(backends))
+    fig = Figure(figsize=(9, 0.5 * len(kernels) * len(backends) + 1.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for b, backend in enumerate(backends):
+        times = {r["what"]: r for r in rows if r["backend"] == backend}
+        for d, (key, hatch) in enumerate((("forward_ms", None), ("backward_ms", "//"))):
+            ys = [k - 0.4 + height * (2 * b + d + 0.5) for k in range(len(kernels))]
+            xs = [times[w][key] if w in times else 0 for w in kernels]
+            ax.barh(ys, xs, height=height, color=f"C{b}", hatch=hatch, edgecolor="white",
+                    label=f"{backend} {'forward' if d == 0 else 'backward'}")
+    ax.set_yticks(range(len(kernels)), kernels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("milliseconds")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.savefig(path, bbox_inches="tight")
+
+
 def matmul_ceiling(name, repeats):
     from minicnn.backend import get_backend
 
@@ -150,15 +186,14 @@ def main(argv=None):
         print(f"{name}: timing ...", flush=True)
         rows += bench_backend(name, args.batch, args.repeats)
         ceilings[name] = matmul_ceiling(name, args.repeats)
-    table = markdown_table(rows, ["backend", "what", "forward_ms", "backward_ms", "forward_gflops", "backward_gflops"])
+    add_speedups(rows)
+    table = markdown_table(rows, ["backend", "what", "forward_ms", "backward_ms", "forward_gflops", "backward_gflops",
+                                  "speedup"])
     info = machine_info()
     write_json(os.path.join(args.out, "kernels.json"), {"machine": info, "batch": args.batch, "repeats": args.repeats,
                                                          "matmul_ceiling_gflops": ceilings, "results": rows})
     if rows:
-        bar_chart(os.path.join(args.out, "kernels.png"),
-                  [f"{r['backend']} {r['what']} fwd+bwd" for r in rows],
-                  [r["forward_ms"] + r["backward_ms"] for r in rows],
-                  f"Forward + backward at batch {args.batch} (lower is better)", "milliseconds")
+        grouped_chart(os.path.join(args.out, "kernels.png"), rows, f"Kernels at batch {args.batch} (lower is better)")
     print(f"\nmachine: {info.get('cpu')}, {info.get('cpu_count')} cores, numba threads "
           f"{info.get('numba_threads')}, BLAS {info.get('blas')}; batch {args.batch}, median of {args.repeats}")
     print("float32 matmul ceiling (2048^3): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))

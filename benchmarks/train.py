@@ -2,7 +2,7 @@
 PyTorch with the same model.
 
     python -m benchmarks.train [--steps N] [--frameworks minicnn-numba,minicnn-numpy,keras,torch] [--out DIR]
-                               [--recipe tutorial|fashion_bn]
+                               [--recipe tutorial|fashion_bn] [--contention K]
 
 An epoch is the tutorial's: 375 training steps of batch 128 (48,000 images) plus validation on 12,000 images,
 with the same model, data, batch size and thread count everywhere. Each framework runs in its own process (so
@@ -12,7 +12,9 @@ thread pools and memory do not mix), warms up, then is timed:
 - ``--steps N``: N training steps and N validation batches after 3 warm-up steps, extrapolated to 375 + 94.
 
 Reports per framework: seconds per epoch, ms per training step, peak resident memory of its process, and the
-ratio to minicnn's best backend. Keras's ``fit`` time is split into compute (its batches and validation, timed by
+ratio to minicnn's best backend. ``--contention K`` runs K busy processes (one core each) beside every framework,
+as on a shared machine. The BLAS libraries are reported as threadpoolctl sees them (the Numba kernels call SciPy's
+OpenBLAS, not NumPy's). Keras's ``fit`` time is split into compute (its batches and validation, timed by
 a callback) and the rest (the idle waits the team saw inside ``fit``). Prints a markdown table, writes
 ``train.json`` and ``train.png`` into ``--out``.
 """
@@ -30,6 +32,7 @@ import time
 import numpy as np
 
 from benchmarks.common import bar_chart, machine_info, markdown_table, write_json
+from benchmarks.contention import blas_libraries, blas_line, busy_processes
 
 TRAIN_STEPS, VAL_BATCHES, BATCH = 375, 94, 128
 FRAMEWORKS = ("minicnn-numpy", "minicnn-numba", "minicnn-cupy", "keras", "torch")
@@ -84,7 +87,12 @@ def _minicnn_worker(backend, x, y, xv, yv, steps, recipe):
         float(loss)
         be.synchronize()
 
-    return _time_phases(train, validate, steps)
+    result = _time_phases(train, validate, steps)
+    if be.name == "numba":   # the threading layer, its wait policy and thread count
+        from minicnn.backend.numba.threads import pool_info
+
+        result["numba_threads"] = pool_info()
+    return result
 
 
 def _time_phases(train, validate, steps):
@@ -270,39 +278,45 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=0, help="time N steps and extrapolate (0: two full epochs)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped)")
+                        help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped; "
+                             "NAME@N runs one with N threads, e.g. minicnn-numba@1)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every framework")
     parser.add_argument("--recipe", default="tutorial", choices=["tutorial", "fashion_bn"],
                         help="the model and data (minicnn/recipes.py): tutorial on MNIST, fashion_bn on Fashion-MNIST")
     parser.add_argument("--out", default=os.path.join("benchmark-results", "train"))
+    parser.add_argument("--contention", type=int, default=0,
+                        help="run K busy processes (a spin loop each) beside every framework (0)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 0:
-        parser.error("--steps must be >= 0")
+    if args.steps < 0 or args.contention < 0:
+        parser.error("--steps and --contention must be >= 0")
     if args.worker:
         worker(args.worker, args.steps, args.threads, args.recipe)
         return 0
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads),
-           "OPENBLAS_NUM_THREADS": str(args.threads)}
-    for name in [f.strip() for f in args.frameworks.split(",") if f.strip()]:
-        if name not in FRAMEWORKS:
-            parser.error(f"unknown framework {name!r}; known: {', '.join(FRAMEWORKS)}")
+    for spec in [f.strip() for f in args.frameworks.split(",") if f.strip()]:
+        name, _, count = spec.partition("@")          # minicnn-numba@1: that framework with 1 thread
+        if name not in FRAMEWORKS or (count and not count.isdigit()):
+            parser.error(f"unknown framework {spec!r}; known: {', '.join(FRAMEWORKS)} (NAME@N: with N threads)")
         if not _available(name):
-            print(f"{name}: not installed here, skipped", flush=True)
+            print(f"{spec}: not installed here, skipped", flush=True)
             continue
-        print(f"{name}: running ...", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", name, "--steps", str(args.steps),
-                               "--threads", str(args.threads), "--recipe", args.recipe],
-                              capture_output=True, text=True, env=env)
+        threads = str(int(count) if count else args.threads)
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "NUMBA_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        print(f"{spec}: running ..." + (f" beside {args.contention} busy processes" if args.contention else ""),
+              flush=True)
+        with busy_processes(args.contention):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", name, "--steps",
+                                   str(args.steps), "--threads", threads, "--recipe", args.recipe],
+                                  capture_output=True, text=True, env=env)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
-            print(f"{name}: FAILED\n{proc.stderr[-3000:]}", flush=True)
-            rows.append({"framework": name, "error": proc.stderr[-500:]})
+            print(f"{spec}: FAILED\n{proc.stderr[-3000:]}", flush=True)
+            rows.append({"framework": spec, "error": proc.stderr[-500:]})
             continue
-        result = {"framework": name, **json.loads(line[len("RESULT "):])}
-        print(f"{name}: {result['epoch_s']:.1f} s/epoch, {1e3 * result['step_s']:.1f} ms/step", flush=True)
+        result = {"framework": spec, "threads": int(threads), **json.loads(line[len("RESULT "):])}
+        print(f"{spec}: {result['epoch_s']:.1f} s/epoch, {1e3 * result['step_s']:.1f} ms/step", flush=True)
         rows.append(result)
     done = [r for r in rows if "epoch_s" in r]
     mini = [r["epoch_s"] for r in done if r["framework"].startswith("minicnn")]
@@ -310,9 +324,10 @@ def main(argv=None):
     for r in done:
         r["ms_per_step"] = 1e3 * r["step_s"]
         r["vs_minicnn_best"] = r["epoch_s"] / best if best else None
-    table = markdown_table(done, ["framework", "epoch_s", "ms_per_step", "val_epoch_s", "fit_epoch_s",
+    table = markdown_table(done, ["framework", "threads", "epoch_s", "ms_per_step", "val_epoch_s", "fit_epoch_s",
                                   "peak_rss_mib", "vs_minicnn_best", "version"])
-    report = {"machine": machine_info(), "threads": args.threads, "recipe": args.recipe,
+    report = {"machine": machine_info(), "blas": blas_libraries(), "contention": args.contention,
+              "threads": args.threads, "recipe": args.recipe,
               "steps": args.steps or "2 full epochs", "results": rows}
     write_json(os.path.join(args.out, "train.json"), report)
     if done:
@@ -322,7 +337,9 @@ def main(argv=None):
     data = ", ".join(sorted({r.get("data", "?") for r in done})) or "?"
     print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
           f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}; "
-          f"recipe: {args.recipe}; data: {data}")
+          f"recipe: {args.recipe}; data: {data}" + (f"; {args.contention} busy processes beside each framework"
+                                                     if args.contention else ""))
+    print(f"BLAS (threadpoolctl): {blas_line(report['blas'])}")
     print(table)
     print(f"\nwrote {args.out}/train.json and train.png")
     return 0 if len(done) == len(rows) else 1

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .page import capture_step, write_trace_page
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
@@ -48,6 +49,8 @@ def build_parser():
                    help="which test digit the feature maps and saliency show (0)")
     p.add_argument("--backend", default=None, help="numpy, numba or cupy")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=checked(int, lambda v: v > 0, "a positive integer"), default=None,
+                   help="CPU threads (default: the cores this process may use)")
     p.add_argument("--html", action="store_true",
                    help="also write index.html: an interactive page stepping through the traced step (one file)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -55,6 +58,8 @@ def build_parser():
 
 
 def run(args) -> dict:
+    if args.threads:
+        set_num_threads(args.threads)
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     check_writable_folder(out)   # made when the first file is written: a run that fails early leaves nothing
     recipe = get_recipe(args.recipe)

@@ -283,6 +283,24 @@ class Sequential(Trainer):
             check_layers(recorded, self.layers, str(path))
         self.set_named_weights(arrays, str(path), strict)
 
+    def save(self, path) -> None:
+        """Save the whole model (configuration, weights, compile settings) to a Keras 3 ``.keras`` file."""
+        from .saving import save_model
+
+        save_model(self, path)
+
+    def to_json(self, **kwargs) -> str:
+        """The model's Keras 3 configuration as JSON; :func:`minicnn.models.model_from_json` reads it back."""
+        from .saving import model_to_json
+
+        return model_to_json(self, **kwargs)
+
+    def export(self, path, format: str = "onnx", opset: int | None = None) -> None:
+        """Write the model, for inference, as an ONNX graph (Keras's ``format="onnx"``; see minicnn.onnx_export)."""
+        from .onnx_export import export_onnx
+
+        export_onnx(self, path, format=format, opset=opset)
+
     # --- showing ------------------------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
         """Print (and return) the layer table as Keras 2 printed it for the tutorial."""

@@ -28,15 +28,17 @@ class DeferredNanGuard:
         self.bad_step = xp.full((), -1, dtype=np.int64)
         self.bad_loss = xp.zeros((), dtype=np.float64)
         self.step = first_step
+        self.step_on_device = xp.full((), first_step, dtype=np.int64)   # the step index a CUDA graph replay reads
 
     def observe(self, loss):
         """Note one step's loss (on the device); returns the gate for its update."""
         xp = self.xp
         finite = xp.isfinite(loss)
         first_bad = self.ok & ~finite
-        self.bad_step[...] = xp.where(first_bad, self.step, self.bad_step)
+        self.bad_step[...] = xp.where(first_bad, self.step_on_device, self.bad_step)
         self.bad_loss[...] = xp.where(first_bad, loss, self.bad_loss)
         self.ok &= finite
+        self.step_on_device += 1
         self.step += 1
         return self.ok
 

@@ -17,6 +17,7 @@ class Progress:
     def begin(self, epoch=None):
         """Start an epoch's display (``epoch=None``: an evaluation, no "Epoch i/n" title)."""
         self.start = time.perf_counter()
+        self.excluded = 0.0
         if self.verbose == 1:
             from tqdm.auto import tqdm
 
@@ -32,12 +33,25 @@ class Progress:
     def update(self, done, loss, acc):
         if self.bar is None:
             return
-        elapsed = time.perf_counter() - self.start
+        elapsed = time.perf_counter() - self.start - self.excluded
         postfix = f"{1000 * elapsed / max(done, 1):.0f}ms/step - loss: {loss:.4f}"
         if acc is not None:
             postfix += f" - accuracy: {acc:.4f}"
         self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(done - self.bar.n)
+
+    def exclude(self, seconds):
+        """Leave ``seconds`` (spent compiling kernels) out of the rate per step and the time left."""
+        self.excluded += seconds
+        if self.bar is not None:
+            self.bar.last_print_t += seconds   # tqdm's rate (hence its estimate) divides by time since last_print_t
+
+    def note(self, text):
+        """A line of its own, above a live bar (or, without one, where the epoch lines go)."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.file)
+        elif self.verbose:
+            print(text, file=self.file)
 
     def abandon(self):
         """Close a live bar without a summary line (training stopped in the middle of an epoch)."""

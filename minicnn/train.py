@@ -22,6 +22,7 @@ import numpy as np
 
 from . import __version__
 from .backend import BACKEND_NAMES, get_backend
+from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
 from .interrupts import is_interrupt
 from .optimizers import OPTIMIZERS
@@ -105,6 +106,9 @@ def build_parser():
                    help="use only the first N training images, for a quick run")
     p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
                    help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: the cores this process may use; results are bitwise reproducible "
+                        "for a fixed thread count)")
     p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.add_argument("--checkpoint-dir", default=None, type=checked(str, bool, "a folder name"),
@@ -123,6 +127,8 @@ def build_parser():
 
 
 def run(args, strategy=None) -> dict:
+    if args.threads:
+        set_num_threads(args.threads)
     backend = get_backend(args.backend)
     root = strategy is None or strategy.is_root   # under mpiexec (minicnn.distributed) only rank 0 writes
     if strategy is not None:

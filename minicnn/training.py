@@ -39,7 +39,9 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
 )
 from .checkpoint import prepare_checkpointing, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
+from .compile_notice import CompileNotice
 from .fit_checks import callbacks_checked
+from .graph_step import graph_step_for
 from .interrupts import CtrlC, is_interrupt
 from .nan_guard import DeferredNanGuard, NonFiniteLoss, StateGuard
 from .progress import Progress
@@ -302,6 +304,7 @@ class Trainer:
             cb.model = self
         self.stop_training = False
         progress = Progress(verbose, epochs, steps, file=file)
+        compiling = CompileNotice(backend, progress, verbose)   # a line while kernels compile, kept out of the ETA
         for cb in callbacks:
             cb.on_train_begin()
 
@@ -324,6 +327,7 @@ class Trainer:
                 progress.begin(epoch)
                 started = time.perf_counter()
                 self.start_epoch(epoch)
+                train = graph_step_for(self, batch_size)   # train_step, or its CUDA graph replayed (CuPy)
                 order = backend.asarray(epoch_order(self.seed, epoch, n, shuffle))
                 sum_loss = xp.zeros((), dtype=self.dtype)
                 sum_acc = xp.zeros((), dtype=self.dtype)
@@ -332,8 +336,9 @@ class Trainer:
                     count = idx.shape[0]
                     if distributed is not None:   # this rank's slice of the same global batch
                         idx = distributed.shard(self, idx)
-                    loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
-                                                distributed=distributed)
+                    loss, acc = train(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
+                                      distributed=distributed)
+                    compiling.after_step()
                     sum_loss += loss * count
                     sum_acc += acc * count
                     for cb in callbacks:
@@ -387,6 +392,7 @@ class Trainer:
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
         finally:
             ctrl_c.__exit__()
+        compiling.close()
         for cb in callbacks:
             cb.on_train_end()
         return history

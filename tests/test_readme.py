@@ -14,7 +14,7 @@ def readme_blocks():
 
 
 def test_every_python_block_is_covered_here():
-    assert len(readme_blocks()) == 4   # model in Python, tutorial, Keras weights, gradient check
+    assert len(readme_blocks()) == 5   # model in Python, tutorial, Keras weights, gradient check, model files
 
 
 def test_model_example_runs():
@@ -48,3 +48,15 @@ def test_keras_example_names_real_functions():
     from minicnn.keras_compat import load_keras_weights  # noqa: F401  (the example's import works)
 
     assert "from minicnn.keras_compat import load_keras_weights" in block
+
+
+def test_model_files_example_runs(tmp_path, monkeypatch, capsys):
+    from optional_modules import need
+
+    need("h5py", "keras-files")
+    need("onnx", "onnx")
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in readme_blocks() if "model.save(" in b)
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["13610"]
+    assert (tmp_path / "digits.keras").exists() and (tmp_path / "digits.onnx").exists()

@@ -134,5 +134,13 @@ class Backend:
         these arrays (nothing touched: the caller runs its plain rule)."""
         return None
 
+    # --- compiling (a backend that compiles kernels on first use says when and for how long) ---------------
+    def compile_seconds(self) -> float:
+        """Seconds this process has spent compiling this backend's kernels so far (0: it compiles none)."""
+        return 0.0
+
+    def on_compile_start(self, notice) -> None:
+        """Call ``notice()`` once, when the backend next starts compiling a kernel (None forgets it)."""
+
     def __repr__(self):
         return f"<minicnn backend {self.name!r}>"

@@ -348,6 +348,12 @@ class CupyBackend(Backend):
             cupy.multiply(dy2d, scale, out=dx)
         return dx, dgamma, dbeta
 
+    def graph_capture(self):
+        """A capturer of one training step as a CUDA graph (:mod:`minicnn.graph_step`)."""
+        from .cuda_graph import CupyGraphCapture
+
+        return CupyGraphCapture()
+
     def fused_update(self, rule: str):
         """:meth:`adadelta_step` for ``"adadelta"``, :meth:`adam_step` for ``"adam"`` (AdamW too),
         :meth:`adam_amsgrad_step` for ``"adam_amsgrad"``, else None."""

@@ -11,7 +11,8 @@ from .. import numpy_ref
 from ..base import Backend
 from ..geometry import Window
 from . import batch_norm, conv, elementwise, optimizers, pooling
-from .threads import OneBlasThread
+from .compiling import CLOCK
+from .threads import OneBlasThread, start_pool
 
 
 def _work(scratch, key, shape, dtype):
@@ -42,6 +43,7 @@ class NumbaBackend(Backend):
         # Every matrix product of this backend runs inside a Numba parallel loop, with BLAS held to one thread
         # for the duration of the call (the BLAS libraries' own thread counts are restored afterwards).
         self._one_blas_thread = OneBlasThread()
+        start_pool()   # Numba's threads, started with a bounded wait and the cores really available
 
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
@@ -219,7 +221,10 @@ class NumbaBackend(Backend):
         y = np.empty_like(x) if out is None else out
         mask = np.empty_like(uniform) if mask_out is None else mask_out
         t = uniform.dtype.type
-        return elementwise.dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, mask)
+        # flat views: one compiled specialisation serves every shape (a first run compiles it once, not per rank)
+        elementwise.dropout_apply(x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1),
+                                  mask.reshape(-1))
+        return y, mask
 
     # --- batch normalization (kernels in .batch_norm; out buffers C-contiguous) ---------------------
     def batchnorm_forward_training(self, x2d, gamma, beta, eps, out=None, xhat_out=None):
@@ -251,6 +256,13 @@ class NumbaBackend(Backend):
         dx = np.empty_like(dy2d) if out is None else out
         batch_norm.input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, bool(training), dx)
         return dx, dgamma, dbeta
+
+    # --- compiling: Numba compiles each kernel at its first call, then loads it from the disk cache ------------
+    def compile_seconds(self) -> float:
+        return CLOCK.seconds
+
+    def on_compile_start(self, notice) -> None:
+        CLOCK.notice = notice
 
     # --- optimizers -------------------------------------------------------------------------------
     def fused_update(self, rule: str):
