@@ -456,6 +456,57 @@ def torch_epoch(data, minicnn_seconds):
            f"minicnn/PyTorch = {ratio:.2f} (target <= 1.5)")
 
 
+@section("checkpoints, weight files and the NaN guard on the GPU")
+def robustness_on_gpu(folder):
+    """A small CNN on CuPy: a checkpoint resumed equals an uninterrupted run; a NaN planted in a weight is put back to
+    the last finite state by the state guard; a weights file with a NaN is refused before anything changes."""
+    import minicnn as mc
+    from minicnn import layers
+
+    def model(seed=0):
+        m = mc.Sequential([layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
+                           layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(10, activation="softmax")],
+                          seed=seed, backend="cupy")
+        m.compile()
+        return m
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (64, 28, 28, 1)).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 64)]
+    straight = model()
+    straight.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    ck = os.path.join(folder, "gpu_ck")
+    model().fit(x, y, batch_size=16, epochs=1, verbose=0, checkpoint_dir=ck, overwrite=True)
+    resumed = model()
+    resumed.fit(x, y, batch_size=16, epochs=2, verbose=0, checkpoint_dir=ck, resume=True)
+    same = all(np.array_equal(a, b) for a, b in zip(straight.get_weights(), resumed.get_weights()))
+    record("GPU checkpoint resume == straight run", "PASS" if same else "FAIL", "bitwise" if same else "differs")
+
+    class Poison(mc.callbacks.Callback):
+        def on_train_batch_end(self, step, logs=None):
+            if step == 2:
+                self.model.weights[0][...] = np.nan
+
+    poisoned = model()
+    hist = poisoned.fit(x, y, batch_size=16, epochs=1, verbose=0, refresh_every=1, callbacks=[Poison()])
+    finite = all(np.isfinite(w).all() for w in poisoned.get_weights())
+    record("GPU state guard restores the last finite state", "PASS" if hist.stopped and finite else "FAIL",
+           f"stopped {hist.stopped}, weights finite: {finite}")
+    path = os.path.join(folder, "gpu_nan.npz")
+    straight.save_weights(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["dense/bias"] = arrays["dense/bias"] * np.nan
+    np.savez(path, **arrays)
+    before = resumed.get_weights()
+    try:
+        resumed.load_weights(path)
+        refused = False
+    except ValueError:
+        refused = all(np.array_equal(a, b) for a, b in zip(before, resumed.get_weights()))
+    record("GPU load_weights refuses NaN, all or nothing", "PASS" if refused else "FAIL", path)
+
+
 @section("notebook cpu_vs_gpu_kernels")
 def kernels_notebook():
     """notebooks/cpu_vs_gpu_kernels.ipynb from a clean kernel: here its CuPy branch runs (CuPy's results against the
@@ -482,6 +533,13 @@ def main(argv=None):
     parser.add_argument("--cpu-epoch-seconds", type=float, default=None,
                         help="a Numba CPU epoch measured elsewhere (python -m benchmarks.train), for the ratio")
     args = parser.parse_args(argv)
+    try:                               # without a GPU every section would fail alike: say it once
+        from minicnn.backend import get_backend
+
+        get_backend("cupy")
+    except (ImportError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     started = time.perf_counter()
     environment()
@@ -490,6 +548,7 @@ def main(argv=None):
     adam_vs_rule()
     model_files_from_gpu()
     gradient_checks()
+    robustness_on_gpu(args.out)
     trace_and_page(args.out)
     data = None
     try:

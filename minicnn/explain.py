@@ -28,7 +28,9 @@ from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot
 from .recipes import RECIPES, build_model, get_recipe
 from .train import OneLineErrorParser, checked, prepare, run_command
 from .training import GradientNormRecorder
-from .utils import atomic_write
+from .utils import atomic_write, check_writable_folder
+
+MAX_BATCH = 4096   # the trace keeps every layer's activations and gradients: about 0.4 MB per tutorial sample
 
 
 def build_parser():
@@ -42,8 +44,9 @@ def build_parser():
                    help="folder of the recipe's data set files (default: $MINICNN_DATA, then the cache)")
     p.add_argument("--steps", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
                    help="training steps of batch 128 to take first when no --weights is given (150)")
-    p.add_argument("--batch", type=checked(int, lambda v: v > 0, "a positive integer"), default=32,
-                   help="size of the traced batch (32)")
+    p.add_argument("--batch", type=checked(int, lambda v: 0 < v <= MAX_BATCH, f"an integer from 1 to {MAX_BATCH} (the "
+                                                                         f"trace keeps every layer's arrays)"),
+                   default=32, help=f"size of the traced batch (32; at most {MAX_BATCH})")
     p.add_argument("--index", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
                    help="which test digit the feature maps and saliency show (0)")
     p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
@@ -66,12 +69,15 @@ def run(args) -> dict:
     if args.threads:
         set_num_threads(args.threads)
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    os.makedirs(out, exist_ok=True)
+    check_writable_folder(out)   # made when the first file is written: a run that fails early leaves nothing
     recipe = get_recipe(args.recipe)
     loader = mnist if recipe.dataset == "mnist" else fashion_mnist
     (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.index >= len(x_test):
         raise ValueError(f"--index must be below {len(x_test)}, got {args.index}")
+    if args.steps > -(-len(x_train) // 128):
+        raise ValueError(f"--steps {args.steps} is more than one pass over the {len(x_train)} training images "
+                         f"allows: at most {-(-len(x_train) // 128)} steps of 128")
     model = build_model(recipe, seed=args.seed, backend=args.backend)
     written = []
     if args.weights:
@@ -82,7 +88,10 @@ def run(args) -> dict:
         x, y = prepare(x_train[:n], y_train[:n])
         print(f"no --weights: training {args.steps} steps of 128 first, so that the pictures show learned features")
         recorder = GradientNormRecorder(every=max(1, args.steps // 60))
-        model.fit(x, y, batch_size=128, epochs=1, verbose=cli.resolve_verbose(args), callbacks=[recorder])
+        stopped = model.fit(x, y, batch_size=128, epochs=1, verbose=cli.resolve_verbose(args),
+                            callbacks=[recorder]).stopped
+        if stopped and stopped["reason"] == "interrupted":
+            raise KeyboardInterrupt("reported")   # Ctrl-C stopped the training: stop the command too
         written.append(plot_gradient_norms(recorder, os.path.join(out, "gradient_norms.png")))
     else:
         print("no --weights and --steps 0: the pictures show the random initial weights")

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .backend import Backend, get_backend
+from .checks import check_positive_int
 from .layers.base import Layer
 from .nan_guard import NonFiniteLoss  # noqa: F401  (where earlier code imported it from)
 from .seeding import resolve_seed
 from .training import NotCompiledError, Trainer  # noqa: F401
+from .weight_files import LAYERS_KEY, check_array, check_layers, read_npz, select_named
 
 if TYPE_CHECKING:
     from .annotations import ArrayLike, PathLike, Shape
@@ -92,7 +94,12 @@ class Sequential(Trainer):
 
     def build(self, input_shape: Shape) -> None:
         """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
-        shape = tuple(int(d) for d in input_shape)
+        shape = tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
+        if self.built:      # Keras's rule: building again is a no-op (it must not draw new weights)
+            if shape != tuple(self.layers[0].input_shape):
+                raise ValueError(f"the model is built for inputs of shape {tuple(self.layers[0].input_shape)}, "
+                                 f"not {shape}: make a new model for other inputs")
+            return
         for layer in self.layers:
             self._build_layer(layer, shape)
             shape = layer.output_shape
@@ -163,12 +170,14 @@ class Sequential(Trainer):
         slots = self._slots()
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
+        checked = []   # every array checked before the first is assigned: all or nothing
         for (layer, key), w in zip(slots, weights):
-            w = np.asarray(w) if not hasattr(w, "__cuda_array_interface__") else w
+            w = check_array(w, f"layer {layer.name!r} {key}", "set_weights")
             if tuple(w.shape) != tuple(layer.params[key].shape):
                 raise ValueError(f"set_weights: layer {layer.name!r} {key} has shape "
                                  f"{tuple(layer.params[key].shape)}, got {tuple(w.shape)}")
-        for (layer, key), w in zip(slots, weights):
+            checked.append(w)
+        for (layer, key), w in zip(slots, checked):
             layer.params[key][...] = self.backend.asarray(w, dtype=self.dtype)
 
     # --- the computation ----------------------------------------------------------------------------
@@ -257,38 +266,39 @@ class Sequential(Trainer):
         self._require_built()
         return [(f"{layer.name}/{key}", self.backend.to_numpy(layer.params[key])) for layer, key in self._slots()]
 
-    def set_named_weights(self, arrays: dict, source: str = "weights") -> None:
-        """Set every parameter from ``{"<layer>/<key>": array}``; a missing name or a wrong shape is an error
-        that names it (``source`` says where the arrays came from)."""
+    def set_named_weights(self, arrays: dict, source: str = "weights", strict: bool = True) -> None:
+        """Set every parameter from ``{"<layer>/<key>": array}``; a missing or unknown name, a wrong shape, a
+        non-numeric or non-finite array is an error that names it (``source`` says where the arrays came from),
+        raised before any weight changes. ``strict=False`` sets the weights that match and leaves the others."""
         self._require_built()
-        weights = []
-        for layer, key in self._slots():
-            name, p = f"{layer.name}/{key}", layer.params[key]
-            if name not in arrays:
-                raise ValueError(f"{source}: no weights for {name!r} (it holds {sorted(arrays)})")
-            if tuple(arrays[name].shape) != tuple(p.shape):
-                raise ValueError(f"{source}: {name!r} has shape {tuple(arrays[name].shape)} in the file, "
-                                 f"the model expects {tuple(p.shape)}")
-            weights.append(arrays[name])
-        self.set_weights(weights)
+        slots = self._slots()
+        chosen = select_named(self.named_shapes(), arrays, source, strict)
+        self.set_weights([self.backend.to_numpy(layer.params[key]) if a is None else a
+                          for (layer, key), a in zip(slots, chosen)])
+
+    def named_shapes(self) -> list[tuple[str, tuple]]:
+        """``("<layer name>/<weight name>", shape)`` for every weight, in Keras's order."""
+        return [(f"{layer.name}/{key}", tuple(layer.params[key].shape)) for layer, key in self._slots()]
 
     def save_weights(self, path: PathLike) -> None:
         """Save every weight to a ``.npz`` file, keyed ``<layer name>/<weight name>``, written atomically."""
         from .utils import atomic_write
 
         arrays = dict(self.named_weights())
-        arrays["__layers__"] = np.array([f"{layer.name}:{type(layer).__name__}" for layer in self.layers])
+        arrays[LAYERS_KEY] = np.array([f"{layer.name}:{type(layer).__name__}" for layer in self.layers])
         atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
-    def load_weights(self, path: PathLike) -> None:
-        """Load parameters saved by :meth:`save_weights` (from any backend); names and shapes must match."""
+    def load_weights(self, path: PathLike, strict: bool = True) -> None:
+        """Load parameters saved by :meth:`save_weights` (from any backend); names, shapes and the layer list must
+        match (``strict=False``: load the weights that match, as Keras's ``skip_mismatch``). The whole file is read
+        and checked first: a bad file changes nothing (see minicnn.weight_files)."""
         self._require_built()
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a minicnn weights file ({err})") from err
-        with data:
-            self.set_named_weights({k: data[k] for k in data.files if k != "__layers__"}, str(path))
+        arrays = read_npz(path, "weights file")
+        recorded = arrays.pop(LAYERS_KEY, None)
+        select_named(self.named_shapes(), arrays, str(path), strict)    # tensors first: their errors are clearer
+        if strict and recorded is not None:
+            check_layers(recorded, self.layers, str(path))
+        self.set_named_weights(arrays, str(path), strict)
 
     def save(self, path) -> None:
         """Save the whole model (configuration, weights, compile settings) to a Keras 3 ``.keras`` file."""

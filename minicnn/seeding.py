@@ -22,6 +22,8 @@ def set_seed(seed: int | None) -> None:
 def resolve_seed(seed: int | None) -> int:
     """The seed a new model uses: ``seed``, else set_seed()'s, else a fresh random one (reported on the model)."""
     if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         return int(seed)
     if _default_seed:
         return _default_seed[0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -25,10 +24,14 @@ from . import __version__, cli
 from .backend import BACKEND_NAMES, get_backend
 from .backend.cpu_threads import set_num_threads
 from .datasets import fashion_mnist, mnist
+from .interrupts import is_interrupt
 from .optimizers import OPTIMIZERS
+from .outputs import check_output_folder, write_results
 from .recipes import RECIPES, build_model, get_recipe
-from .utils import atomic_write, to_categorical
+from .run_settings import SAFE_TO_CHANGE, thread_count
+from .utils import to_categorical
 
+OUTPUT_FILES = ("weights.npz", "metrics.json", "history.png", "misclassified.png")
 TUTORIAL = {"test_loss": 0.0230, "test_accuracy": 0.9930, "misclassified": 70}
 # each data set's results are compared only with figures of the same recipe on the same data set
 REFERENCES = {("tutorial", "mnist"): ("the R keras tutorial, 10 epochs", TUTORIAL),
@@ -64,7 +67,16 @@ def checked(convert, ok, expected):
 _positive_int = checked(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
 _fraction = checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-_positive_float = checked(float, lambda v: v > 0, "a positive number")
+_positive_float = checked(float, lambda v: 0 < v < float("inf"), "a positive number")
+
+
+def setting_names(text):
+    """An argparse type: a comma-separated list of settings that may change on resume."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SAFE_TO_CHANGE]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected settings among {', '.join(SAFE_TO_CHANGE)}, got {text!r}")
+    return names
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -104,10 +116,17 @@ def build_parser():
     p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
     cli.add_verbose(p)
     cli.add_logging(p)
-    p.add_argument("--checkpoint-dir", default=None,
+    p.add_argument("--checkpoint-dir", default=None, type=checked(str, bool, "a folder name"),
                    help="write a checkpoint there at the end of every epoch (weights, optimizer state, history)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --checkpoint-dir; --epochs still counts the total")
+                   help="continue from the checkpoint in --checkpoint-dir; --epochs still counts the total; the "
+                        "run's other settings must be those the checkpoint records")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again, replacing the checkpoint in --checkpoint-dir (without it an existing "
+                        "checkpoint is never replaced)")
+    p.add_argument("--allow-changed", type=setting_names, default=(), metavar="SETTING[,SETTING]",
+                   help=f"with --resume, accept these settings changed since the checkpoint: "
+                        f"{', '.join(SAFE_TO_CHANGE)} (optimizer: its learning rate and other settings)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     cli.add_version(p)
     return p
@@ -126,7 +145,7 @@ def run(args, strategy=None) -> dict:
     loader = mnist if args.dataset == "mnist" else fashion_mnist
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     if root:
-        os.makedirs(out, exist_ok=True)
+        check_output_folder(out, OUTPUT_FILES)   # before training; the folder itself is made when results are written
 
     (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.limit:
@@ -150,9 +169,11 @@ def run(args, strategy=None) -> dict:
     history = model.fit(x_train, y_train_1h, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=verbose, validation_split=args.validation_split,
                         checkpoint_dir=args.checkpoint_dir, resume=args.resume, distributed=strategy,
-                        callbacks=cli.logging_callbacks(args) if root else None)
+                        callbacks=cli.logging_callbacks(args) if root else None,
+                        overwrite=args.overwrite, allow_changed=args.allow_changed,
+                        settings={"recipe": recipe.name, "dataset": args.dataset, "limit": args.limit})
     if history.stopped and history.stopped["reason"] == "interrupted":
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt("reported")   # fit has said where it stopped and what it saved
     train_seconds = time.perf_counter() - started
     if strategy is None:
         test_loss, test_acc = model.evaluate(x_test_f, y_test_1h, batch_size=args.batch_size, verbose=0)
@@ -168,19 +189,13 @@ def run(args, strategy=None) -> dict:
 
     if not root:
         return {"test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong}
-    from .plotting import plot_history, plot_misclassified
-
-    if history.epoch:
-        plot_history(history, os.path.join(out, "history.png"))
-    plot_misclassified(x_test, y_test, predicted, os.path.join(out, "misclassified.png"),
-                       class_names=fashion_mnist.CLASS_NAMES if args.dataset == "fashion_mnist" else None)
-    model.save_weights(os.path.join(out, "weights.npz"))
     metrics = {
         "recipe": recipe.name, "optimizer": args.optimizer,
         "dataset": args.dataset, "backend": backend.name, "seed": args.seed,
         "epochs": args.epochs, "batch_size": args.batch_size, "validation_split": args.validation_split,
         "learning_rate": args.learning_rate, "train_images": int(len(x_train) - n_val),
         "validation_images": n_val, "params": history.params,
+        "threads": thread_count(backend),
         "history": history.history, "train_seconds": train_seconds, "stopped": history.stopped,
         "test_loss": test_loss, "test_accuracy": test_acc, "misclassified": wrong,
         "tutorial": TUTORIAL if tutorial else None,
@@ -188,8 +203,15 @@ def run(args, strategy=None) -> dict:
         "versions": {"minicnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
                      **_optional_versions()},
     }
-    atomic_write(os.path.join(out, "metrics.json"), lambda fh: json.dump(metrics, fh, indent=2), mode="w")
-    print(f"wrote {out}/: history.png, misclassified.png, weights.npz, metrics.json")
+    from .plotting import plot_history, plot_misclassified
+
+    plots = [("misclassified.png", lambda path: plot_misclassified(
+        x_test, y_test, predicted, path, class_names=fashion_mnist.CLASS_NAMES if args.dataset == "fashion_mnist"
+        else None))]
+    if history.epoch:
+        plots.insert(0, ("history.png", lambda path: plot_history(history, path)))
+    names = write_results(out, model, metrics, plots)
+    print(f"wrote {out}/: {', '.join(names)}")
     return metrics
 
 
@@ -209,8 +231,11 @@ def run_command(parser, run_fn, argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         run_fn(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SystemError) as err:
+        if not is_interrupt(err):
+            raise
+        if not (isinstance(err, KeyboardInterrupt) and err.args):
+            print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as err:
         if args.debug:

@@ -41,12 +41,15 @@ from .callbacks import (  # noqa: F401  (the names fit's users import from here)
     LambdaCallback,
     batch_callbacks,
 )
-from .checkpoint import load_checkpoint, save_checkpoint, training_state
+from .checkpoint import prepare_checkpointing, save_checkpoint, training_state
 from .checks import check_positive_int, labels_checked, targets_checked, to_backend_checked
 from .compile_notice import CompileNotice
+from .fit_checks import callbacks_checked
 from .graph_step import graph_step_for
-from .nan_guard import DeferredNanGuard, NonFiniteLoss
+from .interrupts import CtrlC, is_interrupt
+from .nan_guard import DeferredNanGuard, NonFiniteLoss, StateGuard
 from .progress import Progress
+from .run_settings import describe as describe_run
 
 if TYPE_CHECKING:
     from .annotations import ArrayLike, CallbackList, PathLike
@@ -58,7 +61,7 @@ class NotCompiledError(ValueError, RuntimeError):
 
 def split_validation(x, y, validation_split):
     """Keras's split: the last ``validation_split`` fraction, before shuffling. Returns (x, y, x_val, y_val)."""
-    if not 0.0 <= float(validation_split) < 1.0:
+    if isinstance(validation_split, (bool, str)) or not 0.0 <= float(validation_split) < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
     n = len(x)
     n_val = int(n * validation_split)
@@ -115,7 +118,8 @@ class Trainer(BatchMethods):
       None when the backward pass cannot start below it), ``loss_gradient_buffer(shape)`` (where the loss may write
       its gradient, or None), ``start_epoch(epoch)`` (restart random streams), optionally ``regularized_layers()``
       (the parts whose weights carry penalties);
-    - for callbacks and checkpoints: ``get_weights``/``set_weights``, ``named_weights``/``set_named_weights``.
+    - for callbacks and checkpoints: ``get_weights``/``set_weights``, ``named_weights``/``set_named_weights``,
+      ``named_shapes`` (names and shapes without copies: what a checkpoint is checked against).
     """
 
     loss = None
@@ -127,7 +131,7 @@ class Trainer(BatchMethods):
                 metrics: list[str] | None = None) -> None:
         """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
         self.loss = losses_module.get(loss)
-        self.optimizer = optimizers_module.get(optimizer)
+        self.optimizer = optimizers_module.get(optimizer).for_model(self)   # one state per model
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc"):
@@ -136,7 +140,7 @@ class Trainer(BatchMethods):
 
     def require_compiled(self, what: str) -> None:
         """A :class:`NotCompiledError` naming ``what`` unless :meth:`compile` was called."""
-        if self.loss is None:
+        if self.loss is None or self.optimizer is None:
             raise NotCompiledError(f"call model.compile(loss=..., optimizer=...) before {what}()")
 
     # --- data in ------------------------------------------------------------------------------------
@@ -249,7 +253,8 @@ class Trainer(BatchMethods):
             validation_split: float = 0.0, validation_data: tuple | None = None, shuffle: bool = True,
             callbacks: CallbackList | None = None, checkpoint_dir: PathLike | None = None, resume: bool = False,
             nan_guard: bool | str = True, refresh_every: int = 10, file=None, distributed=None, initial_epoch: int = 0,
-            class_weight: dict[int, float] | None = None, sample_weight: ArrayLike | None = None) -> History:
+            class_weight: dict[int, float] | None = None, sample_weight: ArrayLike | None = None,
+            overwrite: bool = False, settings: dict | None = None, allow_changed=()) -> History:
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
@@ -309,19 +314,17 @@ class Trainer(BatchMethods):
         writes_checkpoints = checkpoint_dir is not None and (distributed is None or distributed.is_root)
         history = History()
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir=... (where the checkpoint is)")
         initial_epoch = check_positive_int(initial_epoch, "initial_epoch", minimum=0)
-        if resume:
-            meta = load_checkpoint(self, checkpoint_dir)
-            initial_epoch = int(meta["epochs_done"])
-            for e in range(initial_epoch):
-                history.append(e, {k: v[e] for k, v in meta["history"].items() if k != "seconds"})
-            history.history["seconds"] = list(meta["history"].get("seconds", []))
+        settings = describe_run(self, batch_size, "validation_data" if validation_data is not None else
+                                validation_split, x_train, 0 if x_val is None else len(x_val), settings)
+        resumed_epoch = prepare_checkpointing(self, checkpoint_dir, resume, overwrite, history, settings,
+                                              allow_changed)
+        if resume:   # the checkpoint says where to start; initial_epoch is for runs without one
+            initial_epoch = resumed_epoch
             if initial_epoch >= epochs and verbose:
                 print(f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
                       file=file or sys.stdout)
-        callbacks = list(callbacks or [])
+        callbacks = callbacks_checked(callbacks, has_val)
         for cb in callbacks:
             cb.model = self
         self.stop_training = False
@@ -340,6 +343,8 @@ class Trainer(BatchMethods):
         if nan_guard is True:   # a synchronisation per step is free on the CPU, not on a GPU
             nan_guard = "deferred" if backend.name == "cupy" else "immediate"
         guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
+        state_guard = StateGuard(self, refresh_every) if nan_guard else None   # weights and optimizer state
+        ctrl_c = CtrlC(distributed is None).__enter__()   # Ctrl-C noted, acted on between steps (minicnn.interrupts)
         try:
             for epoch in range(initial_epoch, epochs):
                 # the state at the start of this epoch (host copies, ~2 MB for the tutorial): what Ctrl-C saves
@@ -375,9 +380,12 @@ class Trainer(BatchMethods):
                         for cb in on_batch_end:
                             cb.on_train_batch_end(step, batch_logs)
                     global_step += 1
+                    ctrl_c.check()
                     done = step + 1
                     if guard is not None and (done % refresh_every == 0 or done == steps):
                         guard.check()
+                    if state_guard is not None:
+                        state_guard.after_step(done, steps, global_step)
                     if progress.wants_values and (done % refresh_every == 0 or done == steps):
                         seen = min(done * batch_size, n)
                         progress.update(done, float(sum_loss) / seen, float(sum_acc) / seen)
@@ -404,9 +412,13 @@ class Trainer(BatchMethods):
             if err.step is not None:   # found by the deferred guard a few steps later: name the step it happened at
                 epoch, step = divmod(err.step, steps)
             history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
-            print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of the "
-                  f"step before (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
-        except KeyboardInterrupt:
+            kept = None if state_guard is None else state_guard.restore()   # the last finite state, if need be
+            kept = "the step before" if kept is None else f"step {kept} (the last state found finite)"
+            print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of "
+                  f"{kept} (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
+        except (KeyboardInterrupt, SystemError) as err:
+            if not is_interrupt(err):
+                raise
             progress.abandon()
             history.stopped = {"reason": "interrupted", "epoch": epoch + 1, "step": step + 1}
             kept = ""
@@ -416,6 +428,8 @@ class Trainer(BatchMethods):
                 kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
                         f"redoes epoch {epoch + 1} and continues")
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
+        finally:
+            ctrl_c.__exit__()
         compiling.close()
         for cb in callbacks:
             cb.on_train_end()

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..checks import check_positive_int
+
 if TYPE_CHECKING:
     from ..annotations import Shape
 
@@ -41,7 +43,8 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape: Shape | None = None):
         self.name = name
-        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else \
+            tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
         self.output_shape = None
         self.backend = None
         self.dtype = None

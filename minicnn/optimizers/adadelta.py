@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Optimizer
+from .base import Optimizer, positive_number
 
 
 class Adadelta(Optimizer):
@@ -27,8 +27,7 @@ class Adadelta(Optimizer):
         super().__init__(learning_rate)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        epsilon = positive_number(epsilon, "epsilon")
         self.rho, self.epsilon = float(rho), float(epsilon)
 
     def hyperparameters(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Optimizer
+from .base import Optimizer, positive_number
 
 
 class Adam(Optimizer):
@@ -33,8 +33,7 @@ class Adam(Optimizer):
         for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        epsilon = positive_number(epsilon, "epsilon")
         if not isinstance(amsgrad, bool):
             raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
         self.beta_1, self.beta_2, self.epsilon, self.amsgrad = float(beta_1), float(beta_2), float(epsilon), amsgrad

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .adam import Adam
 
 
@@ -19,8 +21,9 @@ class AdamW(Adam):
     def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
                  beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False):
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be a non-negative float, got {weight_decay!r}")
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
+                or not 0 <= weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a non-negative finite float, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 
     def get_config(self):

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import math
+import weakref
+
 from ..backend import backend_of
+
+
+def positive_number(value, name: str) -> float:
+    """``float(value)`` when it is a finite number > 0, else a ValueError naming ``name`` (a hyperparameter)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, (bool, str)) or not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return number
 
 
 class Optimizer:
@@ -17,11 +32,23 @@ class Optimizer:
     slot_names: tuple = ()        # the per-weight state lists, e.g. ("accumulated_grad", "accumulated_delta")
 
     def __init__(self, learning_rate: float):
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = positive_number(learning_rate, "learning_rate")
         self.iterations = 0
         self._built_for = None
+        self._owner = None             # the model this optimizer's state belongs to (see for_model)
+
+    def for_model(self, model) -> Optimizer:
+        """This optimizer, for ``model`` (``compile`` calls it): the first model compiled with it owns it; another
+        model gets a fresh copy with the same settings, so that two models never share (and mix) their state."""
+        owner = self._owner() if getattr(self, "_owner", None) is not None else None
+        if owner is not None and owner is not model:
+            twin = copy.copy(self)
+            for name in self.slot_names:
+                twin.__dict__.pop(name, None)
+            twin.iterations, twin._built_for, twin._owner = 0, None, None
+            return twin.for_model(model)
+        self._owner = weakref.ref(model)
+        return self
 
     def build(self, params, backend=None):
         """Create the state for ``params`` (called by the first ``apply``): zeros shaped like each weight."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Optimizer
+from .base import Optimizer, positive_number
 
 
 class RMSprop(Optimizer):
@@ -26,8 +26,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be positive, got {epsilon!r}")
+        epsilon = positive_number(epsilon, "epsilon")
         if not isinstance(centered, bool):
             raise TypeError(f"centered must be True or False, got {centered!r}")
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
