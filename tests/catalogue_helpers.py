@@ -33,8 +33,8 @@ def command(module, args, env_extra=None, timeout=300, **popen):
 
 
 def train(args, **kwargs):
-    """``python -m minicnn.train`` on the numpy backend, 256 images, one epoch, quiet (cheap), plus ``args``."""
-    return command("train", ["--backend", "numpy", "--limit", "256", "--epochs", "1", "--quiet", *args], **kwargs)
+    """``python -m minicnn.train`` on the numpy backend, 256 images, one epoch, one line per epoch (cheap), plus ``args``."""
+    return command("train", ["--backend", "numpy", "--limit", "256", "--epochs", "1", "--verbose", "2", *args], **kwargs)
 
 
 def assert_one_line_error(proc, pattern):

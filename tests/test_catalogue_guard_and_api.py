@@ -122,7 +122,7 @@ MISUSES = [
                                                                               callbacks=[EarlyStopping()]),
      ValueError, r"EarlyStopping monitors 'val_loss', which this fit does not report .* validation_split="),
     ("EarlyStopping on an unknown metric", lambda: small_model().fit(X, Y, verbose=0, validation_split=0.25,
-                                                                    callbacks=[EarlyStopping("val_auc")]),
+                                                                    callbacks=[EarlyStopping("val_auc", mode="max")]),
      ValueError, r"monitors 'val_auc'.*reports loss, accuracy, val_loss, val_accuracy"),
     ("seed 1.5", lambda: mc.Sequential(seed=1.5), ValueError, r"seed must be a non-negative int or None, got 1.5"),
     ("seed True", lambda: mc.Sequential(seed=True), ValueError, r"seed must be a non-negative int or None, got True"),

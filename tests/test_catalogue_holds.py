@@ -32,7 +32,7 @@ def test_odd_array_layouts_train_to_identical_weights(layout):
 def test_sigterm_during_training_leaves_the_last_checkpoint_whole(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "MINICNN_DATA": _real_mnist_dir(), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "minicnn.train", "--backend", "numpy", "--limit", "640",
-                             "--batch-size", "64", "--epochs", "50", "--quiet", "--checkpoint-dir",
+                             "--batch-size", "64", "--epochs", "50", "--verbose", "2", "--checkpoint-dir",
                              str(tmp_path / "ck"), "--out", str(tmp_path / "o")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     line = ""

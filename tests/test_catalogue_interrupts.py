@@ -16,7 +16,8 @@ from minicnn.interrupts import CtrlC, is_interrupt
 def _interrupt(module, args, tmp_path):
     """Start ``python -m minicnn.<module> args``, wait for its first progress output, press Ctrl-C (SIGINT)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "MINICNN_DATA": _real_mnist_dir(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", f"minicnn.{module}", *args], env=env, cwd=tmp_path,
+    # --verbose 1: the live bar even into a pipe, so that its first "1/" shows that the steps have begun
+    proc = subprocess.Popen([sys.executable, "-m", f"minicnn.{module}", *args, "--verbose", "1"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     while "1/" not in seen:        # the progress bar's "1/16": training has started
@@ -39,7 +40,7 @@ def test_ctrl_c_in_train_exits_130_with_one_line_and_a_checkpoint_that_resumes(b
     assert len(lines) == 1 and lines[0].startswith("training interrupted at epoch 1"), lines
     assert "checkpoint written to" in lines[0]
     assert os.listdir(ck) == ["checkpoint.npz"]
-    resumed = subprocess.run([sys.executable, "-m", "minicnn.train", *common, "--epochs", "1", "--resume", "--quiet",
+    resumed = subprocess.run([sys.executable, "-m", "minicnn.train", *common, "--epochs", "1", "--resume", "--verbose", "2",
                               "--out", str(tmp_path / "out2")], capture_output=True, text=True,
                              env={**os.environ, "MPLBACKEND": "Agg", "MINICNN_DATA": _real_mnist_dir()}, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -63,7 +63,7 @@ def test_cli_a_failing_plot_keeps_the_weights_and_metrics(tmp_path, monkeypatch,
     monkeypatch.setattr(plotting, "plot_history", broken)
     monkeypatch.setenv("MINICNN_DATA", os.environ.get("MINICNN_DATA") or _data())
     out = tmp_path / "o"
-    rc = train_module.main(["--backend", "numpy", "--limit", "256", "--epochs", "1", "--quiet", "--out", str(out)])
+    rc = train_module.main(["--backend", "numpy", "--limit", "256", "--epochs", "1", "--verbose", "2", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "could not write history.png (" in err and "No space left on device" in err
     assert "written: weights.npz, metrics.json, misclassified.png" in err

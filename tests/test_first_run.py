@@ -22,9 +22,16 @@ def fake_clock(monkeypatch):
     return clock
 
 
+class Terminal(io.StringIO):
+    """A file that says it is a terminal, so that verbose=1 draws the live bar (not one line per epoch)."""
+
+    def isatty(self):
+        return True
+
+
 def _bar_after_slow_first_step(clock, compiling):
     # 100 steps of 0.1 s, but the first step also compiles for 19.9 s; the bar is refreshed after step 10
-    p = Progress(1, 1, steps=100, file=io.StringIO())
+    p = Progress(1, 1, steps=100, file=Terminal())
     p.begin(0)
     clock[0] += 20.0
     if compiling:
