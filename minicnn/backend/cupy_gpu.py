@@ -29,167 +29,7 @@ except ImportError as err:  # pragma: no cover - depends on the machine
     raise ImportError("the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' installs "
                       "cupy-cuda13x (CUDA 13 drivers); for CUDA 12 drivers use pip install cupy-cuda12x") from err
 
-_GEOMETRY = "int32 H, int32 W, int32 C, int32 KH, int32 KW, int32 SH, int32 SW, int32 PT, int32 PL, int32 OH, int32 OW"
-
-_im2col = cupy.ElementwiseKernel(
-    "raw T x, " + _GEOMETRY, "T col",
-    """
-    const int P = KH * KW * C;
-    const int r = i / P, q = i % P;
-    const int ch = q % C, kk = q / C, kj = kk % KW, ki = kk / KW;
-    const int xo = r % OW, t = r / OW, yo = t % OH, b = t / OH;
-    const int hh = yo * SH + ki - PT, ww = xo * SW + kj - PL;
-    col = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? x[((b * H + hh) * W + ww) * C + ch] : (T)0;
-    """, "minicnn_im2col")
-
-def _gather_kernel(params, declarations, tap_body, name):
-    """A kernel with one thread per input pixel ``(b, hh, ww, ch)`` that adds up ``tap_body`` over every window
-    ``(yo, xo)`` and tap ``(ki, kj)`` that reads this pixel, into ``sum`` (the gather form of col2im and max-pool
-    backward: each pixel collects its own contributions, so no two threads write the same place)."""
-    return cupy.ElementwiseKernel(params + ", " + _GEOMETRY, "T dx", declarations + """
-    const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
-    T sum = 0;
-    for (int ki = 0; ki < KH; ++ki) {
-        const int t = hh + PT - ki;
-        if (t < 0 || t % SH != 0) continue;
-        const int yo = t / SH;
-        if (yo >= OH) continue;
-        for (int kj = 0; kj < KW; ++kj) {
-            const int u = ww + PL - kj;
-            if (u < 0 || u % SW != 0) continue;
-            const int xo = u / SW;
-            if (xo >= OW) continue;
-""" + tap_body + """        }
-    }
-    dx = sum;
-    """, name)
-
-
-_col2im = _gather_kernel("raw T cols", """
-    const int P = KH * KW * C;""", """\
-            sum += cols[((b * OH + yo) * OW + xo) * P + (ki * KW + kj) * C + ch];
-""", "minicnn_col2im")
-
-_maxpool_forward = cupy.ElementwiseKernel(
-    "raw T x, " + _GEOMETRY, "T y, int32 argmax",
-    """
-    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;
-    T best = 0;
-    int best_k = -1;
-    for (int ki = 0; ki < KH; ++ki) {
-        const int hh = yo * SH + ki - PT;
-        if (hh < 0 || hh >= H) continue;
-        for (int kj = 0; kj < KW; ++kj) {
-            const int ww = xo * SW + kj - PL;
-            if (ww < 0 || ww >= W) continue;
-            const T v = x[((b * H + hh) * W + ww) * C + ch];
-            if (best_k < 0 || v > best) { best = v; best_k = ki * KW + kj; }  // strict: first maximum wins
-        }
-    }
-    y = best;
-    argmax = best_k;
-    """, "minicnn_maxpool_forward")
-
-_maxpool_backward = _gather_kernel("raw T dy, raw int32 argmax", "", """\
-            const int o = ((b * OH + yo) * OW + xo) * C + ch;
-            if (argmax[o] == ki * KW + kj) sum += dy[o];
-""", "minicnn_maxpool_backward")
-
-# the number of real (not padded) cells of window (yo, xo): what average pooling divides by (Keras's rule)
-_WINDOW_COUNT = """
-            const int h0 = yo * SH - PT, w0 = xo * SW - PL;
-            const int rows = (h0 + KH < H ? h0 + KH : H) - (h0 > 0 ? h0 : 0);
-            const int cols = (w0 + KW < W ? w0 + KW : W) - (w0 > 0 ? w0 : 0);
-"""
-
-_avgpool_forward = cupy.ElementwiseKernel(
-    "raw T x, " + _GEOMETRY, "T y",
-    """
-    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;""" + _WINDOW_COUNT + """
-    T sum = 0;
-    for (int ki = 0; ki < KH; ++ki) {
-        const int hh = h0 + ki;
-        if (hh < 0 || hh >= H) continue;
-        for (int kj = 0; kj < KW; ++kj) {
-            const int ww = w0 + kj;
-            if (ww < 0 || ww >= W) continue;
-            sum += x[((b * H + hh) * W + ww) * C + ch];
-        }
-    }
-    y = sum / (T)(rows * cols);
-    """, "minicnn_avgpool_forward")
-
-_avgpool_backward = _gather_kernel("raw T dy", "", _WINDOW_COUNT + """\
-            sum += dy[((b * OH + yo) * OW + xo) * C + ch] / (T)(rows * cols);
-""", "minicnn_avgpool_backward")
-
-# NaN stays NaN, as in np.maximum (CUDA's max would return 0 and hide a diverging run from the NaN guard)
-_bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0",
-                                    "minicnn_bias_relu")
-_relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dz", "dz = y > (T)0 ? dy : (T)0", "minicnn_relu_backward")
-_dropout_mask = cupy.ElementwiseKernel("T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0",
-                                       "minicnn_dropout_mask")
-_dropout_apply = cupy.ElementwiseKernel("T x, T u, T rate, T scale", "T y, T m",
-                                        "m = u >= rate ? scale : (T)0; y = x * m", "minicnn_dropout_apply")
-
-_adadelta = cupy.ElementwiseKernel(
-    "T g, T lr, T rho, T one_minus_rho, T eps, raw bool gate", "T param, T eg2, T edx2",
-    """
-    if (gate[0]) {   // the NaN guard's flag, read on the device: no host synchronisation
-        eg2 = rho * eg2 + one_minus_rho * (g * g);
-        const T delta = sqrt(edx2 + eps) / sqrt(eg2 + eps) * g;
-        edx2 = rho * edx2 + one_minus_rho * (delta * delta);
-        param -= lr * delta;
-    }
-    """, "minicnn_adadelta")
-
-# Adam (AdamW with wd != 0), Keras 3's rule as minicnn.optimizers.Adam.update_rule writes it; the AMSGrad variant
-# keeps v_hat = max(v_hat, v) (NaN if either is) and divides by its root instead of v's
-_ADAM_BODY = """
-    if (gate[0]) {   // the NaN guard's flag, read on the device: no host synchronisation
-        if (wd != (T)0) param = param - param * wd * lr;
-        m = m + (g - m) * one_minus_b1;
-        v = v + (g * g - v) * one_minus_b2;
-        %s
-        param = param - m * lr_t / (sqrt(%s) + eps);
-    }
-    """
-_ADAM_IN = "T g, T lr, T lr_t, T one_minus_b1, T one_minus_b2, T eps, T wd, raw bool gate"
-_adam = cupy.ElementwiseKernel(_ADAM_IN, "T param, T m, T v", _ADAM_BODY % ("", "v"), "minicnn_adam")
-_adam_amsgrad = cupy.ElementwiseKernel(
-    _ADAM_IN, "T param, T m, T v, T v_hat",
-    _ADAM_BODY % ("v_hat = (v > v_hat || v != v) ? v : v_hat;", "v_hat"), "minicnn_adam_amsgrad")
-
-_softmax_xent = cupy.ElementwiseKernel(
-    "raw T p, raw T y, int32 K, T eps, T inv_n", "T row_loss, T row_hit, raw T grad",
-    """
-    // one thread per sample: Keras's clipped cross-entropy, argmax agreement, and the fused gradient
-    T total = 0;
-    for (int k = 0; k < K; ++k) total += p[i * K + k];
-    T loss = 0, best_p = p[i * K], best_y = y[i * K];
-    int arg_p = 0, arg_y = 0;
-    for (int k = 0; k < K; ++k) {
-        const T pk = p[i * K + k], yk = y[i * K + k];
-        T q = pk / total;                       // clip written with comparisons so that NaN stays NaN
-        q = q < eps ? eps : (q > (T)1 - eps ? (T)1 - eps : q);
-        if (yk != (T)0) loss -= yk * log(q);
-        if (pk > best_p) { best_p = pk; arg_p = k; }
-        if (yk > best_y) { best_y = yk; arg_y = k; }
-        grad[i * K + k] = (pk - yk) * inv_n;
-    }
-    row_loss = loss;
-    row_hit = arg_p == arg_y ? (T)1 : (T)0;
-    """, "minicnn_softmax_xent")
-
-# batch normalization of a matrix (M, C): the (C,) statistics broadcast along the rows, one thread per element
-_bn_squared_deviation = cupy.ElementwiseKernel("T x, T mean", "T d2", "const T d = x - mean; d2 = d * d",
-                                               "minicnn_bn_squared_deviation")
-_bn_normalize = cupy.ElementwiseKernel(
-    "T x, T mean, T inv_std, T gamma, T beta", "T xhat, T y",
-    "const T h = (x - mean) * inv_std; xhat = h; y = h * gamma + beta", "minicnn_bn_normalize")
-_bn_input_gradient = cupy.ElementwiseKernel(
-    "T dy, T xhat, T mean_dy, T mean_dyx, T scale", "T dx",
-    "T v = dy - mean_dy; v -= xhat * mean_dyx; dx = v * scale", "minicnn_bn_input_gradient")
+from . import cupy_kernels as kernels  # noqa: E402  (after the check that CuPy is there)
 
 
 def _geometry(shape, win: Window):
@@ -235,44 +75,44 @@ class CupyBackend(Backend):
         n, _, _, c = x.shape
         if out is None:
             out = cupy.empty((n * win.out_h * win.out_w, win.kh * win.kw * c), dtype=x.dtype)
-        return _im2col(x, *_geometry(x.shape, win), out)
+        return kernels.im2col(x, *_geometry(x.shape, win), out)
 
     def col2im(self, cols, x_shape, win: Window, out=None):
         dx = cupy.empty(x_shape, dtype=cols.dtype) if out is None else out
-        return _col2im(cupy.ascontiguousarray(cols), *_geometry(x_shape, win), dx)
+        return kernels.col2im(cupy.ascontiguousarray(cols), *_geometry(x_shape, win), dx)
 
     def maxpool_forward(self, x, win: Window, out=None, argmax_out=None):
         x = cupy.ascontiguousarray(x)
         n, _, _, c = x.shape
         y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
         argmax = cupy.empty(y.shape, dtype=cupy.int32) if argmax_out is None else argmax_out
-        _maxpool_forward(x, *_geometry(x.shape, win), y, argmax)
+        kernels.maxpool_forward(x, *_geometry(x.shape, win), y, argmax)
         return y, argmax
 
     def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
         dx = cupy.empty(x_shape, dtype=dy.dtype) if out is None else out
-        return _maxpool_backward(cupy.ascontiguousarray(dy), argmax, *_geometry(x_shape, win), dx)
+        return kernels.maxpool_backward(cupy.ascontiguousarray(dy), argmax, *_geometry(x_shape, win), dx)
 
     def avgpool_forward(self, x, win: Window, out=None):
         x = cupy.ascontiguousarray(x)
         n, _, _, c = x.shape
         y = cupy.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
-        return _avgpool_forward(x, *_geometry(x.shape, win), y)
+        return kernels.avgpool_forward(x, *_geometry(x.shape, win), y)
 
     def avgpool_backward(self, dy, x_shape, win: Window, out=None):
         dx = cupy.empty(x_shape, dtype=dy.dtype) if out is None else out
-        return _avgpool_backward(cupy.ascontiguousarray(dy), *_geometry(x_shape, win), dx)
+        return kernels.avgpool_backward(cupy.ascontiguousarray(dy), *_geometry(x_shape, win), dx)
 
     def bias_relu(self, z, bias):
-        return _bias_relu(z, bias, z)
+        return kernels.bias_relu(z, bias, z)
 
     def relu_backward(self, dy, y, out=None):
-        return _relu_backward(dy, y, out) if out is not None else _relu_backward(dy, y)
+        return kernels.relu_backward(dy, y, out) if out is not None else kernels.relu_backward(dy, y)
 
     def dropout_mask(self, uniform, rate: float, out=None):
         t = uniform.dtype.type
         args = (uniform, t(rate), t(1.0 / (1.0 - rate)))
-        return _dropout_mask(*args, out) if out is not None else _dropout_mask(*args)
+        return kernels.dropout_mask(*args, out) if out is not None else kernels.dropout_mask(*args)
 
     def bias_gradient(self, grad_z, out):
         """The sum over rows as a product with a row of ones (cuBLAS): CuPy's axis-0 reduction of a tall, narrow
@@ -295,7 +135,7 @@ class CupyBackend(Backend):
         t = x.dtype.type
         y = cupy.empty_like(x) if out is None else out
         m = cupy.empty_like(x) if mask_out is None else mask_out
-        _dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, m)
+        kernels.dropout_apply(x, uniform, t(rate), t(1.0 / (1.0 - rate)), y, m)
         return y, m
 
     def softmax_crossentropy_step(self, p, y, epsilon, grad_out=None):
@@ -306,7 +146,7 @@ class CupyBackend(Backend):
         grad = cupy.empty_like(p) if grad_out is None else grad_out
         row_loss = cupy.empty(n, dtype=p.dtype)
         row_hit = cupy.empty(n, dtype=p.dtype)
-        _softmax_xent(p, y, k, t(epsilon), t(1.0 / n), row_loss, row_hit, grad)
+        kernels.softmax_xent(p, y, k, t(epsilon), t(1.0 / n), row_loss, row_hit, grad)
         return row_loss.mean(), row_hit.mean(), grad
 
     # --- batch normalization: sums over rows as products with a row of ones (bias_gradient), then one kernel --------
@@ -318,7 +158,7 @@ class CupyBackend(Backend):
         y = cupy.empty_like(x2d) if out is None else out
         mean = self.bias_gradient(x2d, cupy.empty(c, dtype=x2d.dtype))
         mean /= m
-        var = self.bias_gradient(_bn_squared_deviation(x2d, mean, y), cupy.empty(c, dtype=x2d.dtype))
+        var = self.bias_gradient(kernels.bn_squared_deviation(x2d, mean, y), cupy.empty(c, dtype=x2d.dtype))
         var /= m
         y, xhat, inv_std = self.batchnorm_forward_inference(x2d, mean, var, gamma, beta, eps, y, xhat_out)
         return y, xhat, mean, var, inv_std
@@ -329,7 +169,7 @@ class CupyBackend(Backend):
         gamma, beta = numpy_ref.batchnorm_affine(cupy, gamma, beta, x2d.shape[1], x2d.dtype)
         y = cupy.empty_like(x2d) if out is None else out
         xhat = cupy.empty_like(x2d) if xhat_out is None else xhat_out
-        _bn_normalize(x2d, mean, inv_std, gamma, beta, xhat, y)
+        kernels.bn_normalize(x2d, mean, inv_std, gamma, beta, xhat, y)
         return y, xhat, inv_std
 
     def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
@@ -343,7 +183,7 @@ class CupyBackend(Backend):
                                     cupy.empty(c, dtype=dy2d.dtype) if dgamma_out is None else dgamma_out)
         scale = inv_std if gamma is None else gamma * inv_std
         if training:
-            _bn_input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, dx)
+            kernels.bn_input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, dx)
         else:
             cupy.multiply(dy2d, scale, out=dx)
         return dx, dgamma, dbeta
@@ -368,9 +208,9 @@ class CupyBackend(Backend):
         numbers = (t(learning_rate), t(lr_t), t(one_minus_beta_1), t(one_minus_beta_2), t(epsilon), t(weight_decay),
                    self._always if gate is None else gate)
         if velocity_hats is None:
-            _adam(grad, *numbers, param, momentums, velocities)
+            kernels.adam(grad, *numbers, param, momentums, velocities)
         else:
-            _adam_amsgrad(grad, *numbers, param, momentums, velocities, velocity_hats)
+            kernels.adam_amsgrad(grad, *numbers, param, momentums, velocities, velocity_hats)
         return True
 
     def adam_amsgrad_step(self, param, grad, momentums, velocities, velocity_hats, learning_rate, lr_t,
@@ -386,6 +226,6 @@ class CupyBackend(Backend):
         t = param.dtype.type
         if gate is None:
             gate = self._always
-        _adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad,
+        kernels.adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad,
                   accumulated_delta)
         return True
