@@ -28,8 +28,12 @@ def machine_info() -> dict:
     """CPU model, cores, threads Numba uses, BLAS library, Python and library versions."""
     import numpy as np
 
-    info = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count()}
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
     try:
         with open("/proc/cpuinfo") as fh:
             info["cpu"] = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")

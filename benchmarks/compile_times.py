@@ -52,7 +52,7 @@ def run(recipe, cache_dir):
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"the worker failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main(argv=None):
@@ -65,13 +65,19 @@ def main(argv=None):
         cold = run(args.recipe, cache)
         warm = run(args.recipe, cache)
     total = sum(s for _, depth, s in cold["kernels"] if depth == 0)
-    rows = [{"kernel": "  " * depth + name, "compile_s": s, "share": s / total if depth == 0 else None}
-            for name, depth, s in sorted(cold["kernels"], key=lambda k: -k[2])]
-    write_json(os.path.join(args.out, "compile_times.json"),
-               {"machine": machine_info(), "recipe": args.recipe, "empty_cache": cold, "from_cache": warm})
-    print(f"first training step of {args.recipe}: {cold['first_step_s']:.1f} s with an empty cache "
-          f"({total:.1f} s compiling), {warm['first_step_s']:.2f} s from the cache "
-          f"({sum(s for _, d, s in warm['kernels'] if d == 0):.2f} s compiling)")
+    rows = [
+        {"kernel": "  " * depth + name, "compile_s": s, "share": s / total if depth == 0 else None}
+        for name, depth, s in sorted(cold["kernels"], key=lambda k: -k[2])
+    ]
+    write_json(
+        os.path.join(args.out, "compile_times.json"),
+        {"machine": machine_info(), "recipe": args.recipe, "empty_cache": cold, "from_cache": warm},
+    )
+    print(
+        f"first training step of {args.recipe}: {cold['first_step_s']:.1f} s with an empty cache "
+        f"({total:.1f} s compiling), {warm['first_step_s']:.2f} s from the cache "
+        f"({sum(s for _, d, s in warm['kernels'] if d == 0):.2f} s compiling)"
+    )
     print(markdown_table(rows, ["kernel", "compile_s", "share"]))
     print(f"\nwrote {args.out}/compile_times.json")
     return 0

@@ -14,9 +14,11 @@ import subprocess
 import sys
 
 # Spin, and exit when the parent is gone (its pipe closes): a crashed benchmark leaves no process behind.
-SPIN = ("import os, sys, threading\n"
-        "threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n"
-        "while True:\n    pass\n")
+SPIN = (
+    "import os, sys, threading\n"
+    "threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n"
+    "while True:\n    pass\n"
+)
 
 
 @contextlib.contextmanager
@@ -27,8 +29,14 @@ def busy_processes(k: int):
     procs = []
     try:
         for _ in range(k):
-            procs.append(subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.PIPE,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", SPIN],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         yield [p.pid for p in procs]
     finally:
         for p in procs:
@@ -58,16 +66,35 @@ def blas_libraries() -> list[dict]:
         if lib.get("user_api") != "blas":
             continue
         path = lib.get("filepath", "")
-        folder = os.path.basename(os.path.dirname(path))   # scipy.libs/, numpy.libs/ for wheels
-        user = ("scipy (the Numba kernels)" if folder.startswith("scipy") else
-                "numpy (the NumPy backend)" if folder.startswith("numpy") else "numpy and scipy (a system BLAS)")
-        found.append({"prefix": lib.get("prefix"), "version": lib.get("version"),
-                      "architecture": lib.get("architecture"), "threading_layer": lib.get("threading_layer"),
-                      "threads": lib.get("num_threads"), "file": path.rsplit("/", 1)[-1], "used_by": user})
+        folder = os.path.basename(os.path.dirname(path))  # scipy.libs/, numpy.libs/ for wheels
+        user = (
+            "scipy (the Numba kernels)"
+            if folder.startswith("scipy")
+            else "numpy (the NumPy backend)"
+            if folder.startswith("numpy")
+            else "numpy and scipy (a system BLAS)"
+        )
+        found.append(
+            {
+                "prefix": lib.get("prefix"),
+                "version": lib.get("version"),
+                "architecture": lib.get("architecture"),
+                "threading_layer": lib.get("threading_layer"),
+                "threads": lib.get("num_threads"),
+                "file": path.rsplit("/", 1)[-1],
+                "used_by": user,
+            }
+        )
     return found
 
 
 def blas_line(libraries) -> str:
     """One line for a report: ``numpy: scipy_openblas 0.3.31 Haswell, 2 threads; scipy: ...``."""
-    return "; ".join(f"{lib['used_by'].split()[0]}: {lib['prefix']} {lib['version']} {lib['architecture'] or ''}, "
-                     f"{lib['threads']} threads" for lib in libraries) or "unknown"
+    return (
+        "; ".join(
+            f"{lib['used_by'].split()[0]}: {lib['prefix']} {lib['version']} {lib['architecture'] or ''}, "
+            f"{lib['threads']} threads"
+            for lib in libraries
+        )
+        or "unknown"
+    )

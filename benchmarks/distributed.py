@@ -65,7 +65,7 @@ def worker(steps: int) -> dict:
     xvb, yvb = model.prepare_inputs(xv), model.prepare_targets(yv, len(xv))
     model.start_epoch(0)
 
-    def train(first, count):   # fit's inner loop: gather the batch (this rank's shard of it), one step
+    def train(first, count):  # fit's inner loop: gather the batch (this rank's shard of it), one step
         for s in range(first, first + count):
             idx = np.arange(s * BATCH, (s + 1) * BATCH)
             if strategy is not None:
@@ -82,10 +82,17 @@ def worker(steps: int) -> dict:
     started = time.perf_counter()
     (evaluate_arrays if strategy is None else strategy.evaluate)(model, xvb, yvb, BATCH)
     val_batch_s = (time.perf_counter() - started) / steps
-    result = {"ranks": 1 if strategy is None else strategy.size, "root": strategy is None or strategy.is_root,
-              "source": source, "step_ms": step_s * 1e3,
-              "images_per_s": BATCH / step_s, "epoch_s": TRAIN_STEPS * step_s + VAL_BATCHES * val_batch_s,
-              "allreduce_share": 0.0, "allreduce_alone_us": 0.0, "allreduce_mib_s": 0.0}
+    result = {
+        "ranks": 1 if strategy is None else strategy.size,
+        "root": strategy is None or strategy.is_root,
+        "source": source,
+        "step_ms": step_s * 1e3,
+        "images_per_s": BATCH / step_s,
+        "epoch_s": TRAIN_STEPS * step_s + VAL_BATCHES * val_batch_s,
+        "allreduce_share": 0.0,
+        "allreduce_alone_us": 0.0,
+        "allreduce_mib_s": 0.0,
+    }
     if strategy is not None:
         result["allreduce_share"] = timer.seconds / steps / step_s
         result.update(_allreduce_alone(strategy, model))
@@ -100,8 +107,11 @@ def _allreduce_alone(strategy, model, repeat: int = 50) -> dict:
     for _ in range(repeat):
         strategy.comm.Allreduce(strategy.MPI.IN_PLACE, data, op=strategy.MPI.SUM)
     seconds = (time.perf_counter() - started) / repeat
-    return {"allreduce_alone_us": seconds * 1e6, "allreduce_bytes": data.nbytes,
-            "allreduce_mib_s": data.nbytes / seconds / 2**20}
+    return {
+        "allreduce_alone_us": seconds * 1e6,
+        "allreduce_bytes": data.nbytes,
+        "allreduce_mib_s": data.nbytes / seconds / 2**20,
+    }
 
 
 def run_config(ranks: int, threads: int, steps: int, timeout: int) -> dict:
@@ -140,16 +150,31 @@ def main(argv=None) -> int:
         base = next(r for r in rows if r["ranks"] == 1 and r["threads"] == row["threads"])
         row["efficiency"] = row["images_per_s"] / (row["ranks"] * base["images_per_s"])
         row["config"] = f"{row['ranks']} x {row['threads']}"
-    columns = ["config", "step_ms", "images_per_s", "epoch_s", "allreduce_share", "allreduce_alone_us",
-               "allreduce_mib_s", "efficiency"]
+    columns = [
+        "config",
+        "step_ms",
+        "images_per_s",
+        "epoch_s",
+        "allreduce_share",
+        "allreduce_alone_us",
+        "allreduce_mib_s",
+        "efficiency",
+    ]
     table = markdown_table(rows, columns)
     print(f"\nranks x threads per rank, global batch {BATCH}, {args.steps} timed steps ({rows[0]['source']})\n")
     print(table)
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, "distributed.json"),
-               {"machine": machine_info(), "steps": args.steps, "batch": BATCH, "rows": rows, "table": table})
-    bar_chart(os.path.join(args.out, "distributed.png"), [r["config"] + " (ranks x threads)" for r in rows],
-              [r["images_per_s"] for r in rows], "minicnn data-parallel training (tutorial, batch 128)", "images/s")
+    write_json(
+        os.path.join(args.out, "distributed.json"),
+        {"machine": machine_info(), "steps": args.steps, "batch": BATCH, "rows": rows, "table": table},
+    )
+    bar_chart(
+        os.path.join(args.out, "distributed.png"),
+        [r["config"] + " (ranks x threads)" for r in rows],
+        [r["images_per_s"] for r in rows],
+        "minicnn data-parallel training (tutorial, batch 128)",
+        "images/s",
+    )
     print(f"\nwrote {args.out}/distributed.json, distributed.png")
     return 0
 

@@ -41,9 +41,13 @@ def _allreduce_unchanged(record, name, allreduce):
     same = bool(cupy.array_equal(data, before))
     seconds = _timed(lambda: allreduce(data))
     mib_s = data.nbytes / seconds / 2**20
-    record(name, "PASS" if same else "FAIL",
-           f"one-rank sum of {TUTORIAL_GRADIENTS:,} float32 {'unchanged' if same else 'CHANGED'}; "
-           f"{seconds * 1e6:.0f} us a call ({mib_s:.0f} MiB/s)", seconds=seconds)
+    record(
+        name,
+        "PASS" if same else "FAIL",
+        f"one-rank sum of {TUTORIAL_GRADIENTS:,} float32 {'unchanged' if same else 'CHANGED'}; "
+        f"{seconds * 1e6:.0f} us a call ({mib_s:.0f} MiB/s)",
+        seconds=seconds,
+    )
 
 
 def distributed_checks(record) -> None:
@@ -81,5 +85,8 @@ def _fit_matches(record) -> None:
         model.fit(x, y, batch_size=64, epochs=1, verbose=0, validation_split=0.1, distributed=distributed)
         weights.append(dict(model.named_weights()))
     worst = max(float(np.abs(weights[0][k] - weights[1][k]).max()) for k in weights[0])
-    record("fit with MPIStrategy on the GPU (1 rank)", "PASS" if worst <= 1e-6 else "FAIL",
-           f"{strategy.allreduce.name}: 5 steps, largest weight difference from fit alone {worst:.2g} (<= 1e-6)")
+    record(
+        "fit with MPIStrategy on the GPU (1 rank)",
+        "PASS" if worst <= 1e-6 else "FAIL",
+        f"{strategy.allreduce.name}: 5 steps, largest weight difference from fit alone {worst:.2g} (<= 1e-6)",
+    )

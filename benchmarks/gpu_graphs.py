@@ -40,18 +40,26 @@ def graph_vs_eager(record, report):
         guard = DeferredNanGuard(model.backend.xp)
         step = model.train_step if name == "eager" else _graph_step(model)
         model.start_epoch(0)
-        losses = [float(step(xb[i:i + BATCH], yb[i:i + BATCH], guard=guard)[0]) for i in range(0, len(x), BATCH)]
+        losses = [float(step(xb[i : i + BATCH], yb[i : i + BATCH], guard=guard)[0]) for i in range(0, len(x), BATCH)]
         guard.check()
         results[name] = (losses, model.get_weights(), step)
     (l_e, w_e, _), (l_g, w_g, graph) = results["eager"], results["graph"]
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(w_e, w_g))
     loss_diff = max(abs(a - b) for a, b in zip(l_e, l_g))
-    report["cuda_graph_vs_eager"] = {"weights_max_abs_diff": diff, "loss_max_abs_diff": loss_diff,
-                                     "replays": graph.replays, "reason": graph.reason, "losses": [l_e, l_g]}
+    report["cuda_graph_vs_eager"] = {
+        "weights_max_abs_diff": diff,
+        "loss_max_abs_diff": loss_diff,
+        "replays": graph.replays,
+        "reason": graph.reason,
+        "losses": [l_e, l_g],
+    }
     ok = graph.reason is None and graph.replays == STEPS - 2 and diff <= 1e-6 and loss_diff <= 1e-6
-    record("CUDA graph step = eager step", "PASS" if ok else "FAIL",
-           f"{STEPS} steps, {graph.replays} replays; max |dW| {diff:.2e}, max |dloss| {loss_diff:.2e}"
-           + (f"; fell back to eager: {graph.reason}" if graph.reason else ""))
+    record(
+        "CUDA graph step = eager step",
+        "PASS" if ok else "FAIL",
+        f"{STEPS} steps, {graph.replays} replays; max |dW| {diff:.2e}, max |dloss| {loss_diff:.2e}"
+        + (f"; fell back to eager: {graph.reason}" if graph.reason else ""),
+    )
 
 
 def _median_step(fn, sync, n=60, warmup=5):
@@ -84,7 +92,7 @@ def minicnn_steps(report):
         def one(step=step, xb=xb, yb=yb, counter=counter):
             i = (counter[0] % 4) * BATCH
             counter[0] += 1
-            step(xb[i:i + BATCH], yb[i:i + BATCH])
+            step(xb[i : i + BATCH], yb[i : i + BATCH])
 
         out[name] = _median_step(one, model.backend.synchronize)
         if name != "minicnn eager" and step.reason:
@@ -100,9 +108,22 @@ def torch_steps(report):
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
-                          nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)).to(dev)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.2),
+        nn.Flatten(),
+        nn.Linear(1024, 120),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    ).to(dev)
     loss_fn = nn.CrossEntropyLoss()
     x = torch.rand(4 * BATCH, 1, 28, 28, device=dev)
     y = torch.randint(0, 10, (4 * BATCH,), device=dev)
@@ -114,7 +135,7 @@ def torch_steps(report):
         i = (counter[0] % 4) * BATCH
         counter[0] += 1
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x[i:i + BATCH]), y[i:i + BATCH]).backward()
+        loss_fn(model(x[i : i + BATCH]), y[i : i + BATCH]).backward()
         opt.step()
 
     out["PyTorch eager"] = _median_step(eager, torch.cuda.synchronize)
@@ -122,7 +143,7 @@ def torch_steps(report):
     static_x, static_y = x[:BATCH].clone(), y[:BATCH].clone()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):                      # warm-up on a side stream, as torch.cuda.graphs asks
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
         for _ in range(3):
             opt.zero_grad(set_to_none=True)
             loss_fn(model(static_x), static_y).backward()
@@ -138,8 +159,8 @@ def torch_steps(report):
     def replay():
         i = (counter[0] % 4) * BATCH
         counter[0] += 1
-        static_x.copy_(x[i:i + BATCH])
-        static_y.copy_(y[i:i + BATCH])
+        static_x.copy_(x[i : i + BATCH])
+        static_y.copy_(y[i : i + BATCH])
         graph.replay()
 
     out["PyTorch CUDA graph"] = _median_step(replay, torch.cuda.synchronize)
@@ -152,7 +173,7 @@ def step_timings(record, report):
     times = minicnn_steps(report)
     try:
         times.update(torch_steps(report))
-    except Exception as err:   # PyTorch absent or its capture refused: report minicnn's figures alone
+    except Exception as err:  # PyTorch absent or its capture refused: report minicnn's figures alone
         record("PyTorch step timings", "info", f"{type(err).__name__}: {err}")
     detail = ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in times.items())
     ratio = None
@@ -173,6 +194,5 @@ def plot(report, out_dir):
         rows["epoch: PyTorch eager (2nd)"] = 1e3 * report["torch_epoch"]["seconds"][-1]
     if rows:
         path = os.path.join(out_dir, "gpu_check.png")
-        bar_chart(path, list(rows), list(rows.values()), "GPU: tutorial at batch 128 (lower is better)",
-                  "milliseconds")
+        bar_chart(path, list(rows), list(rows.values()), "GPU: tutorial at batch 128 (lower is better)", "milliseconds")
         print(f"wrote {path}")

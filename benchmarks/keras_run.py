@@ -20,8 +20,9 @@ from minicnn.cli import plain_text
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=plain_text(__doc__),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", default="fashion_bn", choices=["tutorial", "fashion_bn"])
     parser.add_argument("--epochs", type=int, default=None, help="the recipe's by default")
     parser.add_argument("--data-dir", default=None, help="folder of the recipe's data set files")
@@ -56,13 +57,24 @@ def main(argv=None) -> int:
     clock.seconds = []
     history = model.fit(x, y, batch_size=128, epochs=epochs, validation_split=0.2, verbose=2, callbacks=[clock])
     test_loss, test_acc = model.evaluate(xt, yt_1h, batch_size=128, verbose=0)
-    print(f"keras {keras.__version__}: test loss {test_loss:.4f}, test accuracy {test_acc:.4f}; seconds per epoch "
-          f"(fit, with validation): " + ", ".join(f"{s:.0f}" for s in clock.seconds))
+    print(
+        f"keras {keras.__version__}: test loss {test_loss:.4f}, test accuracy {test_acc:.4f}; seconds per epoch "
+        f"(fit, with validation): " + ", ".join(f"{s:.0f}" for s in clock.seconds)
+    )
     os.makedirs(args.out, exist_ok=True)
-    write_json(os.path.join(args.out, "keras_run.json"),
-               {"recipe": recipe.name, "epochs": epochs, "history": history.history, "seconds": clock.seconds,
-                "test_loss": test_loss, "test_accuracy": test_acc, "machine": machine_info(),
-                "version": keras.__version__})
+    write_json(
+        os.path.join(args.out, "keras_run.json"),
+        {
+            "recipe": recipe.name,
+            "epochs": epochs,
+            "history": history.history,
+            "seconds": clock.seconds,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "machine": machine_info(),
+            "version": keras.__version__,
+        },
+    )
     return 0
 
 

@@ -30,8 +30,7 @@ def tutorial_layer_specs(batch):
     return [
         ("conv2d", lambda: layers.Conv2D(32, (5, 5), activation="relu"), (batch, 28, 28, 1), 2 * 24 * 24 * 25 * 32),
         ("max_pooling2d", lambda: layers.MaxPooling2D((2, 2)), (batch, 24, 24, 32), 0),
-        ("conv2d_1", lambda: layers.Conv2D(64, (5, 5), activation="relu"), (batch, 12, 12, 32),
-         2 * 8 * 8 * 800 * 64),
+        ("conv2d_1", lambda: layers.Conv2D(64, (5, 5), activation="relu"), (batch, 12, 12, 32), 2 * 8 * 8 * 800 * 64),
         ("max_pooling2d_1", lambda: layers.MaxPooling2D((2, 2)), (batch, 8, 8, 64), 0),
         ("dropout", lambda: __import__("minicnn").layers.Dropout(0.2), (batch, 4, 4, 64), 0),
         ("dense", lambda: layers.Dense(120, activation="relu"), (batch, 1024), 2 * 1024 * 120),
@@ -61,31 +60,52 @@ def bench_backend(name, batch, repeats):
         fwd = time_call(lambda layer=layer, x=x: layer.forward(x, training=True), sync, repeats)
         bwd = time_call(lambda layer=layer, g=g: layer.backward(g), sync, repeats)
         flops = flops_per_image * batch
-        backward_products = 2 if layer.compute_input_gradient else 1   # dW and dX, or dW alone
-        rows.append({"backend": name, "what": f"layer {layer_name}", "forward_ms": 1e3 * fwd, "backward_ms": 1e3 * bwd,
-                     "forward_gflops": flops / fwd / 1e9 if flops else None,
-                     "backward_gflops": backward_products * flops / bwd / 1e9 if flops else None})
-    for label, shape, k, s, filters in (("conv2d", (batch, 28, 28, 1), (5, 5), (1, 1), 32),
-                                        ("conv2d_1", (batch, 12, 12, 32), (5, 5), (1, 1), 64)):
+        backward_products = 2 if layer.compute_input_gradient else 1  # dW and dX, or dW alone
+        rows.append(
+            {
+                "backend": name,
+                "what": f"layer {layer_name}",
+                "forward_ms": 1e3 * fwd,
+                "backward_ms": 1e3 * bwd,
+                "forward_gflops": flops / fwd / 1e9 if flops else None,
+                "backward_gflops": backward_products * flops / bwd / 1e9 if flops else None,
+            }
+        )
+    for label, shape, k, s, filters in (
+        ("conv2d", (batch, 28, 28, 1), (5, 5), (1, 1), 32),
+        ("conv2d_1", (batch, 12, 12, 32), (5, 5), (1, 1), 64),
+    ):
         win = make_window(shape[1], shape[2], k, s, "valid")
         x = be.asarray(rng.standard_normal(shape).astype(np.float32))
         cols = be.im2col(x, win)
         rows.append(_products_row(be, label, cols, filters, rng, repeats))
         if be.fuses_conv2d:
             rows.append(_fused_conv_row(be, label, x, cols.shape[1], filters, win, rng, repeats))
-        rows.append({"backend": name, "what": f"im2col / col2im ({label})",
-                     "forward_ms": 1e3 * time_call(lambda x=x, win=win, cols=cols: be.im2col(x, win, out=cols),
-                                                   sync, repeats),
-                     "backward_ms": 1e3 * time_call(lambda cols=cols, shape=shape, win=win:
-                                                    be.col2im(cols, shape, win), sync, repeats)})
+        rows.append(
+            {
+                "backend": name,
+                "what": f"im2col / col2im ({label})",
+                "forward_ms": 1e3
+                * time_call(lambda x=x, win=win, cols=cols: be.im2col(x, win, out=cols), sync, repeats),
+                "backward_ms": 1e3
+                * time_call(lambda cols=cols, shape=shape, win=win: be.col2im(cols, shape, win), sync, repeats),
+            }
+        )
     for label, shape in (("max_pooling2d", (batch, 24, 24, 32)), ("max_pooling2d_1", (batch, 8, 8, 64))):
         win = make_window(shape[1], shape[2], (2, 2), (2, 2), "valid")
         x = be.asarray(rng.standard_normal(shape).astype(np.float32))
         y, arg = be.maxpool_forward(x, win)
-        rows.append({"backend": name, "what": f"maxpool kernels ({label})",
-                     "forward_ms": 1e3 * time_call(lambda x=x, win=win: be.maxpool_forward(x, win), sync, repeats),
-                     "backward_ms": 1e3 * time_call(lambda y=y, arg=arg, shape=shape, win=win:
-                                                    be.maxpool_backward(y, arg, shape, win), sync, repeats)})
+        rows.append(
+            {
+                "backend": name,
+                "what": f"maxpool kernels ({label})",
+                "forward_ms": 1e3 * time_call(lambda x=x, win=win: be.maxpool_forward(x, win), sync, repeats),
+                "backward_ms": 1e3
+                * time_call(
+                    lambda y=y, arg=arg, shape=shape, win=win: be.maxpool_backward(y, arg, shape, win), sync, repeats
+                ),
+            }
+        )
     return rows
 
 
@@ -97,11 +117,16 @@ def _products_row(be, label, cols, filters, rng, repeats):
     dz = be.asarray(rng.standard_normal((m, filters)).astype(np.float32))
     z, dw, dcols = be.xp.empty((m, filters), np.float32), be.xp.empty((p, filters), np.float32), be.xp.empty_like(cols)
     fwd = time_call(lambda: be.matmul(cols, w, out=z), be.synchronize, repeats)
-    bwd = time_call(lambda: (be.weight_gradient(cols, dz, dw), be.matmul(dz, w.T, out=dcols)), be.synchronize,
-                    repeats)
+    bwd = time_call(lambda: (be.weight_gradient(cols, dz, dw), be.matmul(dz, w.T, out=dcols)), be.synchronize, repeats)
     flops = 2 * m * p * filters
-    return {"backend": be.name, "what": f"matrix products alone ({label})", "forward_ms": 1e3 * fwd,
-            "backward_ms": 1e3 * bwd, "forward_gflops": flops / fwd / 1e9, "backward_gflops": 2 * flops / bwd / 1e9}
+    return {
+        "backend": be.name,
+        "what": f"matrix products alone ({label})",
+        "forward_ms": 1e3 * fwd,
+        "backward_ms": 1e3 * bwd,
+        "forward_gflops": flops / fwd / 1e9,
+        "backward_gflops": 2 * flops / bwd / 1e9,
+    }
 
 
 def _fused_conv_row(be, label, x, p, filters, win, rng, repeats):
@@ -112,10 +137,15 @@ def _fused_conv_row(be, label, x, p, filters, win, rng, repeats):
     dz = be.asarray(rng.standard_normal(z.shape).astype(np.float32))
     dw, db = be.xp.empty((p, filters), np.float32), be.xp.empty(filters, np.float32)
     fwd = time_call(lambda: be.conv2d_fused_forward(x, kernel2d, bias, win, True, out=z), be.synchronize, repeats)
-    bwd = time_call(lambda: be.conv2d_fused_backward(x, dz, kernel2d, win, dw, db, relu_output=z), be.synchronize,
-                    repeats)
-    return {"backend": be.name, "what": f"fused convolution kernels ({label})", "forward_ms": 1e3 * fwd,
-            "backward_ms": 1e3 * bwd}
+    bwd = time_call(
+        lambda: be.conv2d_fused_backward(x, dz, kernel2d, win, dw, db, relu_output=z), be.synchronize, repeats
+    )
+    return {
+        "backend": be.name,
+        "what": f"fused convolution kernels ({label})",
+        "forward_ms": 1e3 * fwd,
+        "backward_ms": 1e3 * bwd,
+    }
 
 
 def add_speedups(rows, baseline="numpy"):
@@ -143,8 +173,15 @@ def grouped_chart(path, rows, title):
         for d, (key, hatch) in enumerate((("forward_ms", None), ("backward_ms", "//"))):
             ys = [k - 0.4 + height * (2 * b + d + 0.5) for k in range(len(kernels))]
             xs = [times[w][key] if w in times else 0 for w in kernels]
-            ax.barh(ys, xs, height=height, color=f"C{b}", hatch=hatch, edgecolor="white",
-                    label=f"{backend} {'forward' if d == 0 else 'backward'}")
+            ax.barh(
+                ys,
+                xs,
+                height=height,
+                color=f"C{b}",
+                hatch=hatch,
+                edgecolor="white",
+                label=f"{backend} {'forward' if d == 0 else 'backward'}",
+            )
     ax.set_yticks(range(len(kernels)), kernels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -162,12 +199,13 @@ def matmul_ceiling(name, repeats):
     a = be.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
     out = be.xp.empty((n, n), dtype=np.float32)
     seconds = time_call(lambda: be.xp.matmul(a, a, out=out), be.synchronize, max(3, repeats // 2))
-    return 2 * n ** 3 / seconds / 1e9
+    return 2 * n**3 / seconds / 1e9
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=plain_text(__doc__),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backends", default="numpy,numba,cupy")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=128)
@@ -189,15 +227,26 @@ def main(argv=None):
         rows += bench_backend(name, args.batch, args.repeats)
         ceilings[name] = matmul_ceiling(name, args.repeats)
     add_speedups(rows)
-    table = markdown_table(rows, ["backend", "what", "forward_ms", "backward_ms", "forward_gflops", "backward_gflops",
-                                  "speedup"])
+    table = markdown_table(
+        rows, ["backend", "what", "forward_ms", "backward_ms", "forward_gflops", "backward_gflops", "speedup"]
+    )
     info = machine_info()
-    write_json(os.path.join(args.out, "kernels.json"), {"machine": info, "batch": args.batch, "repeats": args.repeats,
-                                                         "matmul_ceiling_gflops": ceilings, "results": rows})
+    write_json(
+        os.path.join(args.out, "kernels.json"),
+        {
+            "machine": info,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "matmul_ceiling_gflops": ceilings,
+            "results": rows,
+        },
+    )
     if rows:
         grouped_chart(os.path.join(args.out, "kernels.png"), rows, f"Kernels at batch {args.batch} (lower is better)")
-    print(f"\nmachine: {info.get('cpu')}, {info.get('cpu_count')} cores, numba threads "
-          f"{info.get('numba_threads')}, BLAS {info.get('blas')}; batch {args.batch}, median of {args.repeats}")
+    print(
+        f"\nmachine: {info.get('cpu')}, {info.get('cpu_count')} cores, numba threads "
+        f"{info.get('numba_threads')}, BLAS {info.get('blas')}; batch {args.batch}, median of {args.repeats}"
+    )
     print("float32 matmul ceiling (2048^3): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in ceilings.items()))
     print(table)
     print(f"\nwrote {args.out}/kernels.json and kernels.png")

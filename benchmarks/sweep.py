@@ -33,7 +33,7 @@ def model_flops():
     """(inference, training) flops per image of the tutorial: its products' multiply-adds, 2 flops each."""
     forward = sum(spec[3] for spec in tutorial_layer_specs(1))
     first_conv = tutorial_layer_specs(1)[0][3]
-    return forward, 3 * forward - first_conv          # backward: dW and dX of each product, no dX for the first
+    return forward, 3 * forward - first_conv  # backward: dW and dX of each product, no dX for the first
 
 
 def _data(batch, seed=0):
@@ -149,15 +149,23 @@ def plot(path, rows, ceiling, flops):
     for col, (axis, title) in enumerate((("batch", "against the batch size"), ("threads", "against the threads"))):
         ax = fig.add_subplot(1, 2, col + 1)
         for i, fw in enumerate(sorted({r["framework"] for r in rows if r["sweep"] == axis})):
-            pts = sorted((r[axis], r["train_images_s"], r["infer_images_s"]) for r in rows
-                         if r["sweep"] == axis and r["framework"] == fw)
+            pts = sorted(
+                (r[axis], r["train_images_s"], r["infer_images_s"])
+                for r in rows
+                if r["sweep"] == axis and r["framework"] == fw
+            )
             color = f"C{i}"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=f"{fw} training")
             ax.plot([p[0] for p in pts], [p[2] for p in pts], "s--", color=color, label=f"{fw} inference")
         for j, (where, gflops) in enumerate(ceiling.items()):
             for k, (what, per_image) in enumerate(zip(("inference", "training"), flops)):
-                ax.axhline(gflops * 1e9 / per_image, color="k", linestyle=(":", "-.")[k], alpha=0.3 + 0.3 * j,
-                           label=f"{where} matmul ceiling, {what}")
+                ax.axhline(
+                    gflops * 1e9 / per_image,
+                    color="k",
+                    linestyle=(":", "-.")[k],
+                    alpha=0.3 + 0.3 * j,
+                    label=f"{where} matmul ceiling, {what}",
+                )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size" if axis == "batch" else "threads")
@@ -197,26 +205,52 @@ def main(argv=None):
             for batch in args.batches:
                 print(f"{fw}: batch {batch} ...", flush=True)
                 train, infer = rates(fw, batch, args.steps)
-                rows.append({"sweep": "batch", "framework": fw, "batch": batch, "threads": None,
-                             "train_images_s": train, "infer_images_s": infer})
+                rows.append(
+                    {
+                        "sweep": "batch",
+                        "framework": fw,
+                        "batch": batch,
+                        "threads": None,
+                        "train_images_s": train,
+                        "infer_images_s": infer,
+                    }
+                )
             if fw in ("cupy", "torch-cuda"):
                 continue
             for n in threads:
                 set_threads(fw, n)
                 train, infer = rates(fw, args.thread_batch, args.steps)
-                rows.append({"sweep": "threads", "framework": fw, "batch": args.thread_batch, "threads": n,
-                             "train_images_s": train, "infer_images_s": infer})
+                rows.append(
+                    {
+                        "sweep": "threads",
+                        "framework": fw,
+                        "batch": args.thread_batch,
+                        "threads": n,
+                        "train_images_s": train,
+                        "infer_images_s": infer,
+                    }
+                )
             set_threads(fw, max(threads))
     blas = blas_libraries()
-    report = {"machine": machine_info(), "blas": blas, "contention": args.contention, "steps": args.steps,
-              "flops_per_image": {"inference": flops[0], "training": flops[1]}, "matmul_ceiling_gflops": ceiling,
-              "ceiling_images_s": {k: {"inference": v * 1e9 / flops[0], "training": v * 1e9 / flops[1]}
-                                   for k, v in ceiling.items()}, "results": rows}
+    report = {
+        "machine": machine_info(),
+        "blas": blas,
+        "contention": args.contention,
+        "steps": args.steps,
+        "flops_per_image": {"inference": flops[0], "training": flops[1]},
+        "matmul_ceiling_gflops": ceiling,
+        "ceiling_images_s": {
+            k: {"inference": v * 1e9 / flops[0], "training": v * 1e9 / flops[1]} for k, v in ceiling.items()
+        },
+        "results": rows,
+    }
     write_json(os.path.join(args.out, "sweep.json"), report)
     plot(os.path.join(args.out, "sweep.png"), rows, ceiling, flops)
     print(f"\nBLAS (threadpoolctl): {blas_line(blas)}")
-    print("matmul ceiling: " + ", ".join(f"{k} {v:.0f} GFLOP/s = {v * 1e9 / flops[1]:.0f} training images/s"
-                                         for k, v in ceiling.items()))
+    print(
+        "matmul ceiling: "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s = {v * 1e9 / flops[1]:.0f} training images/s" for k, v in ceiling.items())
+    )
     print(markdown_table(rows, ["sweep", "framework", "batch", "threads", "train_images_s", "infer_images_s"]))
     print(f"\nwrote {args.out}/sweep.json and sweep.png")
     return 0

@@ -63,6 +63,7 @@ def peak_rss_mib():
 
 # --- workers: each times one framework and prints one JSON line ----------------------------------------
 
+
 def _minicnn_worker(backend, x, y, xv, yv, steps, recipe):
     from minicnn.recipes import build_model
     from minicnn.training import evaluate_arrays
@@ -77,7 +78,7 @@ def _minicnn_worker(backend, x, y, xv, yv, steps, recipe):
         order = be.asarray(model.rng.permutation(n))
         total = be.xp.zeros((), dtype=model.dtype)
         for s in range(n_steps):
-            idx = order[(s * BATCH) % n:(s * BATCH) % n + BATCH]
+            idx = order[(s * BATCH) % n : (s * BATCH) % n + BATCH]
             loss, _ = model.train_step(xb[idx], yb[idx])
             total += loss
         float(total)
@@ -89,7 +90,7 @@ def _minicnn_worker(backend, x, y, xv, yv, steps, recipe):
         be.synchronize()
 
     result = _time_phases(train, validate, steps)
-    if be.name == "numba":   # the threading layer, its wait policy and thread count
+    if be.name == "numba":  # the threading layer, its wait policy and thread count
         from minicnn.backend.numba.threads import pool_info
 
         result["numba_threads"] = pool_info()
@@ -120,18 +121,46 @@ def _torch_model(recipe):
     from torch import nn
 
     if recipe == "tutorial":
-        return nn.Sequential(nn.Conv2d(1, 32, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5), nn.ReLU(),
-                             nn.MaxPool2d(2), nn.Dropout(0.2), nn.Flatten(), nn.Linear(1024, 120), nn.ReLU(),
-                             nn.Dropout(0.5), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.2),
+            nn.Flatten(),
+            nn.Linear(1024, 120),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, 10),
+        )
 
-    def block(c_in, c_out):   # Keras's BatchNormalization: momentum 0.99 is PyTorch's 0.01, epsilon 1e-3
-        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
-                nn.ReLU()]
+    def block(c_in, c_out):  # Keras's BatchNormalization: momentum 0.99 is PyTorch's 0.01, epsilon 1e-3
+        return [
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
+            nn.ReLU(),
+        ]
 
-    return nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2), nn.Dropout(0.25), *block(32, 64),
-                         *block(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-                         nn.Linear(3136, 128, bias=False), nn.BatchNorm1d(128, eps=1e-3, momentum=0.01), nn.ReLU(),
-                         nn.Dropout(0.5), nn.Linear(128, 10))
+    return nn.Sequential(
+        *block(1, 32),
+        *block(32, 32),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        *block(32, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(3136, 128, bias=False),
+        nn.BatchNorm1d(128, eps=1e-3, momentum=0.01),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
 
 
 def _torch_worker(x, y, xv, yv, steps, threads, recipe):
@@ -156,7 +185,7 @@ def _torch_worker(x, y, xv, yv, steps, threads, recipe):
         model.train()
         order = torch.randperm(n)
         for s in range(n_steps):
-            idx = order[(s * BATCH) % n:(s * BATCH) % n + BATCH]
+            idx = order[(s * BATCH) % n : (s * BATCH) % n + BATCH]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
@@ -166,7 +195,7 @@ def _torch_worker(x, y, xv, yv, steps, threads, recipe):
         model.eval()
         with torch.no_grad():
             for s in range(0, len(xvt), BATCH):
-                loss_fn(model(xvt[s:s + BATCH]), yvt[s:s + BATCH])
+                loss_fn(model(xvt[s : s + BATCH]), yvt[s : s + BATCH])
 
     result = _time_phases(train, validate, steps)
     result["version"] = torch.__version__
@@ -179,19 +208,46 @@ def keras_model(recipe):
 
     L = keras.layers
     if recipe == "tutorial":
-        model = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (5, 5), activation="relu"),
-                                  L.MaxPooling2D(), L.Conv2D(64, (5, 5), activation="relu"), L.MaxPooling2D(),
-                                  L.Dropout(0.2), L.Flatten(), L.Dense(120, activation="relu"), L.Dropout(0.5),
-                                  L.Dense(84, activation="relu"), L.Dense(10, activation="softmax")])
+        model = keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                L.Conv2D(32, (5, 5), activation="relu"),
+                L.MaxPooling2D(),
+                L.Conv2D(64, (5, 5), activation="relu"),
+                L.MaxPooling2D(),
+                L.Dropout(0.2),
+                L.Flatten(),
+                L.Dense(120, activation="relu"),
+                L.Dropout(0.5),
+                L.Dense(84, activation="relu"),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
         optimizer = keras.optimizers.Adadelta(1.0, rho=0.95, epsilon=1e-7)
     else:
+
         def block(filters):
             return [L.Conv2D(filters, 3, padding="same", use_bias=False), L.BatchNormalization(), L.Activation("relu")]
 
-        model = keras.Sequential([keras.Input((28, 28, 1)), *block(32), *block(32), L.MaxPooling2D(), L.Dropout(0.25),
-                                  *block(64), *block(64), L.MaxPooling2D(), L.Dropout(0.25), L.Flatten(),
-                                  L.Dense(128, use_bias=False), L.BatchNormalization(), L.Activation("relu"),
-                                  L.Dropout(0.5), L.Dense(10, activation="softmax")])
+        model = keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                *block(32),
+                *block(32),
+                L.MaxPooling2D(),
+                L.Dropout(0.25),
+                *block(64),
+                *block(64),
+                L.MaxPooling2D(),
+                L.Dropout(0.25),
+                L.Flatten(),
+                L.Dense(128, use_bias=False),
+                L.BatchNormalization(),
+                L.Activation("relu"),
+                L.Dropout(0.5),
+                L.Dense(10, activation="softmax"),
+            ]
+        )
         optimizer = keras.optimizers.Adam(0.001)
     model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
     return model
@@ -223,20 +279,33 @@ def _keras_worker(x, y, xv, yv, steps, threads, recipe):
     clock = Clock()
     n_train = steps * BATCH if steps else len(x)
     n_val = min(len(xv), (steps or VAL_BATCHES) * BATCH)
-    model.fit(x[:3 * BATCH], y[:3 * BATCH], batch_size=BATCH, epochs=1, verbose=0,
-              validation_data=(xv[:BATCH], yv[:BATCH]))   # warm-up: tracing and compilation
+    model.fit(
+        x[: 3 * BATCH], y[: 3 * BATCH], batch_size=BATCH, epochs=1, verbose=0, validation_data=(xv[:BATCH], yv[:BATCH])
+    )  # warm-up: tracing and compilation
     epochs = 1 if steps else 2
     walls = []
     for _ in range(epochs):
         clock.batches, clock.val = [], []
         t0 = time.perf_counter()
-        model.fit(x[:n_train], y[:n_train], batch_size=BATCH, epochs=1, verbose=0,
-                  validation_data=(xv[:n_val], yv[:n_val]), callbacks=[clock])
+        model.fit(
+            x[:n_train],
+            y[:n_train],
+            batch_size=BATCH,
+            epochs=1,
+            verbose=0,
+            validation_data=(xv[:n_val], yv[:n_val]),
+            callbacks=[clock],
+        )
         walls.append(time.perf_counter() - t0)
     n_steps = len(clock.batches)
-    return {"step_s": float(np.sum(clock.batches)) / n_steps, "val_s": float(np.sum(clock.val)),
-            "fit_wall_s": walls[-1], "fit_steps": n_steps, "fit_val_images": n_val,
-            "version": f"keras {keras.__version__}, tensorflow {tf.__version__}"}
+    return {
+        "step_s": float(np.sum(clock.batches)) / n_steps,
+        "val_s": float(np.sum(clock.val)),
+        "fit_wall_s": walls[-1],
+        "fit_steps": n_steps,
+        "fit_val_images": n_val,
+        "version": f"keras {keras.__version__}, tensorflow {tf.__version__}",
+    }
 
 
 def worker(name, steps, threads, recipe="tutorial"):
@@ -276,18 +345,27 @@ def _available(name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=plain_text(__doc__),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=plain_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=0, help="time N steps and extrapolate (0: two full epochs)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped; "
-                             "NAME@N runs one with N threads, e.g. minicnn-numba@1)")
+    parser.add_argument(
+        "--frameworks",
+        default=",".join(FRAMEWORKS),
+        help=f"comma-separated, from {', '.join(FRAMEWORKS)} (absent ones are skipped; "
+        "NAME@N runs one with N threads, e.g. minicnn-numba@1)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every framework")
-    parser.add_argument("--recipe", default="tutorial", choices=["tutorial", "fashion_bn"],
-                        help="the model and data (minicnn/recipes.py): tutorial on MNIST, fashion_bn on Fashion-MNIST")
+    parser.add_argument(
+        "--recipe",
+        default="tutorial",
+        choices=["tutorial", "fashion_bn"],
+        help="the model and data (minicnn/recipes.py): tutorial on MNIST, fashion_bn on Fashion-MNIST",
+    )
     parser.add_argument("--out", default=os.path.join("benchmark-results", "train"))
-    parser.add_argument("--contention", type=int, default=0,
-                        help="run K busy processes (a spin loop each) beside every framework (0)")
+    parser.add_argument(
+        "--contention", type=int, default=0, help="run K busy processes (a spin loop each) beside every framework (0)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 0 or args.contention < 0:
@@ -298,7 +376,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for spec in [f.strip() for f in args.frameworks.split(",") if f.strip()]:
-        name, _, count = spec.partition("@")          # minicnn-numba@1: that framework with 1 thread
+        name, _, count = spec.partition("@")  # minicnn-numba@1: that framework with 1 thread
         if name not in FRAMEWORKS or (count and not count.isdigit()):
             parser.error(f"unknown framework {spec!r}; known: {', '.join(FRAMEWORKS)} (NAME@N: with N threads)")
         if not _available(name):
@@ -306,18 +384,35 @@ def main(argv=None):
             continue
         threads = str(int(count) if count else args.threads)
         env = {**os.environ, "OMP_NUM_THREADS": threads, "NUMBA_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
-        print(f"{spec}: running ..." + (f" beside {args.contention} busy processes" if args.contention else ""),
-              flush=True)
+        print(
+            f"{spec}: running ..." + (f" beside {args.contention} busy processes" if args.contention else ""),
+            flush=True,
+        )
         with busy_processes(args.contention):
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.train", "--worker", name, "--steps",
-                                   str(args.steps), "--threads", threads, "--recipe", args.recipe],
-                                  capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.train",
+                    "--worker",
+                    name,
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    threads,
+                    "--recipe",
+                    args.recipe,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode != 0 or line is None:
             print(f"{spec}: FAILED\n{proc.stderr[-3000:]}", flush=True)
             rows.append({"framework": spec, "error": proc.stderr[-500:]})
             continue
-        result = {"framework": spec, "threads": int(threads), **json.loads(line[len("RESULT "):])}
+        result = {"framework": spec, "threads": int(threads), **json.loads(line[len("RESULT ") :])}
         print(f"{spec}: {result['epoch_s']:.1f} s/epoch, {1e3 * result['step_s']:.1f} ms/step", flush=True)
         rows.append(result)
     done = [r for r in rows if "epoch_s" in r]
@@ -326,21 +421,46 @@ def main(argv=None):
     for r in done:
         r["ms_per_step"] = 1e3 * r["step_s"]
         r["vs_minicnn_best"] = r["epoch_s"] / best if best else None
-    table = markdown_table(done, ["framework", "threads", "epoch_s", "ms_per_step", "val_epoch_s", "fit_epoch_s",
-                                  "peak_rss_mib", "vs_minicnn_best", "version"])
-    report = {"machine": machine_info(), "blas": blas_libraries(), "contention": args.contention,
-              "threads": args.threads, "recipe": args.recipe,
-              "steps": args.steps or "2 full epochs", "results": rows}
+    table = markdown_table(
+        done,
+        [
+            "framework",
+            "threads",
+            "epoch_s",
+            "ms_per_step",
+            "val_epoch_s",
+            "fit_epoch_s",
+            "peak_rss_mib",
+            "vs_minicnn_best",
+            "version",
+        ],
+    )
+    report = {
+        "machine": machine_info(),
+        "blas": blas_libraries(),
+        "contention": args.contention,
+        "threads": args.threads,
+        "recipe": args.recipe,
+        "steps": args.steps or "2 full epochs",
+        "results": rows,
+    }
     write_json(os.path.join(args.out, "train.json"), report)
     if done:
-        bar_chart(os.path.join(args.out, "train.png"), [r["framework"] for r in done], [r["epoch_s"] for r in done],
-                  f"Seconds per {args.recipe} epoch (lower is better)", "seconds per epoch")
+        bar_chart(
+            os.path.join(args.out, "train.png"),
+            [r["framework"] for r in done],
+            [r["epoch_s"] for r in done],
+            f"Seconds per {args.recipe} epoch (lower is better)",
+            "seconds per epoch",
+        )
     m = report["machine"]
     data = ", ".join(sorted({r.get("data", "?") for r in done})) or "?"
-    print(f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
-          f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}; "
-          f"recipe: {args.recipe}; data: {data}" + (f"; {args.contention} busy processes beside each framework"
-                                                     if args.contention else ""))
+    print(
+        f"\nmachine: {m.get('cpu')}, {m.get('cpu_count')} cores, {args.threads} threads, BLAS {m.get('blas')}; "
+        f"{'extrapolated from ' + str(args.steps) + ' steps' if args.steps else 'second of two full epochs'}; "
+        f"recipe: {args.recipe}; data: {data}"
+        + (f"; {args.contention} busy processes beside each framework" if args.contention else "")
+    )
     print(f"BLAS (threadpoolctl): {blas_line(report['blas'])}")
     print(table)
     print(f"\nwrote {args.out}/train.json and train.png")

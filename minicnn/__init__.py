@@ -5,17 +5,17 @@ gradients and against Keras.
 """
 
 from . import (
-           datasets,
-           gradcheck,
-           initializers,
-           layers,
-           losses,
-           models,
-           optimizers,
-           plotting,
-           regularizers,
-           training,
-           utils,
+    datasets,
+    gradcheck,
+    initializers,
+    layers,
+    losses,
+    models,
+    optimizers,
+    plotting,
+    regularizers,
+    training,
+    utils,
 )
 from .backend import available_backends, get_backend, set_backend
 from .backend.cpu_threads import get_num_threads, set_num_threads
@@ -25,8 +25,25 @@ from .utils import to_categorical
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "layers", "losses", "optimizers", "regularizers", "initializers", "datasets", "training",
-           "plotting", "models",
-           "gradcheck", "utils", "to_categorical", "set_backend", "get_backend", "available_backends", "set_seed",
-           "set_num_threads", "get_num_threads",
-           "__version__"]
+__all__ = [
+    "Sequential",
+    "layers",
+    "losses",
+    "optimizers",
+    "regularizers",
+    "initializers",
+    "datasets",
+    "training",
+    "plotting",
+    "models",
+    "gradcheck",
+    "utils",
+    "to_categorical",
+    "set_backend",
+    "get_backend",
+    "available_backends",
+    "set_seed",
+    "set_num_threads",
+    "get_num_threads",
+    "__version__",
+]

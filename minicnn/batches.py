@@ -15,11 +15,13 @@ def split_validation(x, y, validation_split):
     n = len(x)
     n_val = int(n * validation_split)
     if validation_split > 0 and (n_val == 0 or n_val == n):
-        raise ValueError(f"validation_split={validation_split} of {n} samples leaves an empty "
-                         f"{'validation' if n_val == 0 else 'training'} set")
+        raise ValueError(
+            f"validation_split={validation_split} of {n} samples leaves an empty "
+            f"{'validation' if n_val == 0 else 'training'} set"
+        )
     if n_val == 0:
         return x, y, None, None
-    return x[:n - n_val], y[:n - n_val], x[n - n_val:], y[n - n_val:]
+    return x[: n - n_val], y[: n - n_val], x[n - n_val :], y[n - n_val :]
 
 
 def evaluate_arrays(model, xb, yb, batch_size, progress=None, sample_weight=None):
@@ -34,18 +36,19 @@ def evaluate_arrays(model, xb, yb, batch_size, progress=None, sample_weight=None
     penalty = model.regularization_loss() if hasattr(model, "regularization_loss") else None
     n = xb.shape[0]
     for step, start in enumerate(range(0, n, batch_size), 1):
-        x, y = xb[start:start + batch_size], yb[start:start + batch_size]
+        x, y = xb[start : start + batch_size], yb[start : start + batch_size]
         p = model.forward(x, training=False)
         if sample_weight is None:
             total_loss += model.loss.forward(xp, p, y) * x.shape[0]
         else:
-            w = sample_weight[start:start + batch_size]
+            w = sample_weight[start : start + batch_size]
             total_loss += losses_module.weighted_loss(model.loss, xp, p, y, w) * x.shape[0]
         total_acc += accuracy(xp, p, y) * x.shape[0]
         if progress is not None and progress.wants_values and step % 10 == 0:
             done = min(start + batch_size, n)
-            progress.update(step, float(total_loss) / done + (0.0 if penalty is None else float(penalty)),
-                            float(total_acc) / done)
+            progress.update(
+                step, float(total_loss) / done + (0.0 if penalty is None else float(penalty)), float(total_acc) / done
+            )
     if penalty is not None:
         return total_loss / n + penalty, total_acc / n
     return total_loss / n, total_acc / n

@@ -35,10 +35,18 @@ def checkpoint_path(directory) -> str:
 
 def training_state(model, epochs_done: int, history) -> dict:
     """Host copies of everything a checkpoint holds, taken now (weights, optimizer state, history so far)."""
-    return {"weights": dict(model.named_weights()), "optimizer": model.optimizer.get_state(),
-            "meta": {"epochs_done": epochs_done, "history": {k: list(v) for k, v in history.history.items()},
-                     "params": dict(history.params), "seed": model.seed, "optimizer": model.optimizer.get_config(),
-                     "settings": getattr(history, "settings", None)}}
+    return {
+        "weights": dict(model.named_weights()),
+        "optimizer": model.optimizer.get_state(),
+        "meta": {
+            "epochs_done": epochs_done,
+            "history": {k: list(v) for k, v in history.history.items()},
+            "params": dict(history.params),
+            "seed": model.seed,
+            "optimizer": model.optimizer.get_config(),
+            "settings": getattr(history, "settings", None),
+        },
+    }
 
 
 def save_checkpoint(model, directory, epochs_done: int, history, state: dict | None = None) -> str:
@@ -80,11 +88,16 @@ def read_meta(arrays: dict, path: str) -> dict:
     if not isinstance(history, dict):
         raise ValueError(f"{path}: damaged checkpoint: its history is not a JSON object")
     for key, values in history.items():
-        if not isinstance(values, list) or len(values) != done \
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if (
+            not isinstance(values, list)
+            or len(values) != done
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        ):
             got = f"{len(values)} values" if isinstance(values, list) else repr(values)
-            raise ValueError(f"{path}: damaged checkpoint: history[{key!r}] holds {got}, expected {done} numbers "
-                             f"(one per completed epoch)")
+            raise ValueError(
+                f"{path}: damaged checkpoint: history[{key!r}] holds {got}, expected {done} numbers "
+                f"(one per completed epoch)"
+            )
     if meta.get("settings") is not None and not isinstance(meta["settings"], dict):
         raise ValueError(f"{path}: damaged checkpoint: its settings are not a JSON object")
     return meta
@@ -99,16 +112,19 @@ def optimizer_state(model, arrays: dict, meta: dict, path: str) -> dict:
         keys = [f"optimizer/{slot}/{k}" for k in range(len(params))]
         present = [key for key in keys if key in arrays]
         if not present and meta["iterations"] == 0:
-            continue                     # saved before the first update: the state starts from zero anyway
+            continue  # saved before the first update: the state starts from zero anyway
         if len(present) != len(keys):
-            raise ValueError(f"{path}: the optimizer state {slot!r} is missing or incomplete ({len(present)} of "
-                             f"{len(keys)} arrays) after {meta['iterations']} updates; resuming would restart "
-                             f"{type(model.optimizer).__name__} from scratch")
+            raise ValueError(
+                f"{path}: the optimizer state {slot!r} is missing or incomplete ({len(present)} of "
+                f"{len(keys)} arrays) after {meta['iterations']} updates; resuming would restart "
+                f"{type(model.optimizer).__name__} from scratch"
+            )
         values = [check_array(arrays[key], repr(key), path) for key in keys]
         for key, value, p in zip(keys, values, params):
             if tuple(value.shape) != tuple(p.shape):
-                raise ValueError(f"{path}: {key!r} has shape {tuple(value.shape)}, the weight it belongs to "
-                                 f"{tuple(p.shape)}")
+                raise ValueError(
+                    f"{path}: {key!r} has shape {tuple(value.shape)}, the weight it belongs to {tuple(p.shape)}"
+                )
         state[slot] = values
     return state
 
@@ -127,7 +143,7 @@ def load_checkpoint(model, directory, settings: dict | None = None, allow_change
         raise ValueError(f"no checkpoint to resume from: {path} does not exist")
     arrays = read_npz(path, "checkpoint")
     meta = read_meta(arrays, path)
-    weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
+    weights = {k[len("weights/") :]: v for k, v in arrays.items() if k.startswith("weights/")}
     select_named(model.named_shapes(), weights, path)
     if settings is not None:
         meta["changed"] = check_resume(meta.get("settings"), settings, allow_changed, path)
@@ -137,8 +153,9 @@ def load_checkpoint(model, directory, settings: dict | None = None, allow_change
     return meta
 
 
-def prepare_checkpointing(model, directory, resume: bool, overwrite: bool, history, settings: dict,
-                          allow_changed=()) -> int:
+def prepare_checkpointing(
+    model, directory, resume: bool, overwrite: bool, history, settings: dict, allow_changed=()
+) -> int:
     """What ``fit`` does with ``checkpoint_dir`` before training: records the run's ``settings`` in ``history``,
     checks that the folder can be written, then either resumes (restoring the checkpoint and the history it
     holds; returns the number of epochs done) or, for a new run, refuses to replace an existing checkpoint unless
@@ -154,8 +171,10 @@ def prepare_checkpointing(model, directory, resume: bool, overwrite: bool, histo
     if not resume:
         path = checkpoint_path(directory)
         if os.path.lexists(path) and not overwrite:
-            raise ValueError(f"{path} already exists: resume=True (--resume) continues that run, overwrite=True "
-                             f"(--overwrite) starts again and replaces it")
+            raise ValueError(
+                f"{path} already exists: resume=True (--resume) continues that run, overwrite=True "
+                f"(--overwrite) starts again and replaces it"
+            )
         return 0
     meta = load_checkpoint(model, directory, settings, allow_changed)
     done = meta["epochs_done"]

@@ -40,21 +40,26 @@ def targets_checked(backend, dtype, y, n, output_shape, one_hot_for=None):
     rows summing to 1. Returns the backend array."""
     k = output_shape[-1]
     if hasattr(y, "ndim") and y.ndim == 1 and y.dtype.kind in "iu" and len(output_shape) == 1:
-        raise ValueError(f"y holds class indices of shape {tuple(y.shape)}; the loss expects one-hot rows of "
-                         f"shape (N, {k}): use minicnn.utils.to_categorical(y, {k})")
+        raise ValueError(
+            f"y holds class indices of shape {tuple(y.shape)}; the loss expects one-hot rows of "
+            f"shape (N, {k}): use minicnn.utils.to_categorical(y, {k})"
+        )
     yb = to_backend_checked(backend, dtype, y, output_shape, name="y")
     if yb.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {yb.shape[0]}")
     if one_hot_for is not None:
         xp = backend.xp
         if bool((yb < 0).any()) or bool((yb > 1).any()):
-            raise ValueError(f"y must hold one-hot rows (values in [0, 1]) for {one_hot_for}, found values "
-                             f"from {float(yb.min())} to {float(yb.max())}")
+            raise ValueError(
+                f"y must hold one-hot rows (values in [0, 1]) for {one_hot_for}, found values "
+                f"from {float(yb.min())} to {float(yb.max())}"
+            )
         sums = yb.sum(axis=-1)
         if not bool(xp.all(xp.abs(sums - 1) <= 1e-3)):
             worst = int(xp.argmax(xp.abs(sums - 1)))
-            raise ValueError(f"y must hold one-hot rows summing to 1 for {one_hot_for}; row {worst} sums to "
-                             f"{float(sums[worst])}")
+            raise ValueError(
+                f"y must hold one-hot rows summing to 1 for {one_hot_for}; row {worst} sums to {float(sums[worst])}"
+            )
     return yb
 
 
@@ -63,8 +68,9 @@ def labels_checked(backend, y, n, output_shape, loss_name):
     integers (an integer dtype, or floats holding whole numbers) in ``[0, K)`` for outputs of shape ``(K,)``.
     Returns them on ``backend`` as int64, shape (N,)."""
     if len(output_shape) != 1:
-        raise ValueError(f"{loss_name} needs outputs of shape (K,) (one score per class), the model's are "
-                         f"{tuple(output_shape)}")
+        raise ValueError(
+            f"{loss_name} needs outputs of shape (K,) (one score per class), the model's are {tuple(output_shape)}"
+        )
     k = output_shape[0]
     if not hasattr(y, "shape") or not hasattr(y, "dtype"):
         try:
@@ -76,8 +82,9 @@ def labels_checked(backend, y, n, output_shape, loss_name):
         raise TypeError(f"y must hold integer class indices for {loss_name}, got dtype {y.dtype}")
     if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
         hint = " (one-hot rows? use loss='categorical_crossentropy')" if y.ndim == 2 and y.shape[1] == k else ""
-        raise ValueError(f"y has shape {tuple(y.shape)}; {loss_name} expects class indices of shape (N,) or "
-                         f"(N, 1){hint}")
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}; {loss_name} expects class indices of shape (N,) or (N, 1){hint}"
+        )
     y = y.reshape(-1)
     if y.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
@@ -88,8 +95,9 @@ def labels_checked(backend, y, n, output_shape, loss_name):
             raise ValueError(f"y must hold integer class indices for {loss_name}; y[{first}] = {y[first].item()!r}")
     if n and (y.min() < 0 or y.max() >= k):
         bad = int(np.argmax((y < 0) | (y >= k)))
-        raise ValueError(f"class index y[{bad}] = {y[bad].item()!r} is out of range for {k} classes "
-                         f"(expected 0 to {k - 1})")
+        raise ValueError(
+            f"class index y[{bad}] = {y[bad].item()!r} is out of range for {k} classes (expected 0 to {k - 1})"
+        )
     return backend.asarray(y.astype(np.int64))
 
 

@@ -10,7 +10,7 @@ import sys
 
 from .progress import is_terminal
 
-_ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")   # :class:`~minicnn.Sequential` -> minicnn.Sequential
+_ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")  # :class:`~minicnn.Sequential` -> minicnn.Sequential
 _LITERAL = re.compile(r"``(.+?)``")
 _INTERPRETED = re.compile(r"(?<![`\w])`([^`]+)`(?!`)")
 
@@ -32,17 +32,24 @@ def prog(module: str, script: str) -> str:
 def add_version(parser: argparse.ArgumentParser) -> None:
     from . import __version__
 
-    parser.add_argument("--version", action="version", version=f"minicnn {__version__}",
-                        help="print the version of minicnn and exit")
+    parser.add_argument(
+        "--version", action="version", version=f"minicnn {__version__}", help="print the version of minicnn and exit"
+    )
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:
     """``--verbose 0|1|2`` (Keras's values) and ``--quiet``, its deprecated old spelling of ``--verbose 2``."""
-    parser.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
-                        help="1: a live progress bar; 2: one line per epoch; 0: only the results (default: 1 on a "
-                             "terminal, 2 when the output goes to a file or a pipe)")
-    parser.add_argument("--quiet", action="store_true",
-                        help="deprecated: the same as --verbose 2 (one line per epoch), which it meant")
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=[0, 1, 2],
+        default=None,
+        help="1: a live progress bar; 2: one line per epoch; 0: only the results (default: 1 on a "
+        "terminal, 2 when the output goes to a file or a pipe)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="deprecated: the same as --verbose 2 (one line per epoch), which it meant"
+    )
 
 
 def resolve_verbose(args, stream=None) -> int:
@@ -60,11 +67,19 @@ def resolve_verbose(args, stream=None) -> int:
 
 
 def add_logging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", default=None, metavar="FILE",
-                        help="write the metrics of every epoch to this CSV file (Keras's CSVLogger)")
-    parser.add_argument("--tensorboard", default=None, metavar="DIR",
-                        help="write TensorBoard event files into DIR (train/, validation/; needs tensorboardX: "
-                             "pip install 'minicnn[tensorboard]'), view with tensorboard --logdir DIR")
+    parser.add_argument(
+        "--csv",
+        default=None,
+        metavar="FILE",
+        help="write the metrics of every epoch to this CSV file (Keras's CSVLogger)",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="write TensorBoard event files into DIR (train/, validation/; needs tensorboardX: "
+        "pip install 'minicnn[tensorboard]'), view with tensorboard --logdir DIR",
+    )
 
 
 def logging_callbacks(args) -> list:

@@ -13,7 +13,7 @@ class CompileNotice:
     def __init__(self, backend, progress, verbose):
         self.backend, self.progress = backend, progress
         self.last = backend.compile_seconds()
-        self.since = None          # compile seconds when the notice was shown, until its duration is
+        self.since = None  # compile seconds when the notice was shown, until its duration is
         self.closed = False
         if verbose:
             backend.on_compile_start(self._announce)

@@ -30,36 +30,80 @@ from .train import OneLineErrorParser, checked, prepare, run_command
 from .training import GradientNormRecorder
 from .utils import atomic_write, check_writable_folder
 
-MAX_BATCH = 4096   # the trace keeps every layer's activations and gradients: about 0.4 MB per tutorial sample
+MAX_BATCH = 4096  # the trace keeps every layer's activations and gradients: about 0.4 MB per tutorial sample
 
 
 def build_parser():
-    p = OneLineErrorParser(prog=cli.prog("minicnn.explain", "minicnn-explain"), description=cli.plain_text(__doc__),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
-                   help="the model to trace: tutorial (on MNIST, the default) or fashion_bn (on Fashion-MNIST)")
+    p = OneLineErrorParser(
+        prog=cli.prog("minicnn.explain", "minicnn-explain"),
+        description=cli.plain_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default="tutorial",
+        help="the model to trace: tutorial (on MNIST, the default) or fashion_bn (on Fashion-MNIST)",
+    )
     p.add_argument("--weights", default=None, help="a weights.npz written by python -m minicnn.train")
     p.add_argument("--out", default=None, help="output folder (default: a new explain/<date-time> folder)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder of the recipe's data set files (default: $MINICNN_DATA, then the cache)")
-    p.add_argument("--steps", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=150,
-                   help="training steps of batch 128 to take first when no --weights is given (150)")
-    p.add_argument("--batch", type=checked(int, lambda v: 0 < v <= MAX_BATCH, f"an integer from 1 to {MAX_BATCH} (the "
-                                                                         f"trace keeps every layer's arrays)"),
-                   default=32, help=f"size of the traced batch (32; at most {MAX_BATCH})")
-    p.add_argument("--index", type=checked(int, lambda v: v >= 0, "an integer >= 0"), default=0,
-                   help="which test digit the feature maps and saliency show (0)")
-    p.add_argument("--backend", choices=list(BACKEND_NAMES), default=None,
-                   help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)")
-    p.add_argument("--seed", type=int, default=42,
-                   help="seed of the initial weights, dropout and shuffling of the short training (42)")
-    p.add_argument("--verbose", type=int, choices=[0, 1, 2], default=None,
-                   help="the short training's progress: 1 a live bar, 2 one line, 0 nothing (default: 1 on a "
-                        "terminal, else 2)")
-    p.add_argument("--threads", type=checked(int, lambda v: v > 0, "a positive integer"), default=None,
-                   help="CPU threads (default: the cores this process may use)")
-    p.add_argument("--html", action="store_true",
-                   help="also write index.html: an interactive page stepping through the traced step (one file)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder of the recipe's data set files (default: $MINICNN_DATA, then the cache)",
+    )
+    p.add_argument(
+        "--steps",
+        type=checked(int, lambda v: v >= 0, "an integer >= 0"),
+        default=150,
+        help="training steps of batch 128 to take first when no --weights is given (150)",
+    )
+    p.add_argument(
+        "--batch",
+        type=checked(
+            int,
+            lambda v: 0 < v <= MAX_BATCH,
+            f"an integer from 1 to {MAX_BATCH} (the trace keeps every layer's arrays)",
+        ),
+        default=32,
+        help=f"size of the traced batch (32; at most {MAX_BATCH})",
+    )
+    p.add_argument(
+        "--index",
+        type=checked(int, lambda v: v >= 0, "an integer >= 0"),
+        default=0,
+        help="which test digit the feature maps and saliency show (0)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=list(BACKEND_NAMES),
+        default=None,
+        help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seed of the initial weights, dropout and shuffling of the short training (42)",
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        choices=[0, 1, 2],
+        default=None,
+        help="the short training's progress: 1 a live bar, 2 one line, 0 nothing (default: 1 on a terminal, else 2)",
+    )
+    p.add_argument(
+        "--threads",
+        type=checked(int, lambda v: v > 0, "a positive integer"),
+        default=None,
+        help="CPU threads (default: the cores this process may use)",
+    )
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write index.html: an interactive page stepping through the traced step (one file)",
+    )
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     cli.add_version(p)
     return p
@@ -69,15 +113,17 @@ def run(args) -> dict:
     if args.threads:
         set_num_threads(args.threads)
     out = args.out or os.path.join("explain", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    check_writable_folder(out)   # made when the first file is written: a run that fails early leaves nothing
+    check_writable_folder(out)  # made when the first file is written: a run that fails early leaves nothing
     recipe = get_recipe(args.recipe)
     loader = mnist if recipe.dataset == "mnist" else fashion_mnist
     (x_train, y_train), (x_test, y_test) = loader.load_data(args.data_dir)
     if args.index >= len(x_test):
         raise ValueError(f"--index must be below {len(x_test)}, got {args.index}")
     if args.steps > -(-len(x_train) // 128):
-        raise ValueError(f"--steps {args.steps} is more than one pass over the {len(x_train)} training images "
-                         f"allows: at most {-(-len(x_train) // 128)} steps of 128")
+        raise ValueError(
+            f"--steps {args.steps} is more than one pass over the {len(x_train)} training images "
+            f"allows: at most {-(-len(x_train) // 128)} steps of 128"
+        )
     model = build_model(recipe, seed=args.seed, backend=args.backend)
     written = []
     if args.weights:
@@ -88,14 +134,15 @@ def run(args) -> dict:
         x, y = prepare(x_train[:n], y_train[:n])
         print(f"no --weights: training {args.steps} steps of 128 first, so that the pictures show learned features")
         recorder = GradientNormRecorder(every=max(1, args.steps // 60))
-        stopped = model.fit(x, y, batch_size=128, epochs=1, verbose=cli.resolve_verbose(args),
-                            callbacks=[recorder]).stopped
+        stopped = model.fit(
+            x, y, batch_size=128, epochs=1, verbose=cli.resolve_verbose(args), callbacks=[recorder]
+        ).stopped
         if stopped and stopped["reason"] == "interrupted":
-            raise KeyboardInterrupt("reported")   # Ctrl-C stopped the training: stop the command too
+            raise KeyboardInterrupt("reported")  # Ctrl-C stopped the training: stop the command too
         written.append(plot_gradient_norms(recorder, os.path.join(out, "gradient_norms.png")))
     else:
         print("no --weights and --steps 0: the pictures show the random initial weights")
-    xb, yb = prepare(x_train[-args.batch:], y_train[-args.batch:])
+    xb, yb = prepare(x_train[-args.batch :], y_train[-args.batch :])
     trace, arrays = capture_step(model, xb, yb) if args.html else (model.trace(xb, yb), None)
     text = str(trace)
     print(text)

@@ -24,13 +24,20 @@ from .train import OneLineErrorParser, run_command
 
 
 def build_parser():
-    p = OneLineErrorParser(prog=cli.prog("minicnn.export", "minicnn-export"), description=cli.plain_text(__doc__),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrorParser(
+        prog=cli.prog("minicnn.export", "minicnn-export"),
+        description=cli.plain_text(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a .keras file (saved by model.save or by Keras 3)")
     source.add_argument("--weights", help="a weights.npz written by python -m minicnn.train (with --recipe)")
-    p.add_argument("--recipe", choices=list(RECIPES), default="tutorial",
-                   help="the recipe the --weights were trained with (tutorial)")
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default="tutorial",
+        help="the recipe the --weights were trained with (tutorial)",
+    )
     p.add_argument("--out", required=True, help="the file to write: NAME.onnx or NAME.keras")
     p.add_argument("--opset", type=int, default=OPSET, help=f"the ONNX opset ({OPSET}, the oldest it supports)")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")

@@ -11,8 +11,10 @@ def callbacks_checked(callbacks, has_validation: bool) -> list:
     if callbacks is None:
         return []
     if isinstance(callbacks, Callback):
-        raise TypeError(f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
-                        f"pass callbacks=[{type(callbacks).__name__}(...)]")
+        raise TypeError(
+            f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
+            f"pass callbacks=[{type(callbacks).__name__}(...)]"
+        )
     if not isinstance(callbacks, (list, tuple)):
         raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}")
     hooks = ("on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_batch_end", "on_train_end")
@@ -23,6 +25,8 @@ def callbacks_checked(callbacks, has_validation: bool) -> list:
     for cb in callbacks:
         if isinstance(cb, EarlyStopping) and cb.monitor not in logged:
             hint = "; give fit validation_split= or validation_data=" if cb.monitor.startswith("val_") else ""
-            raise ValueError(f"EarlyStopping monitors {cb.monitor!r}, which this fit does not report (it reports "
-                             f"{', '.join(logged)}){hint}")
+            raise ValueError(
+                f"EarlyStopping monitors {cb.monitor!r}, which this fit does not report (it reports "
+                f"{', '.join(logged)}){hint}"
+            )
     return list(callbacks)

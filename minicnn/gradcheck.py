@@ -44,7 +44,7 @@ class GradcheckReport:
 
     tolerance: float
     mode: str
-    errors: dict = field(default_factory=dict)      # tensor name -> max relative error
+    errors: dict = field(default_factory=dict)  # tensor name -> max relative error
     worst_index: dict = field(default_factory=dict)  # tensor name -> index of that error (elementwise mode)
 
     @property
@@ -91,8 +91,9 @@ def _central_differences(loss_fn, arrays, names, mode, h, rng, max_checks):
     numeric = {}
     for name, a in zip(names, arrays):
         size = int(np.prod(a.shape))
-        flat_indices = np.arange(size) if max_checks is None or size <= max_checks else \
-            rng.choice(size, max_checks, replace=False)
+        flat_indices = (
+            np.arange(size) if max_checks is None or size <= max_checks else rng.choice(size, max_checks, replace=False)
+        )
         values = {}
         for flat in flat_indices:
             idx = np.unravel_index(flat, a.shape)
@@ -129,9 +130,19 @@ def _compare(report, names, analytic, numeric, directions, numeric_dir, floor=1e
     return report
 
 
-def check_layer(layer, input_shape, mode: str = "elementwise", seed: int = 0, h: float = 1e-6,
-                tolerance: float = DEFAULT_TOLERANCE, backend=None, training: bool = False,
-                x=None, max_checks: int | None = None, floor: float = 1e-8) -> GradcheckReport:
+def check_layer(
+    layer,
+    input_shape,
+    mode: str = "elementwise",
+    seed: int = 0,
+    h: float = 1e-6,
+    tolerance: float = DEFAULT_TOLERANCE,
+    backend=None,
+    training: bool = False,
+    x=None,
+    max_checks: int | None = None,
+    floor: float = 1e-8,
+) -> GradcheckReport:
     """Check a layer's input gradient and each parameter gradient by central differences in float64.
 
     Args:
@@ -161,7 +172,7 @@ def check_layer(layer, input_shape, mode: str = "elementwise", seed: int = 0, h:
     _fix_randomness(layer)
     layer.forward(xb, training=training)
     dx = layer.backward(r.copy())
-    keys = list(layer.grads)   # the weights with a gradient (declared trainable)
+    keys = list(layer.grads)  # the weights with a gradient (declared trainable)
     names = ["input"] + [f"{layer.name or type(layer).__name__}.{k}" for k in keys]
     analytic = [backend.to_numpy(dx)] + [backend.to_numpy(layer.grads[k]) for k in keys]
     arrays = [xb] + [layer.params[k] for k in keys]
@@ -169,9 +180,18 @@ def check_layer(layer, input_shape, mode: str = "elementwise", seed: int = 0, h:
     return _compare(GradcheckReport(tolerance, mode), names, analytic, numeric, directions, numeric, floor)
 
 
-def check_model(model, x, y, mode: str = "elementwise", seed: int = 0, h: float = 1e-6,
-                tolerance: float = DEFAULT_TOLERANCE, max_checks: int | None = 20,
-                check_input: bool = True, floor: float = 1e-8) -> GradcheckReport:
+def check_model(
+    model,
+    x,
+    y,
+    mode: str = "elementwise",
+    seed: int = 0,
+    h: float = 1e-6,
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_checks: int | None = 20,
+    check_input: bool = True,
+    floor: float = 1e-8,
+) -> GradcheckReport:
     """Check every parameter gradient of a float64 model (and the input gradient) on ``(x, y)``.
 
     Dropout is off (inference mode), as in Keras's ``compute_gradients(training=False)``. Elementwise mode
@@ -195,7 +215,7 @@ def check_model(model, x, y, mode: str = "elementwise", seed: int = 0, h: float 
     xb = model.prepare_inputs(x)
     yb = model.prepare_targets(y, xb.shape[0])
 
-    def loss_fn():   # what forward_backward differentiates: the data loss plus the weight penalties, if any
+    def loss_fn():  # what forward_backward differentiates: the data loss plus the weight penalties, if any
         loss, _ = model.add_penalties(model.loss.forward(backend.xp, model.forward(xb, training=False), yb))
         return float(loss)
 

@@ -31,13 +31,18 @@ class GraphStep:
         self.model, self.batch_size, self.capturer = model, batch_size, capturer
         self.eager_steps = self.replays = 0
         self.outputs = None
-        self.reason = None           # why the graph is off for good, or None
+        self.reason = None  # why the graph is off for good, or None
         self.static_x = self.static_y = self.hyper = None
 
     def __call__(self, xb, yb, check_finite=False, guard=None, distributed=None):
         model = self.model
-        if (self.reason is not None or check_finite or distributed is not None or xb.shape[0] != self.batch_size
-                or self.eager_steps == 0):            # eager: warm-up, partial batch, immediate guard, MPI allreduce
+        if (
+            self.reason is not None
+            or check_finite
+            or distributed is not None
+            or xb.shape[0] != self.batch_size
+            or self.eager_steps == 0
+        ):  # eager: warm-up, partial batch, immediate guard, MPI allreduce
             self.eager_steps += 1
             return model.train_step(xb, yb, check_finite=check_finite, guard=guard, distributed=distributed)
         if self.outputs is not None and model.optimizer.hyperparameters() != self.hyper:
@@ -52,14 +57,15 @@ class GraphStep:
             self.hyper = model.optimizer.hyperparameters()
             try:
                 self.outputs = self.capturer.capture(
-                    lambda: model.train_step(self.static_x, self.static_y, guard=guard))
-            except Exception as err:   # any refusal to capture: eager from now on, saying why
+                    lambda: model.train_step(self.static_x, self.static_y, guard=guard)
+                )
+            except Exception as err:  # any refusal to capture: eager from now on, saying why
                 self.reason = f"capture failed: {type(err).__name__}: {err}"
                 return self(xb, yb, check_finite, guard)
             return self.outputs
         iterations, guard_step = model.optimizer.iterations, None if guard is None else guard.step
         self.capturer.replay()
-        model.optimizer.iterations = iterations + 1           # what the eager step's host side would have done
+        model.optimizer.iterations = iterations + 1  # what the eager step's host side would have done
         if guard is not None:
             guard.step = guard_step + 1
         self.replays += 1

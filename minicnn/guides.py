@@ -18,14 +18,18 @@ def guides() -> dict:
     folder = resources.files("minicnn") / "docs"
     if not folder.is_dir():
         return {}
-    return {entry.name.removesuffix(".md"): entry for entry in sorted(folder.iterdir(), key=lambda e: e.name)
-            if entry.name.endswith(".md")}
+    return {
+        entry.name.removesuffix(".md"): entry
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".md")
+    }
 
 
 def main(argv=None) -> int:
     found = guides()
-    parser = argparse.ArgumentParser(prog="python -m minicnn.guides", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m minicnn.guides", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("name", nargs="?", choices=sorted(found) or None, help="the guide to print")
     args = parser.parse_args(argv)
     if not found:

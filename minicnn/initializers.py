@@ -57,5 +57,4 @@ def get(name_or_fn):
     try:
         return INITIALIZERS[name_or_fn]
     except KeyError:
-        raise ValueError(f"unknown initializer {name_or_fn!r}; known initializers: "
-                         f"{', '.join(INITIALIZERS)}") from None
+        raise ValueError(f"unknown initializer {name_or_fn!r}; known initializers: {', '.join(INITIALIZERS)}") from None

@@ -33,11 +33,11 @@ class CtrlC:
 
     def __init__(self, enabled: bool = True):
         self.pressed = False
-        self.enabled = enabled        # off: Ctrl-C raises where it lands, as usual (e.g. across MPI ranks, which
-        self._previous = None         # must stop at the same step: noting it per rank could leave one waiting)
+        self.enabled = enabled  # off: Ctrl-C raises where it lands, as usual (e.g. across MPI ranks, which
+        self._previous = None  # must stop at the same step: noting it per rank could leave one waiting)
 
     def _note(self, signum, frame):
-        if self.pressed:               # pressed twice: the user insists, stop wherever we are
+        if self.pressed:  # pressed twice: the user insists, stop wherever we are
             raise KeyboardInterrupt
         self.pressed = True
 
@@ -45,7 +45,7 @@ class CtrlC:
         self.pressed = False
         if self.enabled and threading.current_thread() is threading.main_thread():
             previous = signal.getsignal(signal.SIGINT)
-            if previous is signal.default_int_handler:   # leave a handler someone else installed alone
+            if previous is signal.default_int_handler:  # leave a handler someone else installed alone
                 self._previous = previous
                 signal.signal(signal.SIGINT, self._note)
         return self

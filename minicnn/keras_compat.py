@@ -40,7 +40,7 @@ _SKIPPED_KERAS = ("InputLayer",)
 def _normalise(key, value):
     if isinstance(value, list):
         value = tuple(value)
-    if isinstance(value, tuple):   # ZeroPadding2D's ((top, bottom), (left, right)), read back from JSON as lists
+    if isinstance(value, tuple):  # ZeroPadding2D's ((top, bottom), (left, right)), read back from JSON as lists
         value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
     if key == "activation" and value is None:
         return "linear"
@@ -78,12 +78,15 @@ def check_architecture(model, keras_model) -> None:
         shapes_a = [tuple(p.shape) for p in a.params.values()]
         shapes_b = [tuple(w.shape) for w in b.get_weights()]
         if shapes_a != shapes_b:
-            raise ValueError(f"architectures differ at {where}: weight shapes {shapes_a} in minicnn, {shapes_b} in "
-                             f"Keras")
+            raise ValueError(
+                f"architectures differ at {where}: weight shapes {shapes_a} in minicnn, {shapes_b} in Keras"
+            )
     if len(ours) != len(theirs):
         extra = theirs[len(ours)] if len(theirs) > len(ours) else ours[len(theirs)]
-        raise ValueError(f"architectures differ: minicnn has {len(ours)} layers, Keras {len(theirs)}; the first "
-                         f"unmatched layer is {extra.name!r} ({type(extra).__name__})")
+        raise ValueError(
+            f"architectures differ: minicnn has {len(ours)} layers, Keras {len(theirs)}; the first "
+            f"unmatched layer is {extra.name!r} ({type(extra).__name__})"
+        )
 
 
 def _read_weights_h5(path):
@@ -121,8 +124,10 @@ def load_keras_weights(model, source) -> None:
         stored = _read_weights_h5(os.fspath(source))
         weighted = [layer for layer in model.layers if layer.params]
         if len(stored) != len(weighted):
-            raise ValueError(f"{source}: holds weights for {len(stored)} layers ({', '.join(stored)}), the model "
-                             f"has {len(weighted)} layers with weights")
+            raise ValueError(
+                f"{source}: holds weights for {len(stored)} layers ({', '.join(stored)}), the model "
+                f"has {len(weighted)} layers with weights"
+            )
         if set(stored) == {layer.name for layer in weighted}:
             stored = {layer.name: stored[layer.name] for layer in weighted}
         weights = []
@@ -130,8 +135,10 @@ def load_keras_weights(model, source) -> None:
             expected = [tuple(p.shape) for p in layer.params.values()]
             found = [a.shape for a in arrays]
             if expected != found:
-                raise ValueError(f"{source}: layer {name!r} holds shapes {found}, the model's {layer.name!r} "
-                                 f"({type(layer).__name__}) expects {expected}")
+                raise ValueError(
+                    f"{source}: layer {name!r} holds shapes {found}, the model's {layer.name!r} "
+                    f"({type(layer).__name__}) expects {expected}"
+                )
             weights += arrays
         model.set_weights(weights)
         return
@@ -150,7 +157,9 @@ def compare_arrays(ours, theirs, what: str, rtol: float = 1e-5, atol: float = 1e
     rel = diff / np.maximum(np.abs(b), atol / rtol)
     worst = np.unravel_index(int(np.argmax(rel)), rel.shape) if rel.size else ()
     if rel.size and rel[worst] > rtol:
-        raise AssertionError(f"{what}: largest relative difference {rel[worst]:.3g} (absolute {diff[worst]:.3g}) at "
-                             f"index {tuple(int(i) for i in worst)}: minicnn {a[worst]!r} vs Keras {b[worst]!r} "
-                             f"(tolerance: relative {rtol:g}, or absolute {atol:g} near zero)")
+        raise AssertionError(
+            f"{what}: largest relative difference {rel[worst]:.3g} (absolute {diff[worst]:.3g}) at "
+            f"index {tuple(int(i) for i in worst)}: minicnn {a[worst]!r} vs Keras {b[worst]!r} "
+            f"(tolerance: relative {rtol:g}, or absolute {atol:g} near zero)"
+        )
     return float(rel[worst]) if rel.size else 0.0

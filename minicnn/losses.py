@@ -39,8 +39,8 @@ class CategoricalCrossentropy:
     """Keras's ``categorical_crossentropy`` on probabilities (``from_logits=False``)."""
 
     name = "categorical_crossentropy"
-    fuses_softmax = True       # dL/dz through a softmax output is (p - y) / N
-    one_hot_targets = True     # targets are one-hot (or probability) rows
+    fuses_softmax = True  # dL/dz through a softmax output is (p - y) / N
+    one_hot_targets = True  # targets are one-hot (or probability) rows
 
     def __init__(self, from_logits: bool = False, epsilon: float = EPSILON):
         if not isinstance(from_logits, bool):
@@ -48,7 +48,7 @@ class CategoricalCrossentropy:
         self.from_logits = from_logits
         self.epsilon = epsilon
         if from_logits:
-            self.fuses_softmax = False   # the outputs are logits: dL/dz is the plain gradient (backward)
+            self.fuses_softmax = False  # the outputs are logits: dL/dz is the plain gradient (backward)
 
     def forward(self, xp, p, y):
         """The mean loss over the batch, as a 0-d array of the backend (no host synchronisation)."""
@@ -98,7 +98,7 @@ class SparseCategoricalCrossentropy:
 
     name = "sparse_categorical_crossentropy"
     one_hot_targets = False
-    sparse_targets = True      # the trainer checks y as class indices (minicnn.checks.labels_checked)
+    sparse_targets = True  # the trainer checks y as class indices (minicnn.checks.labels_checked)
 
     def __init__(self, from_logits: bool = False, epsilon: float = EPSILON):
         self.categorical = CategoricalCrossentropy(from_logits=from_logits, epsilon=epsilon)
@@ -135,8 +135,10 @@ class SparseCategoricalCrossentropy:
         return sparse_categorical_accuracy(xp, p, y)
 
 
-LOSSES = {"categorical_crossentropy": CategoricalCrossentropy,
-          "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+LOSSES = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
 
 
 def get(loss):
@@ -177,8 +179,9 @@ def weighted_loss(loss, xp, p, y, sample_weight):
     """Keras's sample-weighted loss (reduction "sum_over_batch_size"): ``L = (1/N) * sum_n w_n * l_n`` over a batch
     of N, where ``l_n`` is sample n's loss (``loss.per_sample``) and ``w_n`` its weight (N,). A 0-d backend array."""
     if not hasattr(loss, "per_sample"):
-        raise TypeError(f"sample weights need a loss with per_sample(xp, p, y) (each sample's loss); "
-                        f"{type(loss).__name__} has none")
+        raise TypeError(
+            f"sample weights need a loss with per_sample(xp, p, y) (each sample's loss); {type(loss).__name__} has none"
+        )
     return (loss.per_sample(xp, p, y) * sample_weight).mean()
 
 

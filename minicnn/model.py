@@ -51,8 +51,14 @@ class Sequential(Trainer):
         26
     """
 
-    def __init__(self, layers: list[Layer] | None = None, name: str = "sequential", dtype: str = "float32",
-                 seed: int | None = None, backend: str | Backend | None = None):
+    def __init__(
+        self,
+        layers: list[Layer] | None = None,
+        name: str = "sequential",
+        dtype: str = "float32",
+        seed: int | None = None,
+        backend: str | Backend | None = None,
+    ):
         self.name = name
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -90,15 +96,17 @@ class Sequential(Trainer):
 
     def _build_layer(self, layer, input_shape):
         layer.build(input_shape, self.backend, self.dtype, self.rng)
-        layer.reuse_buffers = True   # a model's layers write into buffers kept across steps (see Layer)
+        layer.reuse_buffers = True  # a model's layers write into buffers kept across steps (see Layer)
 
     def build(self, input_shape: Shape) -> None:
         """Build every layer for inputs of ``input_shape`` (batch axis excluded), drawing initial weights."""
         shape = tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
-        if self.built:      # Keras's rule: building again is a no-op (it must not draw new weights)
+        if self.built:  # Keras's rule: building again is a no-op (it must not draw new weights)
             if shape != tuple(self.layers[0].input_shape):
-                raise ValueError(f"the model is built for inputs of shape {tuple(self.layers[0].input_shape)}, "
-                                 f"not {shape}: make a new model for other inputs")
+                raise ValueError(
+                    f"the model is built for inputs of shape {tuple(self.layers[0].input_shape)}, "
+                    f"not {shape}: make a new model for other inputs"
+                )
             return
         for layer in self.layers:
             self._build_layer(layer, shape)
@@ -112,8 +120,9 @@ class Sequential(Trainer):
         if not self.layers:
             raise ValueError("the model has no layers")
         if not self.built:
-            raise ValueError("the model is not built: give the first layer an input_shape=(...) "
-                             "or call model.build(input_shape)")
+            raise ValueError(
+                "the model is not built: give the first layer an input_shape=(...) or call model.build(input_shape)"
+            )
 
     @property
     def input_shape(self):
@@ -151,7 +160,7 @@ class Sequential(Trainer):
         """The gradients of :attr:`trainable_weights` from the last backward pass, same order."""
         return [layer.grads[key] for layer, key in self._slots(True)]
 
-    params = weights   # the earlier names
+    params = weights  # the earlier names
     grads = gradients
 
     def count_params(self) -> int:
@@ -170,12 +179,14 @@ class Sequential(Trainer):
         slots = self._slots()
         if len(weights) != len(slots):
             raise ValueError(f"set_weights: the model has {len(slots)} weight arrays, got {len(weights)}")
-        checked = []   # every array checked before the first is assigned: all or nothing
+        checked = []  # every array checked before the first is assigned: all or nothing
         for (layer, key), w in zip(slots, weights):
             w = check_array(w, f"layer {layer.name!r} {key}", "set_weights")
             if tuple(w.shape) != tuple(layer.params[key].shape):
-                raise ValueError(f"set_weights: layer {layer.name!r} {key} has shape "
-                                 f"{tuple(layer.params[key].shape)}, got {tuple(w.shape)}")
+                raise ValueError(
+                    f"set_weights: layer {layer.name!r} {key} has shape "
+                    f"{tuple(layer.params[key].shape)}, got {tuple(w.shape)}"
+                )
             checked.append(w)
         for (layer, key), w in zip(slots, checked):
             layer.params[key][...] = self.backend.asarray(w, dtype=self.dtype)
@@ -216,8 +227,7 @@ class Sequential(Trainer):
 
     def regularized_layers(self) -> list:
         """The layers whose weights carry penalties (``kernel_regularizer=``, ``bias_regularizer=``)."""
-        return [layer for layer in self.layers
-                if hasattr(layer, "weight_regularizers") and layer.weight_regularizers()]
+        return [layer for layer in self.layers if hasattr(layer, "weight_regularizers") and layer.weight_regularizers()]
 
     def start_epoch(self, epoch: int) -> None:
         """Restart every random stream at a point fixed by (seed, epoch) (dropout masks; see Dropout.reseed)."""
@@ -231,8 +241,10 @@ class Sequential(Trainer):
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         xb = self.prepare_inputs(x)
-        outs = [self.backend.to_numpy(self.forward(xb[i:i + batch_size], training=False))
-                for i in range(0, xb.shape[0], batch_size)]
+        outs = [
+            self.backend.to_numpy(self.forward(xb[i : i + batch_size], training=False))
+            for i in range(0, xb.shape[0], batch_size)
+        ]
         return np.concatenate(outs)
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
@@ -273,8 +285,9 @@ class Sequential(Trainer):
         self._require_built()
         slots = self._slots()
         chosen = select_named(self.named_shapes(), arrays, source, strict)
-        self.set_weights([self.backend.to_numpy(layer.params[key]) if a is None else a
-                          for (layer, key), a in zip(slots, chosen)])
+        self.set_weights(
+            [self.backend.to_numpy(layer.params[key]) if a is None else a for (layer, key), a in zip(slots, chosen)]
+        )
 
     def named_shapes(self) -> list[tuple[str, tuple]]:
         """``("<layer name>/<weight name>", shape)`` for every weight, in Keras's order."""
@@ -295,7 +308,7 @@ class Sequential(Trainer):
         self._require_built()
         arrays = read_npz(path, "weights file")
         recorded = arrays.pop(LAYERS_KEY, None)
-        select_named(self.named_shapes(), arrays, str(path), strict)    # tensors first: their errors are clearer
+        select_named(self.named_shapes(), arrays, str(path), strict)  # tensors first: their errors are clearer
         if strict and recorded is not None:
             check_layers(recorded, self.layers, str(path))
         self.set_named_weights(arrays, str(path), strict)
@@ -323,7 +336,7 @@ class Sequential(Trainer):
         """Print (and return) the layer table as Keras 2 printed it for the tutorial."""
         self._require_built()
         names = [f"{layer.name} ({type(layer).__name__})" for layer in self.layers]
-        widths = (max(36, 2 + max(map(len, names))), 30, 14)   # Keras 2's 36, widened for longer names
+        widths = (max(36, 2 + max(map(len, names))), 30, 14)  # Keras 2's 36, widened for longer names
         line = sum(widths)
 
         def row(*cells):
@@ -335,8 +348,13 @@ class Sequential(Trainer):
             lines.append(row(name, shape, layer.count_params()))
         total = self.count_params()
         trainable = sum(layer.count_trainable_params() for layer in self.layers)
-        lines += ["=" * line, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", "_" * line]
+        lines += [
+            "=" * line,
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            "_" * line,
+        ]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)

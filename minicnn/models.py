@@ -43,7 +43,7 @@ def load_model(path, compile: bool = True, backend=None, limits: Limits | None =
     check_size(spec, len(archive.weights), f"{source}: config.json")
     try:
         model = _build(spec, backend=backend)
-    except ValueError as err:   # shapes that do not fit together (e.g. a Dense after an image)
+    except ValueError as err:  # shapes that do not fit together (e.g. a Dense after an image)
         raise ModelFileError(f"{source}: config.json: {err}") from None
     model.set_weights(read_weights(archive.weights, model, source))
     if model.optimizer is not None:

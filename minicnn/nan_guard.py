@@ -28,7 +28,7 @@ class DeferredNanGuard:
         self.bad_step = xp.full((), -1, dtype=np.int64)
         self.bad_loss = xp.zeros((), dtype=np.float64)
         self.step = first_step
-        self.step_on_device = xp.full((), first_step, dtype=np.int64)   # the step index a CUDA graph replay reads
+        self.step_on_device = xp.full((), first_step, dtype=np.int64)  # the step index a CUDA graph replay reads
 
     def observe(self, loss):
         """Note one step's loss (on the device); returns the gate for its update."""
@@ -75,8 +75,9 @@ class StateGuard:
         return groups
 
     def _copy(self):
-        return [[a.copy() for a in arrays] for _, arrays in self._groups()], getattr(self.model.optimizer,
-                                                                                 "iterations", 0)
+        return [[a.copy() for a in arrays] for _, arrays in self._groups()], getattr(
+            self.model.optimizer, "iterations", 0
+        )
 
     def first_bad(self) -> str | None:
         """The name of the first group holding a NaN or an infinity, or None when all is finite."""
@@ -103,7 +104,7 @@ class StateGuard:
             return None
         arrays, iterations = self.kept
         for (_, live), saved in zip(self._groups(), arrays):
-            for k, a in enumerate(live):   # no saved slot: the optimizer had not made its first update then
+            for k, a in enumerate(live):  # no saved slot: the optimizer had not made its first update then
                 a[...] = saved[k] if k < len(saved) else 0
         self.model.optimizer.iterations = iterations
         return self.kept_step

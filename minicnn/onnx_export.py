@@ -31,11 +31,17 @@ import os
 import numpy as np
 
 OPSET = 17
-IR_VERSION = 8        # the IR that opset 17 came with: readable by ONNX Runtime 1.13 and later
-EXTRA_NAME = "onnx"   # the pip extra that installs onnx (and onnxruntime, to run the graph)
+IR_VERSION = 8  # the IR that opset 17 came with: readable by ONNX Runtime 1.13 and later
+EXTRA_NAME = "onnx"  # the pip extra that installs onnx (and onnxruntime, to run the graph)
 _ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
-_NCHW_LAYERS = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-                "ZeroPadding2D")
+_NCHW_LAYERS = (
+    "Conv2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "ZeroPadding2D",
+)
 
 
 def require_onnx():
@@ -109,10 +115,16 @@ def _layer(g, layer, weights):
         _activation(g, layer.activation, rank_out)
     elif kind == "MaxPooling2D":
         w = layer.window
-        if w.padded:   # -inf never wins a window (each holds a real cell); see the module's docstring for why a Pad
+        if w.padded:  # -inf never wins a window (each holds a real cell); see the module's docstring for why a Pad
             top, left, bottom, right = _pads(w)
-            g.add("Pad", [g.constant("pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)),
-                          g.constant("minus_inf", np.array(-np.inf, np.float32))], mode="constant")
+            g.add(
+                "Pad",
+                [
+                    g.constant("pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64)),
+                    g.constant("minus_inf", np.array(-np.inf, np.float32)),
+                ],
+                mode="constant",
+            )
         g.add("MaxPool", kernel_shape=[w.kh, w.kw], strides=[w.sh, w.sw])
     elif kind == "AveragePooling2D":
         w = layer.window
@@ -127,10 +139,17 @@ def _layer(g, layer, weights):
         g.add("Pad", [g.constant("pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))], mode="constant")
     elif kind == "BatchNormalization":
         c = layer.input_shape[-1]
-        inputs = [weights.get("gamma", np.ones(c, np.float32)), weights.get("beta", np.zeros(c, np.float32)),
-                  weights["moving_mean"], weights["moving_variance"]]
-        g.add("BatchNormalization", [g.constant(n, v) for n, v in zip(("gamma", "beta", "mean", "var"), inputs)],
-              epsilon=float(layer.epsilon))
+        inputs = [
+            weights.get("gamma", np.ones(c, np.float32)),
+            weights.get("beta", np.zeros(c, np.float32)),
+            weights["moving_mean"],
+            weights["moving_variance"],
+        ]
+        g.add(
+            "BatchNormalization",
+            [g.constant(n, v) for n, v in zip(("gamma", "beta", "mean", "var"), inputs)],
+            epsilon=float(layer.epsilon),
+        )
     elif kind == "Flatten":
         g.add("Flatten", axis=1)
     elif kind == "Reshape":
@@ -159,8 +178,12 @@ def to_onnx(model, opset: int | None = None):
     g.to("nhwc", len(model.output_shape) + 1)
     g.nodes.append(helper.make_node("Identity", [g.tensor], ["output"], name="output"))
     graph = helper.make_graph(
-        g.nodes, model.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *model.input_shape])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *model.output_shape])], g.initializers)
+        g.nodes,
+        model.name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *model.input_shape])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *model.output_shape])],
+        g.initializers,
+    )
     proto = helper.make_model(graph, producer_name="minicnn", opset_imports=[helper.make_opsetid("", opset)])
     proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto, full_check=True)
@@ -173,7 +196,9 @@ def export_onnx(model, path, format: str = "onnx", opset: int | None = None) -> 
     from .utils import atomic_write
 
     if format != "onnx":
-        raise ValueError(f"export format {format!r} is not supported: minicnn exports format='onnx' (for Keras's "
-                         f"other formats, save a .keras file and export it with Keras)")
+        raise ValueError(
+            f"export format {format!r} is not supported: minicnn exports format='onnx' (for Keras's "
+            f"other formats, save a .keras file and export it with Keras)"
+        )
     data = to_onnx(model, opset).SerializeToString()
     atomic_write(os.fspath(path), lambda fh: fh.write(data))

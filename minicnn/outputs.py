@@ -18,8 +18,9 @@ def check_output_folder(out, names) -> None:
     for name in names:
         path = os.path.join(out, name)
         if os.path.isdir(path):
-            raise OSError(f"{path} is a folder: the run writes a file of that name there; move it or choose another "
-                          f"--out")
+            raise OSError(
+                f"{path} is a folder: the run writes a file of that name there; move it or choose another --out"
+            )
 
 
 def write_results(out, model, metrics: dict, plots) -> list[str]:
@@ -27,9 +28,11 @@ def write_results(out, model, metrics: dict, plots) -> list[str]:
     the path)`` pairs). Every file that can be written is; then an OSError names those that could not (the plots
     after the results, so a plot that fails loses nothing else). Returns the names written."""
     written, failed = [], []
-    jobs = [("weights.npz", model.save_weights),
-            ("metrics.json", lambda path: atomic_write(path, lambda fh: json.dump(metrics, fh, indent=2), mode="w")),
-            *plots]
+    jobs = [
+        ("weights.npz", model.save_weights),
+        ("metrics.json", lambda path: atomic_write(path, lambda fh: json.dump(metrics, fh, indent=2), mode="w")),
+        *plots,
+    ]
     for name, write in jobs:
         try:
             write(os.path.join(out, name))
@@ -37,7 +40,7 @@ def write_results(out, model, metrics: dict, plots) -> list[str]:
         except (OSError, ValueError, RuntimeError) as err:
             failed.append(f"{name} ({err})")
             if name in RESULTS:
-                break                     # the results first: no plot is worth drawing without them
+                break  # the results first: no plot is worth drawing without them
     if failed:
         kept = f"; written: {', '.join(written)}" if written else ""
         raise OSError(f"could not write {'; '.join(failed)} in {out}{kept}")

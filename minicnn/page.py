@@ -30,7 +30,7 @@ def capture_step(model, x, y):
     be = model.backend
     arrays = {"forward": {}, "backward": {}, "weights": {}}
 
-    def first(a):   # one image of an image batch; the whole (small) matrix of a flat layer
+    def first(a):  # one image of an image batch; the whole (small) matrix of a flat layer
         return be.to_numpy(a[:1] if a.ndim > 2 else a)
 
     def on_forward(layer, x_in, y_out):
@@ -39,10 +39,13 @@ def capture_step(model, x, y):
     def on_backward(layer, grad_in, grad_out):
         arrays["backward"][layer.name] = None if grad_in is None else first(grad_in)
         if layer is model.layers[-1]:
-            arrays["loss_gradient"] = be.to_numpy(grad_out)     # what the loss handed to the last layer
+            arrays["loss_gradient"] = be.to_numpy(grad_out)  # what the loss handed to the last layer
 
-    handles = [h for layer in model.layers
-               for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))]
+    handles = [
+        h
+        for layer in model.layers
+        for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))
+    ]
     try:
         trace = model.trace(x, y)
     finally:
@@ -67,13 +70,16 @@ def picture(array, title: str, diverging: bool = False, axes=("row (sample)", "c
     kind = "maps"
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
-    elif a.ndim == 4:                       # a conv kernel (kh, kw, in, out): its first input channel
+    elif a.ndim == 4:  # a conv kernel (kh, kw, in, out): its first input channel
         a, kind = a[:, :, 0, :], "filters (input channel 0)"
-    if a.ndim == 1:                         # a bias or its gradient: one bar per unit
+    if a.ndim == 1:  # a bias or its gradient: one bar per unit
         return _data_uri(_bars(a, title))
     limit = float(np.abs(a).max()) or 1.0
-    scale = {"cmap": "bwr", "vmin": -limit, "vmax": limit} if diverging else \
-        {"cmap": "viridis", "vmin": float(min(a.min(), 0)), "vmax": float(a.max()) or 1.0}
+    scale = (
+        {"cmap": "bwr", "vmin": -limit, "vmax": limit}
+        if diverging
+        else {"cmap": "viridis", "vmin": float(min(a.min(), 0)), "vmax": float(a.max()) or 1.0}
+    )
     tiled = a.ndim == 3
     if tiled:
         count = a.shape[-1]
@@ -81,7 +87,7 @@ def picture(array, title: str, diverging: bool = False, axes=("row (sample)", "c
         a = mosaic(a[:, :, :shown], cols=min(8, shown))
         title = f"{title}: {'all' if shown == count else f'first {shown} of'} {count} {kind} (row by row, from 0)"
         width = min(9.0, 0.06 * a.shape[1] + 1.5)
-        fig = new_figure(width, (width - 1.2) * a.shape[0] / a.shape[1] + 0.7)   # the mosaic's aspect, no margins
+        fig = new_figure(width, (width - 1.2) * a.shape[0] / a.shape[1] + 0.7)  # the mosaic's aspect, no margins
         ax = fig.add_subplot(1, 1, 1)
         im = ax.imshow(a, interpolation="nearest", **scale)
         ax.axis("off")
@@ -118,15 +124,17 @@ def mosaic(maps, cols: int) -> np.ndarray:
     out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
     for k in range(f):
         r, c = divmod(k, cols)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = maps[:, :, k]
+        out[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = maps[:, :, k]
     return out
 
 
 def _stats(s: dict) -> str:
     if not s:
         return "not computed (nothing needs the gradient of the input images)"
-    return (f"mean {s['mean']:+.3e} &middot; std {s['std']:.3e} &middot; zeros {100 * s['zeros']:.1f}% &middot; "
-            f"L2 norm {s['norm']:.3e}")
+    return (
+        f"mean {s['mean']:+.3e} &middot; std {s['std']:.3e} &middot; zeros {100 * s['zeros']:.1f}% &middot; "
+        f"L2 norm {s['norm']:.3e}"
+    )
 
 
 def _rows(pairs) -> str:
@@ -143,49 +151,111 @@ def build_slides(trace, arrays) -> list:
     from .graph import graph_figure
 
     e = html.escape
-    slides = [_slide("overview", f"One training step on a batch of {trace.batch_size}", [
-        ("loss", f"{trace.loss:.4f}"), ("layers", str(len(trace.forward))),
-        ("order", "forward (first layer to last), the loss, backward (last layer to first), the update"),
-        ("keys", "&larr; / &rarr; step, Home / End jump; or the buttons")],
-        [("the step as a graph", _data_uri(graph_figure(trace))),
-         ("the first input image", picture(arrays["input"], "input image"))])]
+    slides = [
+        _slide(
+            "overview",
+            f"One training step on a batch of {trace.batch_size}",
+            [
+                ("loss", f"{trace.loss:.4f}"),
+                ("layers", str(len(trace.forward))),
+                ("order", "forward (first layer to last), the loss, backward (last layer to first), the update"),
+                ("keys", "&larr; / &rarr; step, Home / End jump; or the buttons"),
+            ],
+            [
+                ("the step as a graph", _data_uri(graph_figure(trace))),
+                ("the first input image", picture(arrays["input"], "input image")),
+            ],
+        )
+    ]
     for r in trace.forward:
         out = arrays["forward"].get(r["layer"])
         bn = r.get("batch_statistics")
-        slides.append(_slide("forward", f"forward: {r['layer']} ({r['type']})", [
-            ("formula", f"<code>{e(r['formula'])}</code>"),
-            ("products", e(r["products"].replace("N", str(trace.batch_size))) if r["products"] else ""),
-            ("shapes", f"X {r['input_shape']} &rarr; Y {r['output_shape']}"),
-            ("multiply-adds", f"{r['multiply_adds_per_image']:,} per image"), ("time", f"{r['ms']:.2f} ms (median)"),
-            ("output Y", _stats(r["output_stats"])),
-            ("batch statistics", f"{bn['channels']} channels, means {bn['mean_min']:+.3f} .. {bn['mean_max']:+.3f}, "
-                                 f"variances {bn['var_min']:.3f} .. {bn['var_max']:.3f}" if bn else "")],
-            [] if out is None else [(f"Y of {r['layer']}", picture(out, f"{r['layer']} output Y"))]))
+        slides.append(
+            _slide(
+                "forward",
+                f"forward: {r['layer']} ({r['type']})",
+                [
+                    ("formula", f"<code>{e(r['formula'])}</code>"),
+                    ("products", e(r["products"].replace("N", str(trace.batch_size))) if r["products"] else ""),
+                    ("shapes", f"X {r['input_shape']} &rarr; Y {r['output_shape']}"),
+                    ("multiply-adds", f"{r['multiply_adds_per_image']:,} per image"),
+                    ("time", f"{r['ms']:.2f} ms (median)"),
+                    ("output Y", _stats(r["output_stats"])),
+                    (
+                        "batch statistics",
+                        f"{bn['channels']} channels, means {bn['mean_min']:+.3f} .. {bn['mean_max']:+.3f}, "
+                        f"variances {bn['var_min']:.3f} .. {bn['var_max']:.3f}"
+                        if bn
+                        else "",
+                    ),
+                ],
+                [] if out is None else [(f"Y of {r['layer']}", picture(out, f"{r['layer']} output Y"))],
+            )
+        )
     info = trace.loss_info
     if info:
-        slides.append(_slide("loss", f"loss: {info['name']}", [
-            ("value", f"{trace.loss:.4f}"), ("formula", f"<code>{e(info['formula'])}</code>"),
-            ("gradient", f"<code>{e(info['gradient_formula'])}</code>"),
-            ("gradient shape", str(info["gradient_shape"])), ("gradient statistics", _stats(info["gradient_stats"]))],
-            [("the outputs P", picture(arrays["forward"][trace.forward[-1]["layer"]], "P",
-                                             axes=("row (sample)", "class"))),
-             ("the gradient the loss hands back", picture(arrays["loss_gradient"], "dL/d(last layer)", diverging=True,
-                                                          axes=("row (sample)", "class")))]))
+        slides.append(
+            _slide(
+                "loss",
+                f"loss: {info['name']}",
+                [
+                    ("value", f"{trace.loss:.4f}"),
+                    ("formula", f"<code>{e(info['formula'])}</code>"),
+                    ("gradient", f"<code>{e(info['gradient_formula'])}</code>"),
+                    ("gradient shape", str(info["gradient_shape"])),
+                    ("gradient statistics", _stats(info["gradient_stats"])),
+                ],
+                [
+                    (
+                        "the outputs P",
+                        picture(arrays["forward"][trace.forward[-1]["layer"]], "P", axes=("row (sample)", "class")),
+                    ),
+                    (
+                        "the gradient the loss hands back",
+                        picture(
+                            arrays["loss_gradient"], "dL/d(last layer)", diverging=True, axes=("row (sample)", "class")
+                        ),
+                    ),
+                ],
+            )
+        )
     for r in trace.backward:
         grad = arrays["backward"].get(r["layer"])
         pics = [] if grad is None else [(f"dX of {r['layer']}", picture(grad, f"{r['layer']} dX", diverging=True))]
         for key, g in arrays["weights"].get(r["layer"], {}).items():
             name = {"kernel": "dW", "bias": "db"}.get(key, f"d{key}") + f" ({key})"
-            pics.append((f"{name} of {r['layer']}", picture(g, f"{r['layer']} {name}", diverging=True,
-                                                           axes=("input (row of W)", "unit (column of W)"))))
-        slides.append(_slide("backward", f"backward: {r['layer']} ({r['type']})", [
-            ("formula", f"<code>{e(r['formula'])}</code>"),
-            ("shapes", f"dY {r['grad_output_shape']} &rarr; dX {r['grad_input_shape']}"),
-            ("multiply-adds", f"{r['multiply_adds_per_image']:,} per image"), ("time", f"{r['ms']:.2f} ms (median)"),
-            ("dX", _stats(r["grad_input_stats"]))], pics))
-    update = [(p["name"], f"shape {tuple(p['shape'])} &middot; |grad| {p['grad_norm']:.3e} &middot; " + (
-        f"|update| / |weight| {p['update_ratio']:.2e}" if p["update_ratio"] is not None else
-        f"|update| {p['update_norm']:.2e}")) for p in trace.params]
+            pics.append(
+                (
+                    f"{name} of {r['layer']}",
+                    picture(g, f"{r['layer']} {name}", diverging=True, axes=("input (row of W)", "unit (column of W)")),
+                )
+            )
+        slides.append(
+            _slide(
+                "backward",
+                f"backward: {r['layer']} ({r['type']})",
+                [
+                    ("formula", f"<code>{e(r['formula'])}</code>"),
+                    ("shapes", f"dY {r['grad_output_shape']} &rarr; dX {r['grad_input_shape']}"),
+                    ("multiply-adds", f"{r['multiply_adds_per_image']:,} per image"),
+                    ("time", f"{r['ms']:.2f} ms (median)"),
+                    ("dX", _stats(r["grad_input_stats"])),
+                ],
+                pics,
+            )
+        )
+    update = [
+        (
+            p["name"],
+            f"shape {tuple(p['shape'])} &middot; |grad| {p['grad_norm']:.3e} &middot; "
+            + (
+                f"|update| / |weight| {p['update_ratio']:.2e}"
+                if p["update_ratio"] is not None
+                else f"|update| {p['update_norm']:.2e}"
+            ),
+        )
+        for p in trace.params
+    ]
     slides.append(_slide("update", f"update: {trace.optimizer.get('name', 'optimizer')}", update))
     return slides
 

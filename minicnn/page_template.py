@@ -96,10 +96,15 @@ SCRIPT = """
 
 
 def _slide_html(k: int, slide: dict) -> str:
-    figures = "".join(f'<figure><img alt="{html.escape(caption)}" src="{uri}"><figcaption>{html.escape(caption)}'
-                      f"</figcaption></figure>" for caption, uri in slide["images"])
-    return (f'<section class="slide" id="s{k + 1}"><h2><span class="stage {slide["stage"]}">{slide["stage"]}'
-            f'</span> {html.escape(slide["title"])}</h2><table>{slide["table"]}</table>{figures}</section>')
+    figures = "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="{uri}"><figcaption>{html.escape(caption)}'
+        f"</figcaption></figure>"
+        for caption, uri in slide["images"]
+    )
+    return (
+        f'<section class="slide" id="s{k + 1}"><h2><span class="stage {slide["stage"]}">{slide["stage"]}'
+        f"</span> {html.escape(slide['title'])}</h2><table>{slide['table']}</table>{figures}</section>"
+    )
 
 
 def render_page(slides: list, title: str) -> str:

@@ -18,9 +18,19 @@ from .plotting_model import (
     saliency_figure,
 )
 
-__all__ = ["feature_maps_figure", "filters_figure", "gradient_norms_figure", "history_figure", "plot_feature_maps",
-           "plot_filters", "plot_gradient_norms", "plot_history", "plot_misclassified", "plot_saliency",
-           "saliency_figure"]
+__all__ = [
+    "feature_maps_figure",
+    "filters_figure",
+    "gradient_norms_figure",
+    "history_figure",
+    "plot_feature_maps",
+    "plot_filters",
+    "plot_gradient_norms",
+    "plot_history",
+    "plot_misclassified",
+    "plot_saliency",
+    "saliency_figure",
+]
 
 
 def history_figure(history):
@@ -41,7 +51,7 @@ def history_figure(history):
             if hist.get(key):
                 ax.plot(epochs, hist[key], style, label=label, markersize=4)
         ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole: no 1.5 on a short run
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 on a short run
         ax.grid(alpha=0.3)
         ax.legend()
     ax.set_xlabel("epoch")
@@ -54,7 +64,6 @@ def plot_history(history, path):
     return _save(history_figure(history), path)
 
 
-
 def plot_misclassified(x, y_true, y_pred, path, max_images: int = 36, class_names=None):
     """A grid of the misclassified images (at most ``max_images``), each titled ``true -> predicted``.
 
@@ -63,8 +72,7 @@ def plot_misclassified(x, y_true, y_pred, path, max_images: int = 36, class_name
     x = np.asarray(x)
     y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
     if not len(x) == len(y_true) == len(y_pred):
-        raise ValueError(f"x, y_true and y_pred must have the same length, got {len(x)}, {len(y_true)}, "
-                         f"{len(y_pred)}")
+        raise ValueError(f"x, y_true and y_pred must have the same length, got {len(x)}, {len(y_true)}, {len(y_pred)}")
     wrong = np.flatnonzero(y_true != y_pred)
     shown = wrong[:max_images]
     cols = max(1, min(6, len(shown)))
@@ -76,8 +84,10 @@ def plot_misclassified(x, y_true, y_pred, path, max_images: int = 36, class_name
         ax.imshow(x[i].reshape(x.shape[1], x.shape[2]), cmap="gray_r")
         ax.set_title(f"{name(int(y_true[i]))} -> {name(int(y_pred[i]))}", fontsize=9, color="darkred")
         ax.axis("off")
-    fig.suptitle(f"Misclassified: {len(wrong)} of {len(x)} (true -> predicted)"
-                 + (f", first {len(shown)} shown" if len(shown) < len(wrong) else ""))
+    fig.suptitle(
+        f"Misclassified: {len(wrong)} of {len(x)} (true -> predicted)"
+        + (f", first {len(shown)} shown" if len(shown) < len(wrong) else "")
+    )
     return _save(fig, path)
 
 
@@ -97,16 +107,30 @@ def gradient_norms_figure(recorder):
     for name, values in recorder.norms.items():
         layer, kind = name.split("/")[0], name.split("/")[-1]
         i = layers.index(layer)
-        ax.plot(recorder.steps, values, label=name, color=colours(i % colours.N), linewidth=1.4,
-                linestyle=styles[kinds.index(kind) % len(styles)], marker=markers[i % len(markers)],
-                markersize=3.5, markevery=max(1, len(recorder.steps) // 8))
+        ax.plot(
+            recorder.steps,
+            values,
+            label=name,
+            color=colours(i % colours.N),
+            linewidth=1.4,
+            linestyle=styles[kinds.index(kind) % len(styles)],
+            marker=markers[i % len(markers)],
+            markersize=3.5,
+            markevery=max(1, len(recorder.steps) // 8),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("gradient L2 norm")
     ax.grid(alpha=0.3)
     # beside the axes, not over the curves; one colour and marker per layer, one line style per weight kind
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
-              title="layer/weight", title_fontsize=8)
+    ax.legend(
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        title="layer/weight",
+        title_fontsize=8,
+    )
     fig.suptitle("Gradient norms per parameter during training (colour: layer; line: kernel solid, bias dashed)")
     return fig
 
@@ -114,7 +138,6 @@ def gradient_norms_figure(recorder):
 def plot_gradient_norms(recorder, path):
     """:func:`gradient_norms_figure` written as a PNG at ``path``. Returns ``path``."""
     return _save(gradient_norms_figure(recorder), path)
-
 
 
 def _colormap(name):

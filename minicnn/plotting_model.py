@@ -15,12 +15,15 @@ POOLING = ("MaxPooling2D", "AveragePooling2D")
 def filters_figure(model, layer_name=None):
     """The kernels of the first Conv2D layer (or ``layer_name``), one small image per filter (first input channel),
     on one shared colour scale (blue negative, red positive, the colorbar gives the values). Returns the Figure."""
-    conv = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"
-            and (layer_name is None or layer.name == layer_name)]
+    conv = [
+        layer
+        for layer in model.layers
+        if type(layer).__name__ == "Conv2D" and (layer_name is None or layer.name == layer_name)
+    ]
     if not conv:
         named = "" if layer_name is None else f" named {layer_name!r}"
         raise ValueError(f"plot_filters: the model has no Conv2D layer{named}")
-    kernel = model.backend.to_numpy(conv[0].params["kernel"])[:, :, 0, :]   # (kh, kw, filters)
+    kernel = model.backend.to_numpy(conv[0].params["kernel"])[:, :, 0, :]  # (kh, kw, filters)
     filters = kernel.shape[-1]
     cols = min(8, filters)
     rows = math.ceil(filters / cols)
@@ -43,15 +46,13 @@ def plot_filters(model, path, layer_name=None):
     return save_figure(filters_figure(model, layer_name=layer_name), path)
 
 
-
 def _maps_title(name, fmap, shown, shared):
     count = fmap.shape[-1]
     which = f"all {count} maps" if shown == count else f"first {shown} of {count} maps"
     return f"{name} {fmap.shape[0]}x{fmap.shape[1]}: {which}" + ("" if shared else " (each on its own scale)")
 
 
-def feature_maps_figure(model, image, max_maps: int | None = 16, shared_scale: bool = True,
-                        pooling: bool = True):
+def feature_maps_figure(model, image, max_maps: int | None = 16, shared_scale: bool = True, pooling: bool = True):
     """The input image and the feature maps of every Conv2D layer (and, with ``pooling``, every pooling layer) for
     it, in inference mode. Each row says how many of the layer's maps it shows (``max_maps``; None: all).
 
@@ -85,18 +86,23 @@ def feature_maps_figure(model, image, max_maps: int | None = 16, shared_scale: b
             axes.append(ax)
         if shared_scale:
             colorbar(fig, image_, axes)
-        axes[0].text(0, 1.28, _maps_title(name, fmap, shown, shared_scale), transform=axes[0].transAxes,
-                     fontsize=8, fontweight="bold", va="bottom")
+        axes[0].text(
+            0,
+            1.28,
+            _maps_title(name, fmap, shown, shared_scale),
+            transform=axes[0].transAxes,
+            fontsize=8,
+            fontweight="bold",
+            va="bottom",
+        )
     fig.suptitle("Feature maps of each convolution (after its activation) and pooling, for one image")
     return fig
 
 
-def plot_feature_maps(model, image, path, max_maps: int | None = 16, shared_scale: bool = True,
-                      pooling: bool = True):
+def plot_feature_maps(model, image, path, max_maps: int | None = 16, shared_scale: bool = True, pooling: bool = True):
     """:func:`feature_maps_figure` written as a PNG at ``path``. Returns ``path``."""
     fig = feature_maps_figure(model, image, max_maps=max_maps, shared_scale=shared_scale, pooling=pooling)
     return save_figure(fig, path)
-
 
 
 def saliency_figure(model, image, class_index, class_names=None):
@@ -114,10 +120,17 @@ def saliency_figure(model, image, class_index, class_names=None):
     score = "logit (its score before the softmax)" if softmax else "output"
     limit = float(np.abs(grad).max()) or 1.0
     fig = new_figure(11, 3.8)
-    panels = [(img, "input", "gray_r", None, "pixel"),
-              (grad, f"d logit[{class_index}] / d pixel" if softmax else f"d output[{class_index}] / d pixel", "bwr",
-               limit, "gradient"),
-              (np.abs(grad), "|gradient|", "hot", None, "|gradient|")]
+    panels = [
+        (img, "input", "gray_r", None, "pixel"),
+        (
+            grad,
+            f"d logit[{class_index}] / d pixel" if softmax else f"d output[{class_index}] / d pixel",
+            "bwr",
+            limit,
+            "gradient",
+        ),
+        (np.abs(grad), "|gradient|", "hot", None, "|gradient|"),
+    ]
     for k, (data, title, cmap, lim, label) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
         kwargs = {"vmin": -lim, "vmax": lim} if lim else {}
@@ -126,11 +139,13 @@ def saliency_figure(model, image, class_index, class_names=None):
         ax.axis("off")
         colorbar(fig, shown, ax, label)
     verdict = "right" if predicted == int(class_index) else "wrong"
-    fig.suptitle(f"Saliency of class {name(int(class_index))}: which pixels move its {score}\n"
-                 f"the model predicts {name(predicted)} with probability {probabilities[predicted]:.3f} ({verdict}); "
-                 f"class {name(int(class_index))} has {probabilities[int(class_index)]:.3f}", fontsize=10)
+    fig.suptitle(
+        f"Saliency of class {name(int(class_index))}: which pixels move its {score}\n"
+        f"the model predicts {name(predicted)} with probability {probabilities[predicted]:.3f} ({verdict}); "
+        f"class {name(int(class_index))} has {probabilities[int(class_index)]:.3f}",
+        fontsize=10,
+    )
     return fig
-
 
 
 def plot_saliency(model, image, class_index, path, class_names=None):

@@ -10,7 +10,7 @@ def is_terminal(file) -> bool:
     """Whether ``file`` is an interactive terminal (a live bar's carriage returns only make sense there)."""
     try:
         return bool(file.isatty())
-    except (AttributeError, ValueError, OSError):   # no isatty, or a closed file
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed file
         return False
 
 
@@ -34,9 +34,15 @@ class Progress:
 
             if epoch is not None:
                 print(f"Epoch {epoch + 1}/{self.epochs}", file=self.file)
-            if is_terminal(self.file):   # leave=False: the summary line replaces the bar, not repeats it
-                self.bar = tqdm(total=self.steps, file=self.file, unit="step", dynamic_ncols=True, leave=False,
-                                bar_format="{n_fmt}/{total_fmt} |{bar:24}| {elapsed}<{remaining}{postfix}")
+            if is_terminal(self.file):  # leave=False: the summary line replaces the bar, not repeats it
+                self.bar = tqdm(
+                    total=self.steps,
+                    file=self.file,
+                    unit="step",
+                    dynamic_ncols=True,
+                    leave=False,
+                    bar_format="{n_fmt}/{total_fmt} |{bar:24}| {elapsed}<{remaining}{postfix}",
+                )
 
     @property
     def wants_values(self):
@@ -56,7 +62,7 @@ class Progress:
         """Leave ``seconds`` (spent compiling kernels) out of the rate per step and the time left."""
         self.excluded += seconds
         if self.bar is not None:
-            self.bar.last_print_t += seconds   # tqdm's rate (hence its estimate) divides by time since last_print_t
+            self.bar.last_print_t += seconds  # tqdm's rate (hence its estimate) divides by time since last_print_t
 
     def note(self, text):
         """A line of its own, above a live bar (or, without one, where the epoch lines go)."""
@@ -80,5 +86,7 @@ class Progress:
         if self.verbose == 1 or (self.verbose == 2 and epoch is None):
             print(f"{self.steps}/{self.steps} - {seconds:.0f}s - {text}", file=self.file)
         elif self.verbose == 2:
-            print(f"Epoch {epoch + 1}/{self.epochs} - {seconds:.0f}s - "
-                  f"{1000 * seconds / self.steps:.0f}ms/step - {text}", file=self.file)
+            print(
+                f"Epoch {epoch + 1}/{self.epochs} - {seconds:.0f}s - {1000 * seconds / self.steps:.0f}ms/step - {text}",
+                file=self.file,
+            )

@@ -36,14 +36,26 @@ def tutorial_layers() -> list:
 
 def fashion_bn_layers() -> list:
     def conv_bn_relu(filters, **kwargs):
-        return [L.Conv2D(filters, (3, 3), padding="same", use_bias=False, **kwargs), L.BatchNormalization(),
-                L.Activation("relu")]
+        return [
+            L.Conv2D(filters, (3, 3), padding="same", use_bias=False, **kwargs),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+        ]
 
     return [
-        *conv_bn_relu(32, input_shape=(28, 28, 1)), *conv_bn_relu(32), L.MaxPooling2D((2, 2)), L.Dropout(0.25),
-        *conv_bn_relu(64), *conv_bn_relu(64), L.MaxPooling2D((2, 2)), L.Dropout(0.25),
+        *conv_bn_relu(32, input_shape=(28, 28, 1)),
+        *conv_bn_relu(32),
+        L.MaxPooling2D((2, 2)),
+        L.Dropout(0.25),
+        *conv_bn_relu(64),
+        *conv_bn_relu(64),
+        L.MaxPooling2D((2, 2)),
+        L.Dropout(0.25),
         L.Flatten(),
-        L.Dense(128, use_bias=False), L.BatchNormalization(), L.Activation("relu"), L.Dropout(0.5),
+        L.Dense(128, use_bias=False),
+        L.BatchNormalization(),
+        L.Activation("relu"),
+        L.Dropout(0.5),
         L.Dense(10, activation="softmax"),
     ]
 
@@ -53,19 +65,33 @@ class Recipe:
     """A named model with its training settings."""
 
     name: str
-    layers: Callable[[], list]     # builds fresh layers
-    optimizer: str                 # an optimizer's name in minicnn.optimizers
+    layers: Callable[[], list]  # builds fresh layers
+    optimizer: str  # an optimizer's name in minicnn.optimizers
     learning_rate: float
     epochs: int
-    dataset: str                   # the data set it was made for
+    dataset: str  # the data set it was made for
     description: str
 
 
 RECIPES = {
-    "tutorial": Recipe("tutorial", tutorial_layers, "adadelta", 1.0, 10, "mnist",
-                       "the R keras MNIST tutorial's CNN, Adadelta (learning rate 1.0)"),
-    "fashion_bn": Recipe("fashion_bn", fashion_bn_layers, "adam", 0.001, 15, "fashion_mnist",
-                         "a BatchNormalization CNN for Fashion-MNIST, Adam (learning rate 0.001)"),
+    "tutorial": Recipe(
+        "tutorial",
+        tutorial_layers,
+        "adadelta",
+        1.0,
+        10,
+        "mnist",
+        "the R keras MNIST tutorial's CNN, Adadelta (learning rate 1.0)",
+    ),
+    "fashion_bn": Recipe(
+        "fashion_bn",
+        fashion_bn_layers,
+        "adam",
+        0.001,
+        15,
+        "fashion_mnist",
+        "a BatchNormalization CNN for Fashion-MNIST, Adam (learning rate 0.001)",
+    ),
 }
 
 
@@ -81,7 +107,7 @@ def build_model(recipe="tutorial", seed=None, backend=None, optimizer=None, lear
     ``learning_rate``); categorical cross-entropy and accuracy."""
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     name = optimizer or recipe.optimizer
-    opt = optimizers.get(name)                         # its defaults (an unknown name is a ValueError naming it)
+    opt = optimizers.get(name)  # its defaults (an unknown name is a ValueError naming it)
     if learning_rate is None and name == recipe.optimizer:
         learning_rate = recipe.learning_rate
     if learning_rate is not None:

@@ -101,7 +101,7 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-l1, l2, l1_l2 = L1, L2, L1L2   # Keras's lower-case names
+l1, l2, l1_l2 = L1, L2, L1L2  # Keras's lower-case names
 
 REGULARIZERS = {"l1": L1, "l2": L2, "l1l2": L1L2, "l1_l2": L1L2}
 
@@ -115,7 +115,10 @@ def get(identifier):
         try:
             return REGULARIZERS[identifier.lower()]()
         except KeyError:
-            raise ValueError(f"unknown regularizer {identifier!r}; known regularizers: "
-                             f"{', '.join(REGULARIZERS)}") from None
-    raise TypeError(f"a regularizer must be a name ({', '.join(REGULARIZERS)}), a minicnn.regularizers.Regularizer "
-                    f"or None, got {identifier!r}")
+            raise ValueError(
+                f"unknown regularizer {identifier!r}; known regularizers: {', '.join(REGULARIZERS)}"
+            ) from None
+    raise TypeError(
+        f"a regularizer must be a name ({', '.join(REGULARIZERS)}), a minicnn.regularizers.Regularizer "
+        f"or None, got {identifier!r}"
+    )

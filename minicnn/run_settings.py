@@ -39,9 +39,15 @@ def fingerprint(x) -> str:
 def describe(model, batch_size: int, validation: str, x_train, n_val: int, extra: dict | None = None) -> dict:
     """The run's settings as JSON-ready values (``validation``: the split, or ``"validation_data"``)."""
     settings = {
-        "seed": int(model.seed), "batch_size": int(batch_size), "optimizer": model.optimizer.get_config(),
-        "samples": int(len(x_train)), "data": fingerprint(x_train), "validation": validation,
-        "validation_samples": int(n_val), "dtype": str(model.dtype), "backend": model.backend.name,
+        "seed": int(model.seed),
+        "batch_size": int(batch_size),
+        "optimizer": model.optimizer.get_config(),
+        "samples": int(len(x_train)),
+        "data": fingerprint(x_train),
+        "validation": validation,
+        "validation_samples": int(n_val),
+        "dtype": str(model.dtype),
+        "backend": model.backend.name,
         "threads": thread_count(model.backend),
         "architecture": [f"{name}{list(shape)}" for name, shape in model.named_shapes()],
     }
@@ -53,8 +59,11 @@ def describe(model, batch_size: int, validation: str, x_train, n_val: int, extra
 def differences(saved: dict, current: dict) -> dict:
     """``{name: (saved, current)}`` for every setting whose value differs (a setting absent from one side counts
     as None there)."""
-    return {key: (saved.get(key), current.get(key)) for key in sorted(set(saved) | set(current))
-            if saved.get(key) != current.get(key)}
+    return {
+        key: (saved.get(key), current.get(key))
+        for key in sorted(set(saved) | set(current))
+        if saved.get(key) != current.get(key)
+    }
 
 
 def check_resume(saved: dict | None, current: dict, allow_changed, source: str) -> dict:
@@ -63,22 +72,29 @@ def check_resume(saved: dict | None, current: dict, allow_changed, source: str) 
     allow_changed = tuple(allow_changed or ())
     unsafe = [name for name in allow_changed if name not in SAFE_TO_CHANGE]
     if unsafe:
-        raise ValueError(f"allow_changed: {unsafe} cannot change on resume (only {', '.join(SAFE_TO_CHANGE)} can; "
-                         f"the others would make the resumed run a different run)")
-    if saved is None:        # a checkpoint written before runs recorded their settings: nothing to compare
+        raise ValueError(
+            f"allow_changed: {unsafe} cannot change on resume (only {', '.join(SAFE_TO_CHANGE)} can; "
+            f"the others would make the resumed run a different run)"
+        )
+    if saved is None:  # a checkpoint written before runs recorded their settings: nothing to compare
         return {}
     diffs = differences(saved, current)
     refused = {k: v for k, v in diffs.items() if k not in allow_changed}
     if refused:
         listed = "; ".join(f"{k}: {_short(a)} in the checkpoint, {_short(b)} now" for k, (a, b) in refused.items())
         safe = [k for k in refused if k in SAFE_TO_CHANGE]
-        hint = f" (allow_changed / --allow-changed {','.join(safe)} accepts {'these' if len(safe) > 1 else 'this'})" \
-            if safe else ""
-        raise ValueError(f"{source}: the checkpoint was written by a run with other settings: {listed}{hint}; "
-                         f"resume with the same settings, or start again (overwrite)")
+        hint = (
+            f" (allow_changed / --allow-changed {','.join(safe)} accepts {'these' if len(safe) > 1 else 'this'})"
+            if safe
+            else ""
+        )
+        raise ValueError(
+            f"{source}: the checkpoint was written by a run with other settings: {listed}{hint}; "
+            f"resume with the same settings, or start again (overwrite)"
+        )
     return diffs
 
 
 def _short(value, limit: int = 80) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

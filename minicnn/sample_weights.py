@@ -67,9 +67,11 @@ def fit_weights(y_train, n_train: int, n_all: int, sample_weight, class_weight):
 def unpack_validation_data(validation_data):
     """``(x_val, y_val, sample_weight_val or None)`` from a tuple of two or three."""
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-        raise ValueError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), "
-                         f"got {type(validation_data).__name__}"
-                         + (f" of {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else ""))
+        raise ValueError(
+            "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight_val), "
+            f"got {type(validation_data).__name__}"
+            + (f" of {len(validation_data)}" if isinstance(validation_data, (tuple, list)) else "")
+        )
     x_val, y_val, w_val = (*validation_data, None)[:3]
     return x_val, y_val, checked_sample_weight(w_val, len(x_val), "the validation sample_weight")
 

@@ -53,8 +53,8 @@ class TorchTwin(nn.Module):
 
     def __init__(self, model, dtype=torch.float64):
         super().__init__()
-        self.steps = []      # (minicnn layer, torch module or None), in order
-        self.params_in_order = []   # (torch parameter, convert back to minicnn's layout), trainable_weights' order
+        self.steps = []  # (minicnn layer, torch module or None), in order
+        self.params_in_order = []  # (torch parameter, convert back to minicnn's layout), trainable_weights' order
         self.torch_layers = nn.ModuleList()
         last = model.layers[-1]
         for layer in model.layers:
@@ -80,15 +80,17 @@ class TorchTwin(nn.Module):
             self._copy(module.weight, layer.params["kernel"].T, lambda w: np.ascontiguousarray(w.T))
         elif kind == "MaxPooling2D":
             return nn.MaxPool2d(layer.pool_size, layer.strides)
-        elif kind == "AveragePooling2D" and not layer.window.padded:   # padded: it divides by the real cells only
+        elif kind == "AveragePooling2D" and not layer.window.padded:  # padded: it divides by the real cells only
             return nn.AvgPool2d(layer.pool_size, layer.strides)
         elif kind == "Dropout":
             return nn.Dropout(layer.rate)
         elif kind == "Flatten":
             return None
         else:
-            raise ValueError(f"TorchTwin: layer {layer.name!r} ({kind}, padding "
-                             f"{getattr(layer, 'padding', None)!r}) has no PyTorch counterpart here")
+            raise ValueError(
+                f"TorchTwin: layer {layer.name!r} ({kind}, padding "
+                f"{getattr(layer, 'padding', None)!r}) has no PyTorch counterpart here"
+            )
         if layer.use_bias:
             self._copy(module.bias, layer.params["bias"], np.array)
         return module
@@ -100,14 +102,14 @@ class TorchTwin(nn.Module):
 
     def forward(self, x_nhwc):
         """Logits for an NHWC batch (a tensor)."""
-        x = x_nhwc.permute(0, 3, 1, 2)                      # NHWC -> NCHW, PyTorch's layout
+        x = x_nhwc.permute(0, 3, 1, 2)  # NHWC -> NCHW, PyTorch's layout
         for layer, module in self.steps:
             kind = type(layer).__name__
             if kind == "Flatten":
-                x = x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)   # (H, W, C) order
+                x = x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)  # (H, W, C) order
                 continue
             win = getattr(layer, "window", None)
-            if win is not None and win.padded:   # minicnn's (possibly uneven) padding; max-pooling pads with -inf
+            if win is not None and win.padded:  # minicnn's (possibly uneven) padding; max-pooling pads with -inf
                 fill = float("-inf") if kind == "MaxPooling2D" else 0.0
                 x = functional.pad(x, (win.pad_left, win.pad_right, win.pad_top, win.pad_bottom), value=fill)
             x = module(x)
@@ -135,8 +137,11 @@ def compare_step(model, x, y, twin=None):
     xb, yb = model.prepare_inputs(x), model.prepare_targets(y, len(x))
     m_loss, _, probs, dx = model.forward_backward(xb, yb, training=False)
     ours = {"probabilities": be.to_numpy(probs), "loss": np.asarray(float(m_loss)), "input gradient": be.to_numpy(dx)}
-    theirs = {"probabilities": torch.softmax(logits, dim=1).detach().numpy(), "loss": loss.detach().numpy(),
-              "input gradient": xt.grad.numpy()}
+    theirs = {
+        "probabilities": torch.softmax(logits, dim=1).detach().numpy(),
+        "loss": loss.detach().numpy(),
+        "input gradient": xt.grad.numpy(),
+    }
     names = [f"{layer.name}/{k}" for layer in model.layers for k in layer.weight_names(trainable=True)]
     ours.update(zip(names, (be.to_numpy(g) for g in model.gradients)))
     theirs.update(zip(names, twin.minicnn_gradients()))

@@ -21,8 +21,12 @@ def array_stats(backend, a) -> dict:
     if a is None:
         return {}
     h = backend.to_numpy(a).astype(np.float64)
-    return {"mean": float(h.mean()), "std": float(h.std()), "zeros": float(np.mean(h == 0)),
-            "norm": float(np.sqrt(np.sum(h * h)))}
+    return {
+        "mean": float(h.mean()),
+        "std": float(h.std()),
+        "zeros": float(np.mean(h == 0)),
+        "norm": float(np.sqrt(np.sum(h * h))),
+    }
 
 
 @dataclass
@@ -45,11 +49,14 @@ class Trace:
         if not info:
             return []
         s = info["gradient_stats"]
-        return ["", "LOSS (between the passes)",
-                f"  {info['name']:<17} value {self.loss:.4f}   {info['ms']:7.2f} ms",
-                f"      {info['formula']}",
-                f"      gradient {str(info['gradient_shape'])}: {info['gradient_formula']}",
-                f"      gradient: mean {s['mean']:+.2e}  std {s['std']:.2e}  norm {s['norm']:.3e}"]
+        return [
+            "",
+            "LOSS (between the passes)",
+            f"  {info['name']:<17} value {self.loss:.4f}   {info['ms']:7.2f} ms",
+            f"      {info['formula']}",
+            f"      gradient {str(info['gradient_shape'])}: {info['gradient_formula']}",
+            f"      gradient: mean {s['mean']:+.2e}  std {s['std']:.2e}  norm {s['norm']:.3e}",
+        ]
 
     def plot_graph(self, path):
         """Draw this step as a graph (layers as boxes, forward edges with activation shapes, backward edges with
@@ -66,22 +73,31 @@ class Trace:
 
     def __str__(self) -> str:
         n = self.batch_size
-        out = [f"One training step on a batch of {n}; loss {self.loss:.4f}",
-               f"(times: the median of {self.timing_runs} runs of the step after one warm-up run)", "",
-               "FORWARD (first layer to last)"]
+        out = [
+            f"One training step on a batch of {n}; loss {self.loss:.4f}",
+            f"(times: the median of {self.timing_runs} runs of the step after one warm-up run)",
+            "",
+            "FORWARD (first layer to last)",
+        ]
         for r in self.forward:
-            out.append(f"  {r['layer']:<17} {str(r['input_shape']):>17} -> {str(r['output_shape']):<17} "
-                       f"{r['ms']:7.2f} ms  {r['multiply_adds_per_image']:>10,} MAC/image")
+            out.append(
+                f"  {r['layer']:<17} {str(r['input_shape']):>17} -> {str(r['output_shape']):<17} "
+                f"{r['ms']:7.2f} ms  {r['multiply_adds_per_image']:>10,} MAC/image"
+            )
             out.append(f"      {r['formula']}")
             if r["products"]:
                 out.append(f"      products: {r['products'].replace('N', str(n))}")
             s = r["output_stats"]
-            out.append(f"      output: mean {s['mean']:+.4f}  std {s['std']:.4f}  zeros {100 * s['zeros']:.1f}%  "
-                       f"norm {s['norm']:.3f}")
+            out.append(
+                f"      output: mean {s['mean']:+.4f}  std {s['std']:.4f}  zeros {100 * s['zeros']:.1f}%  "
+                f"norm {s['norm']:.3f}"
+            )
             b = r.get("batch_statistics")
             if b:
-                out.append(f"      batch statistics of its {b['channels']} channels: means {b['mean_min']:+.3f} .. "
-                           f"{b['mean_max']:+.3f}, variances {b['var_min']:.3f} .. {b['var_max']:.3f}")
+                out.append(
+                    f"      batch statistics of its {b['channels']} channels: means {b['mean_min']:+.3f} .. "
+                    f"{b['mean_max']:+.3f}, variances {b['var_min']:.3f} .. {b['var_max']:.3f}"
+                )
         out += self.loss_lines()
         out += ["", "BACKWARD (last layer to first)"]
         for r in self.backward:
@@ -90,23 +106,32 @@ class Trace:
             out.append(f"      {r['formula']}")
             s = r["grad_input_stats"]
             if s:
-                out.append(f"      dX: mean {s['mean']:+.2e}  std {s['std']:.2e}  zeros {100 * s['zeros']:.1f}%  "
-                           f"norm {s['norm']:.3e}")
+                out.append(
+                    f"      dX: mean {s['mean']:+.2e}  std {s['std']:.2e}  zeros {100 * s['zeros']:.1f}%  "
+                    f"norm {s['norm']:.3e}"
+                )
             else:
                 out.append("      dX: not computed (nothing needs the gradient of the input images)")
         out += ["", f"PARAMETERS ({self.optimizer.get('name', '')} update)"]
         for r in self.params:
-            ratio = (f"|update| / |weight| {r['update_ratio']:.2e}" if r["update_ratio"] is not None else
-                     f"|update| {r['update_norm']:.2e} (the weight was all zeros)")
+            ratio = (
+                f"|update| / |weight| {r['update_ratio']:.2e}"
+                if r["update_ratio"] is not None
+                else f"|update| {r['update_norm']:.2e} (the weight was all zeros)"
+            )
             out.append(f"  {r['name']:<22} {str(r['shape']):<17} |grad| {r['grad_norm']:.3e}   {ratio}")
         return "\n".join(out)
 
 
-LOSS_FORMULAS = {   # loss name -> (L, its gradient where the backward pass starts)
-    "categorical_crossentropy": ("L = -(1/N) sum_n sum_k Y[n,k] log P[n,k]   (P clipped to [1e-7, 1 - 1e-7])",
-                                 "dL/dP = -Y / (N P), through the clip and the normalisation of P"),
-    "sparse_categorical_crossentropy": ("L = -(1/N) sum_n log P[n, y_n]   (y_n: the class index of sample n)",
-                                        "dL/dP = -onehot(y) / (N P), through the clip and the normalisation"),
+LOSS_FORMULAS = {  # loss name -> (L, its gradient where the backward pass starts)
+    "categorical_crossentropy": (
+        "L = -(1/N) sum_n sum_k Y[n,k] log P[n,k]   (P clipped to [1e-7, 1 - 1e-7])",
+        "dL/dP = -Y / (N P), through the clip and the normalisation of P",
+    ),
+    "sparse_categorical_crossentropy": (
+        "L = -(1/N) sum_n log P[n, y_n]   (y_n: the class index of sample n)",
+        "dL/dP = -onehot(y) / (N P), through the clip and the normalisation",
+    ),
 }
 FUSED_GRADIENT = "dL/dZ = (P - Y) / N   (softmax + cross-entropy fused: the backward pass starts below the softmax)"
 
@@ -118,8 +143,14 @@ def loss_record(model, fused: bool, grad, backend, ms: float) -> dict:
     if getattr(model.loss, "from_logits", False):
         formula = formula.replace("P[", "softmax(Z)[").split("   (P clipped")[0] + "   (from logits: no clip)"
         gradient = "dL/dZ = (softmax(Z) - Y) / N"
-    return {"name": name, "formula": formula, "gradient_formula": FUSED_GRADIENT if fused else gradient,
-            "gradient_shape": tuple(grad.shape), "gradient_stats": array_stats(backend, grad), "ms": ms}
+    return {
+        "name": name,
+        "formula": formula,
+        "gradient_formula": FUSED_GRADIENT if fused else gradient,
+        "gradient_shape": tuple(grad.shape),
+        "gradient_stats": array_stats(backend, grad),
+        "ms": ms,
+    }
 
 
 def _snapshot(model) -> tuple:
@@ -132,7 +163,7 @@ def _snapshot(model) -> tuple:
         if hasattr(layer, "rng"):
             try:
                 streams[layer] = copy.deepcopy(layer.rng)
-            except Exception:   # a generator that cannot be copied (some device ones): its masks then differ per run
+            except Exception:  # a generator that cannot be copied (some device ones): its masks then differ per run
                 pass
     return streams, [w.copy() for w in model.non_trainable_weights]
 
@@ -171,9 +202,15 @@ def trace_step(model, x, y, update: bool = True, repeats: int = 5) -> Trace:
     for _ in range(1 + max(0, int(repeats))):
         _restore(model, state)
         runs.append(_record_step(model, xb, yb, fused))
-    trace = Trace(batch_size=int(xb.shape[0]), loss=runs[-1]["loss"], optimizer=model.optimizer.get_config(),
-                  forward=runs[-1]["forward"], backward=runs[-1]["backward"], loss_info=runs[-1]["loss_info"],
-                  timing_runs=len(runs[1:] or runs))
+    trace = Trace(
+        batch_size=int(xb.shape[0]),
+        loss=runs[-1]["loss"],
+        optimizer=model.optimizer.get_config(),
+        forward=runs[-1]["forward"],
+        backward=runs[-1]["backward"],
+        loss_info=runs[-1]["loss_info"],
+        timing_runs=len(runs[1:] or runs),
+    )
     for key in ("forward", "backward"):
         for record, ms in zip(trace.__dict__[key], _median_ms(runs, key)):
             record["ms"] = ms
@@ -186,8 +223,16 @@ def trace_step(model, x, y, update: bool = True, repeats: int = 5) -> Trace:
         w_norm = float(np.linalg.norm(old))
         step = float(np.linalg.norm(be.to_numpy(w) - old))
         grad_norm = float(np.linalg.norm(be.to_numpy(g)))
-        trace.params.append({"name": name, "shape": tuple(old.shape), "grad_norm": grad_norm, "weight_norm": w_norm,
-                             "update_norm": step, "update_ratio": step / w_norm if w_norm else None})
+        trace.params.append(
+            {
+                "name": name,
+                "shape": tuple(old.shape),
+                "grad_norm": grad_norm,
+                "weight_norm": w_norm,
+                "update_norm": step,
+                "update_ratio": step / w_norm if w_norm else None,
+            }
+        )
     return trace
 
 
@@ -196,7 +241,7 @@ def _record_step(model, xb, yb, fused) -> dict:
     "loss_info"}."""
     be = model.backend
     record = {"forward": [], "backward": []}
-    clock = [0.0]   # when the layer now running started (each hook restarts it after its own bookkeeping)
+    clock = [0.0]  # when the layer now running started (each hook restarts it after its own bookkeeping)
 
     def elapsed_ms():
         be.synchronize()
@@ -208,11 +253,20 @@ def _record_step(model, xb, yb, fused) -> dict:
 
     def on_forward(layer, x_in, y_out):
         ms, d = elapsed_ms(), layer.describe()
-        record["forward"].append({"layer": layer.name, "type": type(layer).__name__, "input_shape": tuple(x_in.shape),
-                                  "output_shape": tuple(y_out.shape), "formula": d["forward"],
-                                  "products": d["products"], "multiply_adds_per_image": int(layer.multiply_adds()),
-                                  "ms": ms, "output_stats": array_stats(be, y_out),
-                                  "batch_statistics": getattr(layer, "batch_statistics_summary", lambda: None)()})
+        record["forward"].append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "input_shape": tuple(x_in.shape),
+                "output_shape": tuple(y_out.shape),
+                "formula": d["forward"],
+                "products": d["products"],
+                "multiply_adds_per_image": int(layer.multiply_adds()),
+                "ms": ms,
+                "output_stats": array_stats(be, y_out),
+                "batch_statistics": getattr(layer, "batch_statistics_summary", lambda: None)(),
+            }
+        )
         restart()
 
     def on_backward(layer, grad_in, grad_out):
@@ -221,14 +275,25 @@ def _record_step(model, xb, yb, fused) -> dict:
             formula = "dZ = (P - Y) / N (softmax + cross-entropy, fused); " + formula.split("; ", 1)[-1]
         # the backward products: dW always, dX unless this layer skipped it (each as many multiply-adds as forward)
         macs = layer.multiply_adds() * (1 if grad_in is None else 2)
-        record["backward"].append({"layer": layer.name, "type": type(layer).__name__,
-                                   "grad_output_shape": tuple(grad_out.shape), "multiply_adds_per_image": int(macs),
-                                   "grad_input_shape": None if grad_in is None else tuple(grad_in.shape),
-                                   "formula": formula, "ms": ms, "grad_input_stats": array_stats(be, grad_in)})
+        record["backward"].append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "grad_output_shape": tuple(grad_out.shape),
+                "multiply_adds_per_image": int(macs),
+                "grad_input_shape": None if grad_in is None else tuple(grad_in.shape),
+                "formula": formula,
+                "ms": ms,
+                "grad_input_stats": array_stats(be, grad_in),
+            }
+        )
         restart()
 
-    handles = [h for layer in model.layers
-               for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))]
+    handles = [
+        h
+        for layer in model.layers
+        for h in (layer.register_forward_hook(on_forward), layer.register_backward_hook(on_backward))
+    ]
     try:
         restart()
         p = model.forward(xb, training=True)

@@ -78,11 +78,15 @@ class Trainer(BatchMethods):
     stop_training = False
 
     # --- compiling ----------------------------------------------------------------------------------
-    def compile(self, loss: str | object = "categorical_crossentropy", optimizer: str | object = "adadelta",
-                metrics: list[str] | None = None) -> None:
+    def compile(
+        self,
+        loss: str | object = "categorical_crossentropy",
+        optimizer: str | object = "adadelta",
+        metrics: list[str] | None = None,
+    ) -> None:
         """Choose the loss, the optimizer and the metrics (``["accuracy"]``)."""
         self.loss = losses_module.get(loss)
-        self.optimizer = optimizers_module.get(optimizer).for_model(self)   # one state per model
+        self.optimizer = optimizers_module.get(optimizer).for_model(self)  # one state per model
         metrics = list(metrics or [])
         for m in metrics:
             if m not in ("accuracy", "acc"):
@@ -121,12 +125,13 @@ class Trainer(BatchMethods):
         if sample_weight is None:
             loss, acc, grad = self.loss.step(self.backend, p, yb, fused, self.loss_gradient_buffer(p.shape))
         else:
-            loss, acc, grad = losses_module.weighted_step(self.loss, self.backend, p, yb, sample_weight, fused,
-                                                          self.loss_gradient_buffer(p.shape))
+            loss, acc, grad = losses_module.weighted_step(
+                self.loss, self.backend, p, yb, sample_weight, fused, self.loss_gradient_buffer(p.shape)
+            )
         loss, penalized = self.add_penalties(loss)
         dx = self.backward(grad, from_logits=fused, input_gradient=input_gradient)
         for layer in penalized:
-            layer.add_penalty_gradients()                  # dW += dpenalty/dW (see minicnn.regularizers)
+            layer.add_penalty_gradients()  # dW += dpenalty/dW (see minicnn.regularizers)
         return loss, acc, p, dx
 
     # --- weight penalties (kernel_regularizer=, bias_regularizer=) ---------------------------------------
@@ -157,10 +162,11 @@ class Trainer(BatchMethods):
         With ``distributed`` (:mod:`minicnn.distributed`), ``(xb, yb)`` is this rank's shard of the global batch and
         the gradients, loss and accuracy become the global batch's (one allreduce) before the update."""
         if distributed is not None and xb.shape[0] == 0:
-            loss = acc = None   # an empty shard (a last batch smaller than the number of ranks) adds nothing
+            loss = acc = None  # an empty shard (a last batch smaller than the number of ranks) adds nothing
         else:
-            loss, acc, _, _ = self.forward_backward(xb, yb, training=True, input_gradient=False,
-                                                    sample_weight=sample_weight)
+            loss, acc, _, _ = self.forward_backward(
+                xb, yb, training=True, input_gradient=False, sample_weight=sample_weight
+            )
         if distributed is not None:
             loss, acc = distributed.average_gradients(self, loss, acc)
         if check_finite and not math.isfinite(float(loss)):
@@ -182,16 +188,24 @@ class Trainer(BatchMethods):
         return float(loss), [self.backend.to_numpy(g) for g in self.gradients]
 
     # --- evaluating ---------------------------------------------------------------------------------
-    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 32, verbose: int = 1, sample_weight=None,
-                 return_dict: bool = False) -> list[float] | dict[str, float]:
+    def evaluate(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int = 32,
+        verbose: int = 1,
+        sample_weight=None,
+        return_dict: bool = False,
+    ) -> list[float] | dict[str, float]:
         """``[loss, accuracy]`` on ``(x, y)``, dropout off, in batches (``return_dict=True``: ``{"loss": ...,
         "accuracy": ...}``). ``sample_weight`` (N,): the loss is ``(1/N) sum_n w_n l_n``, the accuracy unweighted."""
         self.require_compiled("evaluate")
         batch_size = check_positive_int(batch_size, "batch_size")
         xb = self.prepare_inputs(x)
         yb = self.prepare_targets(y, xb.shape[0])
-        wb = weights_module.to_backend(self.backend, self.dtype,
-                                       weights_module.checked_sample_weight(sample_weight, xb.shape[0]))
+        wb = weights_module.to_backend(
+            self.backend, self.dtype, weights_module.checked_sample_weight(sample_weight, xb.shape[0])
+        )
         progress = Progress(verbose, 1, steps=-(-xb.shape[0] // batch_size))
         progress.begin()
         loss, acc = evaluate_arrays(self, xb, yb, batch_size, progress, sample_weight=wb)
@@ -200,12 +214,30 @@ class Trainer(BatchMethods):
         return results(*result, return_dict)
 
     # --- training -----------------------------------------------------------------------------------
-    def fit(self, x: ArrayLike, y: ArrayLike, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-            validation_split: float = 0.0, validation_data: tuple | None = None, shuffle: bool = True,
-            callbacks: CallbackList | None = None, checkpoint_dir: PathLike | None = None, resume: bool = False,
-            nan_guard: bool | str = True, refresh_every: int = 10, file=None, distributed=None, initial_epoch: int = 0,
-            class_weight: dict[int, float] | None = None, sample_weight: ArrayLike | None = None,
-            overwrite: bool = False, settings: dict | None = None, allow_changed=()) -> History:
+    def fit(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int = 32,
+        epochs: int = 1,
+        verbose: int = 1,
+        validation_split: float = 0.0,
+        validation_data: tuple | None = None,
+        shuffle: bool = True,
+        callbacks: CallbackList | None = None,
+        checkpoint_dir: PathLike | None = None,
+        resume: bool = False,
+        nan_guard: bool | str = True,
+        refresh_every: int = 10,
+        file=None,
+        distributed=None,
+        initial_epoch: int = 0,
+        class_weight: dict[int, float] | None = None,
+        sample_weight: ArrayLike | None = None,
+        overwrite: bool = False,
+        settings: dict | None = None,
+        allow_changed=(),
+    ) -> History:
         """Train for ``epochs`` passes over ``(x, y)`` in batches of ``batch_size``, Keras's way.
 
         ``validation_split`` holds out the LAST fraction of the samples (before shuffling); ``validation_data``
@@ -249,7 +281,7 @@ class Trainer(BatchMethods):
             raise ValueError("validation sample weights are not supported with distributed= training yet")
 
         backend, xp = self.backend, self.backend.xp
-        xb = self.prepare_inputs(x_train)                      # the data crosses to the device once per fit
+        xb = self.prepare_inputs(x_train)  # the data crosses to the device once per fit
         yb = self.prepare_targets(y_train, xb.shape[0])
         has_val = x_val is not None
         if has_val:
@@ -260,27 +292,34 @@ class Trainer(BatchMethods):
 
         n = xb.shape[0]
         steps = -(-n // batch_size)
-        if distributed is not None:   # checks shared by every rank; only rank 0 shows progress
+        if distributed is not None:  # checks shared by every rank; only rank 0 shows progress
             verbose = distributed.begin_fit(self, n, batch_size, verbose)
         writes_checkpoints = checkpoint_dir is not None and (distributed is None or distributed.is_root)
         history = History()
         history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}
         initial_epoch = check_positive_int(initial_epoch, "initial_epoch", minimum=0)
-        settings = describe_run(self, batch_size, "validation_data" if validation_data is not None else
-                                validation_split, x_train, 0 if x_val is None else len(x_val), settings)
-        resumed_epoch = prepare_checkpointing(self, checkpoint_dir, resume, overwrite, history, settings,
-                                              allow_changed)
-        if resume:   # the checkpoint says where to start; initial_epoch is for runs without one
+        settings = describe_run(
+            self,
+            batch_size,
+            "validation_data" if validation_data is not None else validation_split,
+            x_train,
+            0 if x_val is None else len(x_val),
+            settings,
+        )
+        resumed_epoch = prepare_checkpointing(self, checkpoint_dir, resume, overwrite, history, settings, allow_changed)
+        if resume:  # the checkpoint says where to start; initial_epoch is for runs without one
             initial_epoch = resumed_epoch
             if initial_epoch >= epochs and verbose:
-                print(f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
-                      file=file or sys.stdout)
+                print(
+                    f"the checkpoint already holds {initial_epoch} epochs (epochs={epochs}): nothing to do",
+                    file=file or sys.stdout,
+                )
         callbacks = callbacks_checked(callbacks, has_val)
         for cb in callbacks:
             cb.model = self
         self.stop_training = False
         progress = Progress(verbose, epochs, steps, file=file)
-        compiling = CompileNotice(backend, progress, verbose)   # a line while kernels compile, kept out of the ETA
+        compiling = CompileNotice(backend, progress, verbose)  # a line while kernels compile, kept out of the ETA
         for cb in callbacks:
             cb.on_train_begin()
         on_batch_begin = batch_callbacks(callbacks, "on_train_batch_begin")
@@ -291,11 +330,11 @@ class Trainer(BatchMethods):
         global_step = initial_epoch * steps
         if nan_guard not in (True, False, "immediate", "deferred"):
             raise ValueError(f"nan_guard must be True, False, 'immediate' or 'deferred', got {nan_guard!r}")
-        if nan_guard is True:   # a synchronisation per step is free on the CPU, not on a GPU
+        if nan_guard is True:  # a synchronisation per step is free on the CPU, not on a GPU
             nan_guard = "deferred" if backend.name == "cupy" else "immediate"
         guard = DeferredNanGuard(xp, global_step) if nan_guard == "deferred" else None
-        state_guard = StateGuard(self, refresh_every) if nan_guard else None   # weights and optimizer state
-        ctrl_c = CtrlC(distributed is None).__enter__()   # Ctrl-C noted, acted on between steps (minicnn.interrupts)
+        state_guard = StateGuard(self, refresh_every) if nan_guard else None  # weights and optimizer state
+        ctrl_c = CtrlC(distributed is None).__enter__()  # Ctrl-C noted, acted on between steps (minicnn.interrupts)
         try:
             for epoch in range(initial_epoch, epochs):
                 # the state at the start of this epoch (host copies, ~2 MB for the tutorial): what Ctrl-C saves
@@ -305,27 +344,38 @@ class Trainer(BatchMethods):
                 progress.begin(epoch)
                 started = time.perf_counter()
                 self.start_epoch(epoch)
-                train = graph_step_for(self, batch_size)   # train_step, or its CUDA graph replayed (CuPy)
+                train = graph_step_for(self, batch_size)  # train_step, or its CUDA graph replayed (CuPy)
                 order = backend.asarray(epoch_order(self.seed, epoch, n, shuffle))
                 sum_loss = xp.zeros((), dtype=self.dtype)
                 sum_acc = xp.zeros((), dtype=self.dtype)
                 for step in range(steps):
                     for cb in on_batch_begin:
                         cb.on_train_batch_begin(step)
-                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    idx = order[step * batch_size : (step + 1) * batch_size]
                     count = idx.shape[0]
-                    if distributed is not None:   # this rank's slice of the same global batch
+                    if distributed is not None:  # this rank's slice of the same global batch
                         idx = distributed.shard(self, idx)
                     if wb is None:
-                        loss, acc = train(xb[idx], yb[idx], check_finite=nan_guard == "immediate", guard=guard,
-                                          distributed=distributed)
-                    else:   # weighted steps take the plain path (a CUDA graph replays the unweighted step)
-                        loss, acc = self.train_step(xb[idx], yb[idx], check_finite=nan_guard == "immediate",
-                                                    guard=guard, distributed=distributed, sample_weight=wb[idx])
+                        loss, acc = train(
+                            xb[idx],
+                            yb[idx],
+                            check_finite=nan_guard == "immediate",
+                            guard=guard,
+                            distributed=distributed,
+                        )
+                    else:  # weighted steps take the plain path (a CUDA graph replays the unweighted step)
+                        loss, acc = self.train_step(
+                            xb[idx],
+                            yb[idx],
+                            check_finite=nan_guard == "immediate",
+                            guard=guard,
+                            distributed=distributed,
+                            sample_weight=wb[idx],
+                        )
                     compiling.after_step()
                     sum_loss += loss * count
                     sum_acc += acc * count
-                    if on_batch_end:   # Keras's batch logs: the epoch's running means so far
+                    if on_batch_end:  # Keras's batch logs: the epoch's running means so far
                         seen = min((step + 1) * batch_size, n)
                         batch_logs = {"loss": float(sum_loss) / seen, "accuracy": float(sum_acc) / seen}
                         for cb in on_batch_end:
@@ -353,20 +403,23 @@ class Trainer(BatchMethods):
                 history.history.setdefault("seconds", []).append(seconds)
                 if writes_checkpoints:
                     save_checkpoint(self, checkpoint_dir, epoch + 1, history)
-                    epoch_start = None   # the checkpoint on disk is now the newer state
+                    epoch_start = None  # the checkpoint on disk is now the newer state
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
         except NonFiniteLoss as err:
             progress.abandon()
-            if err.step is not None:   # found by the deferred guard a few steps later: name the step it happened at
+            if err.step is not None:  # found by the deferred guard a few steps later: name the step it happened at
                 epoch, step = divmod(err.step, steps)
             history.stopped = {"reason": "nan", "epoch": epoch + 1, "step": step + 1, "loss": err.value}
-            kept = None if state_guard is None else state_guard.restore()   # the last finite state, if need be
+            kept = None if state_guard is None else state_guard.restore()  # the last finite state, if need be
             kept = "the step before" if kept is None else f"step {kept} (the last state found finite)"
-            print(f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of "
-                  f"{kept} (history holds the {len(history.epoch)} completed epochs)", file=file or sys.stderr)
+            print(
+                f"training stopped: {err} at epoch {epoch + 1}, step {step + 1}; the model keeps the weights of "
+                f"{kept} (history holds the {len(history.epoch)} completed epochs)",
+                file=file or sys.stderr,
+            )
         except (KeyboardInterrupt, SystemError) as err:
             if not is_interrupt(err):
                 raise
@@ -376,8 +429,10 @@ class Trainer(BatchMethods):
             if writes_checkpoints and epoch_start is not None:
                 # the interrupted epoch is redone on resume: save the state it started from
                 save_checkpoint(self, checkpoint_dir, epoch, history, state=epoch_start)
-                kept = (f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
-                        f"redoes epoch {epoch + 1} and continues")
+                kept = (
+                    f"; checkpoint written to {checkpoint_dir} ({epoch} epochs done): resume=True (--resume) "
+                    f"redoes epoch {epoch + 1} and continues"
+                )
             print(f"training interrupted at epoch {epoch + 1}, step {step + 1}{kept}", file=file or sys.stderr)
         finally:
             ctrl_c.__exit__()

@@ -45,8 +45,9 @@ def current_umask() -> int:
 def _cannot_write(path, err: OSError) -> OSError:
     """``err`` restated with the file's name (a write error that names no file is no help to anyone)."""
     reason = err.strerror or str(err)
-    return OSError(err.errno, f"cannot write {path}: {reason}") if err.errno else OSError(f"cannot write {path}: "
-                                                                                          f"{reason}")
+    return (
+        OSError(err.errno, f"cannot write {path}: {reason}") if err.errno else OSError(f"cannot write {path}: {reason}")
+    )
 
 
 def remove_stale_temporaries(directory, name) -> list[str]:
@@ -57,9 +58,9 @@ def remove_stale_temporaries(directory, name) -> list[str]:
     for entry in os.listdir(directory):
         if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
-        pid = entry[len(prefix):].split(".", 1)[0]
+        pid = entry[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
-            continue                      # still being written by a live process
+            continue  # still being written by a live process
         try:
             os.remove(os.path.join(directory, entry))
             removed.append(os.path.join(directory, entry))
@@ -74,7 +75,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:
-        return True                       # someone else's process: alive
+        return True  # someone else's process: alive
     return True
 
 
@@ -111,7 +112,7 @@ def atomic_write(path, write_fn, mode="wb"):
     except OSError as err:
         raise _cannot_write(path, err) from err
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())     # mkstemp creates 0600, whatever the umask
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600, whatever the umask
         with os.fdopen(fd, mode) as fh:
             write_fn(fh)
             fh.flush()

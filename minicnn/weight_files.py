@@ -17,7 +17,7 @@ import numpy as np
 
 from .backend import backend_of
 
-LAYERS_KEY = "__layers__"   # save_weights's list of "<layer name>:<layer type>", in order
+LAYERS_KEY = "__layers__"  # save_weights's list of "<layer name>:<layer type>", in order
 
 
 def read_npz(path, what: str = "weights file") -> dict:
@@ -35,15 +35,19 @@ def read_npz(path, what: str = "weights file") -> dict:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable {what} ({type(err).__name__}: {err})") from None
     if isinstance(data, np.ndarray):
-        raise ValueError(f"{path}: holds one bare array (.npy format), not a {what} (a .npz archive of named "
-                         f"arrays, as save_weights writes)")
+        raise ValueError(
+            f"{path}: holds one bare array (.npy format), not a {what} (a .npz archive of named "
+            f"arrays, as save_weights writes)"
+        )
     try:
         with data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         if "allow_pickle" in str(err):
-            raise ValueError(f"{path}: holds Python objects (pickled arrays), which minicnn never loads: a {what} "
-                             f"holds arrays of numbers") from None
+            raise ValueError(
+                f"{path}: holds Python objects (pickled arrays), which minicnn never loads: a {what} "
+                f"holds arrays of numbers"
+            ) from None
         raise ValueError(f"{path}: corrupt or truncated {what} ({type(err).__name__}: {err})") from None
 
 
@@ -73,15 +77,18 @@ def select_named(expected: list, arrays: dict, source: str, strict: bool = True)
     for name, shape in expected:
         if name not in arrays:
             if strict:
-                raise ValueError(f"{source}: no weights for {name!r} (it holds {sorted(arrays)}); "
-                                 f"strict=False loads the weights that match")
+                raise ValueError(
+                    f"{source}: no weights for {name!r} (it holds {sorted(arrays)}); "
+                    f"strict=False loads the weights that match"
+                )
             chosen.append(None)
             continue
         value = check_array(arrays[name], repr(name), source)
         if tuple(value.shape) != tuple(shape):
             if strict:
-                raise ValueError(f"{source}: {name!r} has shape {tuple(value.shape)} in the file, the model "
-                                 f"expects {tuple(shape)}")
+                raise ValueError(
+                    f"{source}: {name!r} has shape {tuple(value.shape)} in the file, the model expects {tuple(shape)}"
+                )
             chosen.append(None)
             continue
         chosen.append(value)
@@ -98,7 +105,12 @@ def check_layers(recorded, layers, source: str) -> None:
     model = [f"{layer.name}:{type(layer).__name__}" for layer in layers]
     if recorded == model:
         return
-    diffs = [f"layer {i}: file {a!r}, model {b!r}" for i, (a, b) in
-             enumerate(zip(recorded + ["-"] * len(model), model + ["-"] * len(recorded))) if a != b]
-    raise ValueError(f"{source}: was saved from another architecture ({len(recorded)} layers, the model has "
-                     f"{len(model)}): {'; '.join(diffs[:3])}; strict=False loads the weights that match")
+    diffs = [
+        f"layer {i}: file {a!r}, model {b!r}"
+        for i, (a, b) in enumerate(zip(recorded + ["-"] * len(model), model + ["-"] * len(recorded)))
+        if a != b
+    ]
+    raise ValueError(
+        f"{source}: was saved from another architecture ({len(recorded)} layers, the model has "
+        f"{len(model)}): {'; '.join(diffs[:3])}; strict=False loads the weights that match"
+    )

@@ -38,7 +38,7 @@ def synthetic_digits(n, seed=0, size=28):
     x = rng.uniform(0, 0.3, (n, size, size, 1)).astype(np.float32)
     for i, k in enumerate(labels):
         r, c = 2 + 8 * (k // 4), 2 + 6 * (k % 4)
-        x[i, r:r + 6, c:c + 6, 0] += 0.7
+        x[i, r : r + 6, c : c + 6, 0] += 0.7
     return x, np.eye(10, dtype=np.float32)[labels]
 
 

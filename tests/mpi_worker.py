@@ -33,15 +33,26 @@ def data(samples=SAMPLES):
     return x, y
 
 
-def train(dtype="float32", strategy=None, epochs=EPOCHS, checkpoint_dir=None, resume=False, callbacks=None,
-          samples=SAMPLES):
+def train(
+    dtype="float32", strategy=None, epochs=EPOCHS, checkpoint_dir=None, resume=False, callbacks=None, samples=SAMPLES
+):
     """The tutorial's model (seed 3) after ``epochs`` of fit on :func:`data`; returns it and its history."""
     from minicnn.train import tutorial_model
 
     model = tutorial_model(seed=3, backend="numba", dtype=dtype)
     x, y = data(samples)
-    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, validation_split=0.1,
-                        checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks, distributed=strategy)
+    history = model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        verbose=0,
+        validation_split=0.1,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        callbacks=callbacks,
+        distributed=strategy,
+    )
     return model, history
 
 
@@ -65,11 +76,12 @@ def main(mode, out):
                 model, history = train(dtype, strategy)
                 if strategy.is_root:
                     save(model, os.path.join(out, f"{dtype}.npz"), history)
-            model, history = train(strategy=strategy, samples=214)   # 193 trained: 3 x 64 and a last batch of 1
+            model, history = train(strategy=strategy, samples=214)  # 193 trained: 3 x 64 and a last batch of 1
             if strategy.is_root:
                 save(model, os.path.join(out, "empty_shard.npz"), history)
         elif mode == "resume":
-            class Epochs(Callback):   # which epochs the resumed fit runs (only the second, if it resumed)
+
+            class Epochs(Callback):  # which epochs the resumed fit runs (only the second, if it resumed)
                 ran = []
 
                 def on_epoch_begin(self, epoch, logs=None):
@@ -81,6 +93,7 @@ def main(mode, out):
                 np.save(os.path.join(out, "epochs_run.npy"), np.array(Epochs.ran))
                 save(model, os.path.join(out, "resumed.npz"))
         elif mode == "nan":
+
             class Poison(Callback):
                 def on_train_batch_end(self, step, logs=None):
                     if strategy.rank == 1 and step == 2:
@@ -91,6 +104,7 @@ def main(mode, out):
                 with open(os.path.join(out, "stopped.json"), "w") as fh:
                     json.dump(history.stopped, fh)
         else:
+
             class Fault(Callback):
                 def on_train_batch_end(self, step, logs=None):
                     if strategy.rank == 1 and step == 2:

@@ -61,7 +61,7 @@ def test_im2col_col2im_match_reference(fast, geom, dtype):
     g = rng.standard_normal(cols.shape).astype(dtype)
     dx, dx_ref = _host(fast, fast.col2im(fast.asarray(g), x.shape, win)), REF.col2im(g, x.shape, win)
     np.testing.assert_allclose(dx, dx_ref, rtol=TOL[dtype], atol=TOL[dtype])
-    if fast.name == "numba":   # it adds each pixel's taps in the reference's order (i, then j): the very same sums
+    if fast.name == "numba":  # it adds each pixel's taps in the reference's order (i, then j): the very same sums
         np.testing.assert_array_equal(dx, dx_ref)
 
 
@@ -72,19 +72,24 @@ def test_maxpool_matches_reference(fast, geom, dtype):
     rng = np.random.default_rng(2)
     win = make_window(h, w, k, s, pad)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
-    x[0, :2, :2, 0] = 1.5   # a tie: the first maximum must win in every backend
+    x[0, :2, :2, 0] = 1.5  # a tie: the first maximum must win in every backend
     y, arg = fast.maxpool_forward(fast.asarray(x), win)
     y_ref, arg_ref = REF.maxpool_forward(x, win)
     np.testing.assert_array_equal(_host(fast, y), y_ref)
     np.testing.assert_array_equal(_host(fast, arg), arg_ref)
     dy = rng.standard_normal(y_ref.shape).astype(dtype)
-    np.testing.assert_allclose(_host(fast, fast.maxpool_backward(fast.asarray(dy), arg, x.shape, win)),
-                               REF.maxpool_backward(dy, arg_ref, x.shape, win), rtol=TOL[dtype], atol=TOL[dtype])
+    np.testing.assert_allclose(
+        _host(fast, fast.maxpool_backward(fast.asarray(dy), arg, x.shape, win)),
+        REF.maxpool_backward(dy, arg_ref, x.shape, win),
+        rtol=TOL[dtype],
+        atol=TOL[dtype],
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("geom", GEOMETRIES + [(2, 7, 9, 3, (3, 3), (1, 1), "same"),
-                                               (1, 6, 5, 2, (4, 4), (3, 3), "same")])
+@pytest.mark.parametrize(
+    "geom", GEOMETRIES + [(2, 7, 9, 3, (3, 3), (1, 1), "same"), (1, 6, 5, 2, (4, 4), (3, 3), "same")]
+)
 def test_avgpool_matches_reference(fast, geom, dtype):
     # Odd sizes, stride 2, overlapping windows, "same" padding (windows at the edges hold fewer real cells: the
     # divisor differs per window). The Numba kernels add in the reference's order: equal to the last bit there.
@@ -118,7 +123,7 @@ def test_avgpool_reference_divides_by_the_real_cells_only():
     for oh in range(win.out_h):
         for ow in range(win.out_w):
             h0, w0 = oh * 2 - win.pad_top, ow * 2 - win.pad_left
-            cells = x[:, max(h0, 0):h0 + 3, max(w0, 0):w0 + 3, :]
+            cells = x[:, max(h0, 0) : h0 + 3, max(w0, 0) : w0 + 3, :]
             np.testing.assert_allclose(y[:, oh, ow, :], cells.mean(axis=(1, 2)), rtol=1e-13)
     assert win.padded and REF.avgpool_forward(np.ones((1, 5, 6, 1)), win).min() == 1.0
 
@@ -148,7 +153,7 @@ def test_dropout_mask_matches_reference(fast):
     np.testing.assert_array_equal(_host(fast, fast.dropout_mask(fast.asarray(u), 0.3)), REF.dropout_mask(u, 0.3))
 
 
-RULE = Adadelta(1.0, 0.95, 1e-7)   # the plain rule, in the optimizer's own file
+RULE = Adadelta(1.0, 0.95, 1e-7)  # the plain rule, in the optimizer's own file
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -156,7 +161,7 @@ def test_fused_adadelta_matches_reference(fast, dtype):
     # The fused GPU kernel rounds its intermediates differently from NumPy's separate operations; measured on an
     # H200 in float32: one element in 91 off by 1 ulp of the parameter (1.9e-6 relative after cancellation).
     rng = np.random.default_rng(5)
-    state = [rng.random((13, 7)).astype(dtype) for _ in range(4)]   # param, grad, E[g2], E[dx2]
+    state = [rng.random((13, 7)).astype(dtype) for _ in range(4)]  # param, grad, E[g2], E[dx2]
     host = [a.copy() for a in state]
     dev = [fast.asarray(a) for a in state]
     step = fast.fused_update("adadelta")
@@ -196,8 +201,9 @@ def test_weight_gradient_matches_reference(fast, rows, p, f):
     dz = rng.standard_normal((rows, f))
     out = fast.xp.empty((p, f))
     got = fast.weight_gradient(fast.asarray(cols), fast.asarray(dz), out)
-    np.testing.assert_allclose(_host(fast, got), REF.weight_gradient(cols, dz, np.empty((p, f))), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        _host(fast, got), REF.weight_gradient(cols, dz, np.empty((p, f))), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -208,7 +214,7 @@ def test_numba_uniform_is_numpys_stream(seed):
     fast = _backend_or_skip("numba")
     mine, numpys = fast.make_rng(seed), np.random.default_rng(seed)
     for i, shape in enumerate([(3,), (4, 5), (1,), (0,), (7,), (2, 3), (128, 4, 4, 64), (5,), (3,), (128, 120)]):
-        out = np.empty(shape, np.float32) if i % 2 else None    # into a caller's buffer, or a fresh array
+        out = np.empty(shape, np.float32) if i % 2 else None  # into a caller's buffer, or a fresh array
         got, want = fast.uniform(mine, shape, np.float32, out=out), numpys.random(shape, dtype=np.float32)
         assert got.shape == want.shape and got.dtype == want.dtype and (out is None or got is out)
         np.testing.assert_array_equal(got, want)
@@ -235,7 +241,7 @@ def test_softmax_crossentropy_step_matches_reference(fast, dtype):
     rng = np.random.default_rng(8)
     z = rng.normal(0, 3, (33, 10))
     p = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).astype(dtype)
-    p[0] = np.eye(10)[4]                       # a saturated row: the clip matters there
+    p[0] = np.eye(10)[4]  # a saturated row: the clip matters there
     y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 33)]
     loss, acc, grad = fast.softmax_crossentropy_step(fast.asarray(p), fast.asarray(y), 1e-7)
     loss_r, acc_r, grad_r = REF.softmax_crossentropy_step(p, y, 1e-7)
@@ -297,8 +303,10 @@ def test_fused_conv2d_matches_reference(fast, geom, dtype, relu, use_bias, chunk
         _close(_host(fast, got), want, TOL[dtype])
 
 
-@pytest.mark.parametrize("m,k,n,transposed", [(1, 3, 2, False), (7, 5, 3, True), (128, 1024, 120, False),
-                                              (128, 120, 1024, True), (3, 64, 1, False)])
+@pytest.mark.parametrize(
+    "m,k,n,transposed",
+    [(1, 3, 2, False), (7, 5, 3, True), (128, 1024, 120, False), (128, 120, 1024, True), (3, 64, 1, False)],
+)
 def test_matmul_matches_reference(fast, m, k, n, transposed):
     # The Numba backend splits rows between threads (fewer rows than threads included); b may be a transposed view.
     rng = np.random.default_rng(10)
@@ -323,7 +331,7 @@ def test_numba_products_hold_blas_to_one_thread_and_restore_it():
     before = [lib.get_num_threads() for lib in libraries]
     with nb._one_blas_thread:
         assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
-        with nb._one_blas_thread:   # a second user (another Python thread, say): the counts stay held
+        with nb._one_blas_thread:  # a second user (another Python thread, say): the counts stay held
             pass
         assert [lib.get_num_threads() for lib in libraries] == [1] * len(libraries)
     assert [lib.get_num_threads() for lib in libraries] == before

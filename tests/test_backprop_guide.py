@@ -42,7 +42,9 @@ def test_the_backprop_guide_snippets_run_and_print_what_they_say(capsys):
         assert len(printed) == len(promises), (block, printed)
         for shown, promise in zip(printed, promises):
             shown = shown.strip()
-            assert promise.startswith(shown) and (len(promise) == len(shown) or promise[len(shown)] in ":, "), \
-                (shown, promise)
+            assert promise.startswith(shown) and (len(promise) == len(shown) or promise[len(shown)] in ":, "), (
+                shown,
+                promise,
+            )
             checked += 1
     assert checked >= 35

@@ -9,7 +9,6 @@ to the largest value (the sums over rows run in 64 blocks of rows here, in NumPy
 arithmetic is the same (the elementwise passes of inference, forward and backward).
 """
 
-
 import numpy as np
 import pytest
 from conftest import KERAS_MISSING, import_keras
@@ -31,17 +30,23 @@ CONFIG_IDS = ["gamma+beta", "no beta", "no gamma", "neither"]
 
 def uniform(lo, hi):
     """An initializer drawing U(lo, hi)."""
+
     def init(shape, rng, dtype="float32"):
         return rng.uniform(lo, hi, size=shape).astype(dtype)
+
     return init
 
 
 def random_bn(**kwargs):
     """A BatchNormalization whose weights are neither Keras's defaults (gamma = 1 would hide a missing factor gamma)
     nor near 0 (gradient entries near 0 drown in the central differences' rounding noise)."""
-    return BatchNormalization(gamma_initializer=uniform(0.5, 1.5), beta_initializer=uniform(-1.0, 1.0),
-                              moving_mean_initializer=uniform(-0.5, 0.5),
-                              moving_variance_initializer=uniform(0.5, 2.0), **kwargs)
+    return BatchNormalization(
+        gamma_initializer=uniform(0.5, 1.5),
+        beta_initializer=uniform(-1.0, 1.0),
+        moving_mean_initializer=uniform(-0.5, 0.5),
+        moving_variance_initializer=uniform(0.5, 2.0),
+        **kwargs,
+    )
 
 
 class StatisticsBlindBN(BatchNormalization):
@@ -72,26 +77,37 @@ def test_layer_gradients_in_inference(shape, config, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_backward_ignoring_the_batch_statistics_is_caught(backend):
-    report = check_layer(StatisticsBlindBN(gamma_initializer=uniform(0.5, 1.5)), (4, 3, 5, 3), training=True,
-                         backend=backend)
+    report = check_layer(
+        StatisticsBlindBN(gamma_initializer=uniform(0.5, 1.5)), (4, 3, 5, 3), training=True, backend=backend
+    )
     assert not report.passed
     assert report.errors["input"] > 1e-2
     assert report.errors["StatisticsBlindBN.gamma"] < 1e-6 and report.errors["StatisticsBlindBN.beta"] < 1e-6
     # ...while in inference the same formula is the right one
-    check_layer(StatisticsBlindBN(gamma_initializer=uniform(0.5, 1.5)), (4, 3, 5, 3), training=False,
-                backend=backend).assert_ok()
+    check_layer(
+        StatisticsBlindBN(gamma_initializer=uniform(0.5, 1.5)), (4, 3, 5, 3), training=False, backend=backend
+    ).assert_ok()
 
 
 def small_network(kind, bn, backend):
     """A float64 network whose loss depends on the batch statistics: BN between a linear layer and a nonlinearity,
     cross-entropy on top. ``kind``: "conv" (NHWC) or "dense" ((N, features))."""
     if kind == "conv":
-        stack = [layers.Conv2D(3, (3, 3), input_shape=(6, 5, 2)), bn, layers.Activation("tanh"), layers.Flatten(),
-                 layers.Dense(4, activation="softmax")]
+        stack = [
+            layers.Conv2D(3, (3, 3), input_shape=(6, 5, 2)),
+            bn,
+            layers.Activation("tanh"),
+            layers.Flatten(),
+            layers.Dense(4, activation="softmax"),
+        ]
         x_shape = (5, 6, 5, 2)
     else:
-        stack = [layers.Dense(6, input_shape=(5,)), bn, layers.Activation("tanh"),
-                 layers.Dense(4, activation="softmax")]
+        stack = [
+            layers.Dense(6, input_shape=(5,)),
+            bn,
+            layers.Activation("tanh"),
+            layers.Dense(4, activation="softmax"),
+        ]
         x_shape = (7, 5)
     model = mc.Sequential(stack, dtype="float64", seed=3, backend=backend)
     model.compile(loss="categorical_crossentropy", optimizer=mc.optimizers.SGD(0.1))
@@ -131,7 +147,7 @@ def test_network_gradients_through_batch_statistics(kind, backend):
     # for an entry of 1e-4; smaller entries (a few of the input gradient, down to 1e-5) are judged by their absolute
     # error, 1e-10 (see check_model's docstring). The largest entries are ~0.1.
     model, x, y = small_network(kind, random_bn(), backend)
-    check_model(model, x, y, mode="elementwise", max_checks=None, floor=1e-4).assert_ok()   # inference: moving stats
+    check_model(model, x, y, mode="elementwise", max_checks=None, floor=1e-4).assert_ok()  # inference: moving stats
     check_model(model, x, y, mode="direction").assert_ok()
     errors = check_model_in_training(model, x, y)
     assert max(errors.values()) < 1e-6, errors
@@ -161,7 +177,7 @@ def test_numba_kernels_equal_reference(shape, dtype, affine):
     ref, fast = get_backend("numpy"), get_backend("numba")
     rng = np.random.default_rng(sum(shape))
     m, c = shape
-    x = (3 * rng.standard_normal((c, m)) + 2).astype(dtype).T          # a transposed view: not contiguous
+    x = (3 * rng.standard_normal((c, m)) + 2).astype(dtype).T  # a transposed view: not contiguous
     dy = rng.standard_normal((m, c)).astype(dtype)
     g, b = (rng.uniform(0.5, 1.5, c).astype(dtype), rng.standard_normal(c).astype(dtype)) if affine else (None, None)
     want, got = ref.batchnorm_forward_training(x, g, b, 1e-3), fast.batchnorm_forward_training(x, g, b, 1e-3)
@@ -169,16 +185,18 @@ def test_numba_kernels_equal_reference(shape, dtype, affine):
         assert a.dtype == dtype
         assert_close(a, w, TOL[dtype], k)
     mean, var = want[2], want[3]
-    for a, w in zip(fast.batchnorm_forward_inference(x, mean, var, g, b, 1e-3),
-                    ref.batchnorm_forward_inference(x, mean, var, g, b, 1e-3)):
-        np.testing.assert_array_equal(a, w)                               # the same arithmetic: bitwise
+    for a, w in zip(
+        fast.batchnorm_forward_inference(x, mean, var, g, b, 1e-3),
+        ref.batchnorm_forward_inference(x, mean, var, g, b, 1e-3),
+    ):
+        np.testing.assert_array_equal(a, w)  # the same arithmetic: bitwise
     xhat, inv_std = want[1], want[4]
     for training in (True, False):
         got_b = fast.batchnorm_backward(dy, xhat, g, inv_std, training)
         want_b = ref.batchnorm_backward(dy, xhat, g, inv_std, training)
         for k, a, w in zip(("dx", "dgamma", "dbeta"), got_b, want_b):
             if k == "dx" and not training:
-                np.testing.assert_array_equal(a, w, err_msg=k)                # dy * gamma * inv_std: bitwise
+                np.testing.assert_array_equal(a, w, err_msg=k)  # dy * gamma * inv_std: bitwise
             else:
                 assert_close(a, w, TOL[dtype], k)
 
@@ -190,8 +208,7 @@ def test_numba_kernels_write_into_buffers_and_do_not_depend_on_the_thread_count(
     rng = np.random.default_rng(5)
     x, dy = rng.standard_normal((2 * 24 * 24, 32)), rng.standard_normal((2 * 24 * 24, 32))
     g, b = rng.uniform(0.5, 1.5, 32), rng.standard_normal(32)
-    y_buf, xhat_buf, dx_buf, dg, db = (np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty(32),
-                                       np.empty(32))
+    y_buf, xhat_buf, dx_buf, dg, db = (np.empty_like(x), np.empty_like(x), np.empty_like(x), np.empty(32), np.empty(32))
     y, xhat, _, _, inv_std = fast.batchnorm_forward_training(x, g, b, 1e-3, out=y_buf, xhat_out=xhat_buf)
     assert y is y_buf and xhat is xhat_buf
     dx, dgamma, dbeta = fast.batchnorm_backward(dy, xhat, g, inv_std, True, out=dx_buf, dgamma_out=dg, dbeta_out=db)
@@ -225,9 +242,11 @@ PARITY_TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12,
 @needs_keras
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape,config", [((3, 5, 4, 6), {}), ((3, 5, 4, 6), {"center": False, "scale": False}),
-                                          ((8, 10), {}), ((8, 10), {"scale": False})],
-                         ids=["NHWC", "NHWC neither", "N,features", "N,features no gamma"])
+@pytest.mark.parametrize(
+    "shape,config",
+    [((3, 5, 4, 6), {}), ((3, 5, 4, 6), {"center": False, "scale": False}), ((8, 10), {}), ((8, 10), {"scale": False})],
+    ids=["NHWC", "NHWC neither", "N,features", "N,features no gamma"],
+)
 def test_equals_keras(shape, config, dtype, backend):
     rng = np.random.default_rng(7)
     ours = random_bn(**config)
@@ -265,18 +284,33 @@ def test_equals_keras(shape, config, dtype, backend):
     compare(ours.params["moving_variance"], theirs.moving_variance.numpy(), "moving_variance after 10 steps")
 
 
-
 def keras_bn_network(**bn_config):
     L = keras.layers
-    return keras.Sequential([keras.Input((6, 5, 2)), L.Conv2D(3, (3, 3), use_bias=False),
-                             L.BatchNormalization(**bn_config), L.Activation("relu"), L.Flatten(),
-                             L.Dense(4, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((6, 5, 2)),
+            L.Conv2D(3, (3, 3), use_bias=False),
+            L.BatchNormalization(**bn_config),
+            L.Activation("relu"),
+            L.Flatten(),
+            L.Dense(4, activation="softmax"),
+        ]
+    )
 
 
 def bn_network(backend="numpy", dtype="float32", seed=0, **bn_config):
-    return mc.Sequential([layers.Conv2D(3, (3, 3), use_bias=False, input_shape=(6, 5, 2)),
-                          layers.BatchNormalization(**bn_config), layers.Activation("relu"), layers.Flatten(),
-                          layers.Dense(4, activation="softmax")], backend=backend, dtype=dtype, seed=seed)
+    return mc.Sequential(
+        [
+            layers.Conv2D(3, (3, 3), use_bias=False, input_shape=(6, 5, 2)),
+            layers.BatchNormalization(**bn_config),
+            layers.Activation("relu"),
+            layers.Flatten(),
+            layers.Dense(4, activation="softmax"),
+        ],
+        backend=backend,
+        dtype=dtype,
+        seed=seed,
+    )
 
 
 @needs_keras
@@ -284,7 +318,7 @@ def test_keras_weights_load_from_a_model_and_from_a_weights_file(tmp_path):
     keras.utils.set_random_seed(1)
     theirs = keras_bn_network()
     rng = np.random.default_rng(8)
-    weights = theirs.get_weights()        # conv kernel, gamma, beta, moving_mean, moving_variance, dense kernel, bias
+    weights = theirs.get_weights()  # conv kernel, gamma, beta, moving_mean, moving_variance, dense kernel, bias
     weights[1:5] = [rng.uniform(0.5, 1.5, 3), rng.standard_normal(3), rng.standard_normal(3), rng.uniform(0.5, 2, 3)]
     theirs.set_weights([w.astype(np.float32) for w in weights])
     x = rng.standard_normal((5, 6, 5, 2)).astype(np.float32)
@@ -318,7 +352,7 @@ def test_trains_inside_sequential_and_saves_its_moving_statistics(backend, tmp_p
     assert bn.weight_names() == ["gamma", "beta", "moving_mean", "moving_variance"]
     assert bn.weight_names(trainable=False) == ["moving_mean", "moving_variance"]
     assert not np.allclose(bn.params["moving_mean"], 0.0) and not np.allclose(bn.params["moving_variance"], 1.0)
-    assert len(model.trainable_weights) == 5 and len(model.non_trainable_weights) == 2   # conv, gamma, beta, dense x2
+    assert len(model.trainable_weights) == 5 and len(model.non_trainable_weights) == 2  # conv, gamma, beta, dense x2
     path = tmp_path / "bn.npz"
     model.save_weights(path)
     again = bn_network(backend, seed=1)
@@ -329,7 +363,7 @@ def test_trains_inside_sequential_and_saves_its_moving_statistics(backend, tmp_p
 
 def test_numpy_and_numba_train_the_same_in_float64():
     rng = np.random.default_rng(10)
-    x = (1 + 2 * rng.standard_normal((16, 6, 5, 2)))
+    x = 1 + 2 * rng.standard_normal((16, 6, 5, 2))
     y = np.eye(4)[rng.integers(0, 4, 16)]
     models = [bn_network(b, dtype="float64") for b in BACKENDS]
     for model in models:
@@ -337,7 +371,7 @@ def test_numpy_and_numba_train_the_same_in_float64():
         for _ in range(5):
             model.train_on_batch(x, y)
     for a, b in zip(*(m.get_weights() for m in models)):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)   # the sums over rows in another order only
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)  # the sums over rows in another order only
 
 
 def test_summary_counts_the_moving_statistics_as_non_trainable():
@@ -345,13 +379,18 @@ def test_summary_counts_the_moving_statistics_as_non_trainable():
     # conv 3*3*2*3 = 54, BN 4*3 = 12 (gamma, beta trainable; moving mean and variance not), dense 36*4 + 4 = 148
     assert "batch_normalization (BatchNormalization)" in text
     assert "Total params: 214" in text and "Trainable params: 208" in text and "Non-trainable params: 6" in text
-    plain = bn_network(center=False, scale=False).summary(print_fn=None)      # no gamma, no beta: 6 fewer
+    plain = bn_network(center=False, scale=False).summary(print_fn=None)  # no gamma, no beta: 6 fewer
     assert "Trainable params: 202" in plain and "Non-trainable params: 6" in plain
 
 
-@pytest.mark.parametrize("config,names", [({"center": False}, ["gamma", "moving_mean", "moving_variance"]),
-                                          ({"scale": False}, ["beta", "moving_mean", "moving_variance"]),
-                                          ({"center": False, "scale": False}, ["moving_mean", "moving_variance"])])
+@pytest.mark.parametrize(
+    "config,names",
+    [
+        ({"center": False}, ["gamma", "moving_mean", "moving_variance"]),
+        ({"scale": False}, ["beta", "moving_mean", "moving_variance"]),
+        ({"center": False, "scale": False}, ["moving_mean", "moving_variance"]),
+    ],
+)
 def test_weights_absent_without_center_or_scale(config, names):
     bn = bn_network(**config).layers[1]
     assert bn.weight_names() == names and sorted(bn.grads) == sorted(n for n in names if not n.startswith("moving"))
@@ -360,7 +399,7 @@ def test_weights_absent_without_center_or_scale(config, names):
 def test_a_frozen_layer_normalises_with_its_moving_statistics_in_training():
     model = bn_network(dtype="float64")
     bn = model.layers[1]
-    bn.trainable = False                          # Keras: a frozen BatchNormalization runs in inference mode
+    bn.trainable = False  # Keras: a frozen BatchNormalization runs in inference mode
     x = np.random.default_rng(11).standard_normal((4, 6, 5, 2))
     before = [p.copy() for p in bn.weights]
     np.testing.assert_array_equal(model.forward(x, training=True), model.forward(x, training=False))
@@ -378,16 +417,19 @@ def test_defaults_and_config_are_keras():
 
 
 # --- bad arguments ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,error,match", [
-    ({"momentum": 1.0}, ValueError, r"momentum must be in \[0, 1\)"),
-    ({"momentum": -0.1}, ValueError, r"momentum must be in \[0, 1\)"),
-    ({"momentum": "0.9"}, TypeError, "momentum must be a number"),
-    ({"epsilon": 0.0}, ValueError, "epsilon must be > 0"),
-    ({"epsilon": -1e-3}, ValueError, "epsilon must be > 0"),
-    ({"epsilon": None}, TypeError, "epsilon must be a number"),
-    ({"axis": 1.0}, TypeError, "axis must be an int"),
-    ({"axis": [-1]}, TypeError, "axis must be an int"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"momentum": 1.0}, ValueError, r"momentum must be in \[0, 1\)"),
+        ({"momentum": -0.1}, ValueError, r"momentum must be in \[0, 1\)"),
+        ({"momentum": "0.9"}, TypeError, "momentum must be a number"),
+        ({"epsilon": 0.0}, ValueError, "epsilon must be > 0"),
+        ({"epsilon": -1e-3}, ValueError, "epsilon must be > 0"),
+        ({"epsilon": None}, TypeError, "epsilon must be a number"),
+        ({"axis": 1.0}, TypeError, "axis must be an int"),
+        ({"axis": [-1]}, TypeError, "axis must be an int"),
+    ],
+)
 def test_bad_arguments_raise_clear_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         BatchNormalization(**kwargs)

@@ -8,8 +8,9 @@ import sys
 
 def _run(args, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", *args, "--out", str(tmp_path)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", *args, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
@@ -37,7 +38,7 @@ def test_kernel_benchmark_has_a_speedup_column_against_numpy(tmp_path):
     _run(["benchmarks.kernels", "--backends", "numpy,numba", "--repeats", "1", "--batch", "2"], tmp_path)
     rows = json.loads((tmp_path / "kernels.json").read_text())["results"]
     numpy_rows = {r["what"]: r for r in rows if r["backend"] == "numpy"}
-    compared = [r for r in rows if r["what"] in numpy_rows]      # numba's fused kernels have no NumPy twin
+    compared = [r for r in rows if r["what"] in numpy_rows]  # numba's fused kernels have no NumPy twin
     assert {r["backend"] for r in compared} == {"numpy", "numba"}
     assert all("speedup" not in r for r in rows if r["what"] not in numpy_rows)
     for r in compared:
@@ -48,14 +49,29 @@ def test_kernel_benchmark_has_a_speedup_column_against_numpy(tmp_path):
 
 
 def test_sweep_smoke_batches_threads_ceiling_and_blas(tmp_path):
-    out = _run(["benchmarks.sweep", "--backends", "numpy,numba", "--batches", "2,4", "--threads", "1",
-                "--thread-batch", "2", "--steps", "1"], tmp_path)
+    out = _run(
+        [
+            "benchmarks.sweep",
+            "--backends",
+            "numpy,numba",
+            "--batches",
+            "2,4",
+            "--threads",
+            "1",
+            "--thread-batch",
+            "2",
+            "--steps",
+            "1",
+        ],
+        tmp_path,
+    )
     report = json.loads((tmp_path / "sweep.json").read_text())
     points = {(r["sweep"], r["framework"], r["batch"], r["threads"]) for r in report["results"]}
     assert points == {("batch", fw, b, None) for fw in ("numpy", "numba") for b in (2, 4)} | {
-        ("threads", fw, 2, 1) for fw in ("numpy", "numba")}
+        ("threads", fw, 2, 1) for fw in ("numpy", "numba")
+    }
     assert all(r["train_images_s"] > 0 and r["infer_images_s"] > 0 for r in report["results"])
-    flops = report["flops_per_image"]   # the tutorial's products: 7.74 MFLOP forward, training 3x minus conv1's dX
+    flops = report["flops_per_image"]  # the tutorial's products: 7.74 MFLOP forward, training 3x minus conv1's dX
     assert flops["inference"] == 7_742_800 and flops["training"] == 3 * 7_742_800 - 921_600
     cpu = report["matmul_ceiling_gflops"]["cpu"]
     assert report["ceiling_images_s"]["cpu"]["training"] == cpu * 1e9 / flops["training"]
@@ -64,8 +80,7 @@ def test_sweep_smoke_batches_threads_ceiling_and_blas(tmp_path):
 
 
 def test_training_benchmark_contention_and_a_thread_count_per_framework(tmp_path):
-    out = _run(["benchmarks.train", "--steps", "1", "--frameworks", "minicnn-numba@1", "--contention", "2"],
-               tmp_path)
+    out = _run(["benchmarks.train", "--steps", "1", "--frameworks", "minicnn-numba@1", "--contention", "2"], tmp_path)
     report = json.loads((tmp_path / "train.json").read_text())
     assert report["contention"] == 2 and "beside 2 busy processes" in out
     row = report["results"][0]
@@ -77,5 +92,6 @@ def test_busy_processes_die_with_the_block():
 
     with busy_processes(2) as pids:
         assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
-    assert not any(os.path.exists(f"/proc/{p}/status") and "zombie" not in open(f"/proc/{p}/status").read()
-                   for p in pids)
+    assert not any(
+        os.path.exists(f"/proc/{p}/status") and "zombie" not in open(f"/proc/{p}/status").read() for p in pids
+    )

@@ -17,9 +17,16 @@ from minicnn import layers
 
 
 def small_model(seed=0):
-    model = mc.Sequential([layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
-                           layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dense(10, activation="softmax")],
-                          seed=seed, backend="numpy")
+    model = mc.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ],
+        seed=seed,
+        backend="numpy",
+    )
     model.compile(loss="categorical_crossentropy", optimizer=mc.optimizers.Adadelta(), metrics=["accuracy"])
     return model
 
@@ -56,14 +63,16 @@ def test_batch_logs_number_batches_within_the_epoch_and_end_at_the_epoch_means()
 def test_model_checkpoint_files_hold_the_weights_of_the_epochs_they_name(tmp_path):
     x, y = synthetic_digits(60, seed=1)
     recorder = Recorder()
-    best = cbs.ModelCheckpoint(str(tmp_path / "w-{epoch:02d}-{val_loss:.3f}.npz"), save_best_only=True,
-                               save_weights_only=True)
-    hist = small_model().fit(x, y, batch_size=16, epochs=4, verbose=0, validation_split=0.25,
-                             callbacks=[recorder, best])
+    best = cbs.ModelCheckpoint(
+        str(tmp_path / "w-{epoch:02d}-{val_loss:.3f}.npz"), save_best_only=True, save_weights_only=True
+    )
+    hist = small_model().fit(
+        x, y, batch_size=16, epochs=4, verbose=0, validation_split=0.25, callbacks=[recorder, best]
+    )
     val = hist.history["val_loss"]
     improved = [e for e in range(4) if val[e] < min(val[:e], default=np.inf)]
     expected = [f"w-{e + 1:02d}-{val[e]:.3f}.npz" for e in improved]
-    assert sorted(os.listdir(tmp_path)) == expected     # no temporary file left behind
+    assert sorted(os.listdir(tmp_path)) == expected  # no temporary file left behind
     for e, name in zip(improved, expected):
         saved = small_model(seed=5)
         saved.load_weights(tmp_path / name)
@@ -74,7 +83,7 @@ def test_model_checkpoint_files_hold_the_weights_of_the_epochs_they_name(tmp_pat
 def test_model_checkpoint_every_n_steps_names_epoch_and_batch(tmp_path):
     x, y = synthetic_digits(48, seed=2)
     every = cbs.ModelCheckpoint(str(tmp_path / "s-{epoch}-{batch}.npz"), save_weights_only=True, save_freq=2)
-    small_model().fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[every])   # 3 steps an epoch
+    small_model().fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[every])  # 3 steps an epoch
     assert [os.path.basename(p) for p in every.saved] == ["s-1-2.npz", "s-2-1.npz", "s-2-3.npz"]
 
 
@@ -89,11 +98,18 @@ def test_model_checkpoint_rejects_bad_settings(tmp_path):
         cbs.ModelCheckpoint(str(tmp_path / "w.keras"), monitor="val_f1")
     x, y = synthetic_digits(20)
     with pytest.raises(KeyError, match="val_loss.*no validation"):
-        small_model().fit(x, y, epochs=1, verbose=0,
-                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w.keras"), save_best_only=True)])
+        small_model().fit(
+            x, y, epochs=1, verbose=0, callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w.keras"), save_best_only=True)]
+        )
     with pytest.raises(KeyError, match="val_acc"):
-        small_model().fit(x, y, epochs=1, verbose=0, validation_split=0.2,
-                          callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w-{val_acc}.keras"))])
+        small_model().fit(
+            x,
+            y,
+            epochs=1,
+            verbose=0,
+            validation_split=0.2,
+            callbacks=[cbs.ModelCheckpoint(str(tmp_path / "w-{val_acc}.keras"))],
+        )
 
 
 def test_model_checkpoint_saves_whole_models_that_load_back(tmp_path):
@@ -126,8 +142,9 @@ def test_early_stopping_restores_the_best_epochs_weights():
 def test_csv_logger_rows_are_the_history(tmp_path):
     x, y = synthetic_digits(40)
     path = tmp_path / "log" / "train.csv"
-    hist = small_model().fit(x, y, batch_size=10, epochs=3, verbose=0, validation_split=0.25,
-                             callbacks=[cbs.CSVLogger(path)])
+    hist = small_model().fit(
+        x, y, batch_size=10, epochs=3, verbose=0, validation_split=0.25, callbacks=[cbs.CSVLogger(path)]
+    )
     rows = list(csv.DictReader(path.open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
@@ -138,10 +155,17 @@ def test_learning_rate_scheduler_changes_the_rate_the_optimizer_uses():
     x, y = synthetic_digits(32)
     seen = []
     model = small_model()
-    spy = cbs.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append((model.optimizer.learning_rate,
-                                                                            logs["learning_rate"])))
-    model.fit(x, y, batch_size=16, epochs=3, verbose=0,
-              callbacks=[cbs.LearningRateScheduler(lambda epoch, lr: 0.5 ** epoch), spy])
+    spy = cbs.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((model.optimizer.learning_rate, logs["learning_rate"]))
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[cbs.LearningRateScheduler(lambda epoch, lr: 0.5**epoch), spy],
+    )
     assert seen == [(1.0, 1.0), (0.5, 0.5), (0.25, 0.25)]
     # the rate is used: one epoch at a tiny rate barely moves the weights, at rate 1 it moves them
     moved = []
@@ -166,8 +190,8 @@ def read_events(folder):
         data = open(path, "rb").read()
         pos = 0
         while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos:pos + 8])
-            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = Event.FromString(data[pos + 12 : pos + 12 + length])
             pos += 12 + length + 4
             for value in event.summary.value:
                 scalars.append((value.tag, event.step, value.simple_value))
@@ -180,10 +204,14 @@ def test_tensorboard_writes_keras_tags_that_read_back_as_the_history(tmp_path):
     board = cbs.TensorBoard(tmp_path, update_freq=2)
     hist = small_model().fit(x, y, batch_size=10, epochs=2, verbose=0, validation_split=0.25, callbacks=[board])
     train, val = read_events(tmp_path / "train"), read_events(tmp_path / "validation")
-    for tag, key, events in [("epoch_loss", "loss", train), ("epoch_accuracy", "accuracy", train),
-                             ("epoch_loss", "val_loss", val), ("epoch_accuracy", "val_accuracy", val)]:
+    for tag, key, events in [
+        ("epoch_loss", "loss", train),
+        ("epoch_accuracy", "accuracy", train),
+        ("epoch_loss", "val_loss", val),
+        ("epoch_accuracy", "val_accuracy", val),
+    ]:
         got = [(s, v) for t, s, v in events if t == tag]
         assert [s for s, _ in got] == [0, 1]
-        np.testing.assert_allclose([v for _, v in got], hist.history[key], rtol=1e-6)   # stored as float32
+        np.testing.assert_allclose([v for _, v in got], hist.history[key], rtol=1e-6)  # stored as float32
     assert [(s, v) for t, s, v in train if t == "epoch_learning_rate"] == [(0, 1.0), (1, 1.0)]
-    assert [s for t, s, _ in train if t == "batch_loss"] == [1, 3, 5]   # every 2nd of 6 steps
+    assert [s for t, s, _ in train if t == "batch_loss"] == [1, 3, 5]  # every 2nd of 6 steps

@@ -64,9 +64,11 @@ def drive(callback, logs_sequence, model=None):
     return model, stopped, rates
 
 
-LOSSES = [[1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.5, 0.6],
-          [1.0, 1.1, 0.8, 0.85, 0.7, 0.9, 0.95, 0.99, 0.98, 0.97],
-          [0.5, 0.5, 0.5, 0.5, 0.49995, 0.4, 0.4, 0.4]]
+LOSSES = [
+    [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.5, 0.6],
+    [1.0, 1.1, 0.8, 0.85, 0.7, 0.9, 0.95, 0.99, 0.98, 0.97],
+    [0.5, 0.5, 0.5, 0.5, 0.49995, 0.4, 0.4, 0.4],
+]
 
 
 def as_logs(values, key="val_loss"):
@@ -74,36 +76,48 @@ def as_logs(values, key="val_loss"):
 
 
 @pytest.mark.parametrize("values", LOSSES)
-@pytest.mark.parametrize("kwargs", [dict(patience=1), dict(patience=2, restore_best_weights=True),
-                                    dict(patience=3, min_delta=0.02, restore_best_weights=True),
-                                    dict(patience=2, baseline=0.85), dict(patience=1, start_from_epoch=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(patience=1),
+        dict(patience=2, restore_best_weights=True),
+        dict(patience=3, min_delta=0.02, restore_best_weights=True),
+        dict(patience=2, baseline=0.85),
+        dict(patience=1, start_from_epoch=2),
+    ],
+)
 def test_early_stopping_matches_keras_including_the_restored_epoch(keras, values, kwargs):
     theirs, stop_k, _ = drive(keras.callbacks.EarlyStopping(**kwargs), as_logs(values))
     mine, stop_m, _ = drive(ours.EarlyStopping(**kwargs), as_logs(values))
     assert stop_m == stop_k
-    assert mine.restored == theirs.restored   # None without restore_best_weights
+    assert mine.restored == theirs.restored  # None without restore_best_weights
 
 
 @pytest.mark.parametrize("values", LOSSES)
-@pytest.mark.parametrize("kwargs", [dict(factor=0.5, patience=1), dict(factor=0.1, patience=2, cooldown=1),
-                                    dict(factor=0.5, patience=1, min_lr=0.03, min_delta=0.05),
-                                    dict(factor=0.2, patience=0, cooldown=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(factor=0.5, patience=1),
+        dict(factor=0.1, patience=2, cooldown=1),
+        dict(factor=0.5, patience=1, min_lr=0.03, min_delta=0.05),
+        dict(factor=0.2, patience=0, cooldown=2),
+    ],
+)
 def test_reduce_lr_on_plateau_gives_keras_learning_rates(keras, values, kwargs):
     _, _, rates_k = drive(keras.callbacks.ReduceLROnPlateau(**kwargs), as_logs(values))
     _, _, rates_m = drive(ours.ReduceLROnPlateau(**kwargs), as_logs(values))
     np.testing.assert_allclose(rates_m, rates_k, rtol=1e-12)
-    assert len(set(rates_m)) > 1   # the sequences do make it reduce
+    assert len(set(rates_m)) > 1  # the sequences do make it reduce
 
 
 def test_reduce_lr_on_plateau_maximising_accuracy(keras):
     logs = as_logs([0.5, 0.6, 0.55, 0.58, 0.61, 0.61, 0.6], key="val_accuracy")
     _, _, rates_k = drive(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=1, mode="max"), logs)
-    _, _, rates_m = drive(ours.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=1), logs)   # auto: max
+    _, _, rates_m = drive(ours.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=1), logs)  # auto: max
     assert rates_m == rates_k and rates_m[-1] < rates_m[0]
 
 
-@pytest.mark.parametrize("schedule", [lambda epoch, lr: lr * 0.5 if epoch % 2 else lr,
-                                      lambda epoch: 0.1 / (1 + epoch)])
+@pytest.mark.parametrize("schedule", [lambda epoch, lr: lr * 0.5 if epoch % 2 else lr, lambda epoch: 0.1 / (1 + epoch)])
 def test_learning_rate_scheduler_sets_keras_rates(keras, schedule):
     logs = as_logs([1.0] * 5)
     _, _, rates_k = drive(keras.callbacks.LearningRateScheduler(schedule), logs)
@@ -111,8 +125,15 @@ def test_learning_rate_scheduler_sets_keras_rates(keras, schedule):
     assert rates_m == rates_k and len(set(rates_m)) > 1
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(save_best_only=True), dict(save_best_only=True, mode="max"),
-                                    dict(save_best_only=True, initial_value_threshold=0.92)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(save_best_only=True),
+        dict(save_best_only=True, mode="max"),
+        dict(save_best_only=True, initial_value_threshold=0.92),
+    ],
+)
 def test_model_checkpoint_saves_the_epochs_keras_saves(keras, tmp_path, kwargs):
     pattern = str(tmp_path / "{kind}" / "m-{{epoch:02d}}-{{val_loss:.3f}}.keras")
     logs = as_logs(LOSSES[1])
@@ -124,30 +145,36 @@ def test_model_checkpoint_saves_the_epochs_keras_saves(keras, tmp_path, kwargs):
 
 def test_model_checkpoint_weights_only_names_the_same_files_as_keras(keras, tmp_path):
     logs = as_logs(LOSSES[0])
-    theirs, _, _ = drive(keras.callbacks.ModelCheckpoint(str(tmp_path / "w-{epoch}.weights.h5"), save_best_only=True,
-                                                         save_weights_only=True), logs)
+    theirs, _, _ = drive(
+        keras.callbacks.ModelCheckpoint(
+            str(tmp_path / "w-{epoch}.weights.h5"), save_best_only=True, save_weights_only=True
+        ),
+        logs,
+    )
     ours_cb = ours.ModelCheckpoint(str(tmp_path / "w-{epoch}.npz"), save_best_only=True, save_weights_only=True)
     drive(ours_cb, logs)
-    assert [os.path.basename(p).removesuffix(".npz") for p in ours_cb.saved] == \
-           [os.path.basename(p).removesuffix(".weights.h5") for p in theirs.saved]
+    assert [os.path.basename(p).removesuffix(".npz") for p in ours_cb.saved] == [
+        os.path.basename(p).removesuffix(".weights.h5") for p in theirs.saved
+    ]
 
 
-@pytest.mark.parametrize("logs", [as_logs([0.9, 0.8, 0.85]), [{"loss": 0.5, "accuracy": 0.8}, {"loss": 0.25,
-                                                                                                "accuracy": 0.9}]])
+@pytest.mark.parametrize(
+    "logs", [as_logs([0.9, 0.8, 0.85]), [{"loss": 0.5, "accuracy": 0.8}, {"loss": 0.25, "accuracy": 0.9}]]
+)
 @pytest.mark.parametrize("separator", [",", ";"])
 def test_csv_logger_writes_keras_files_byte_for_byte(keras, tmp_path, logs, separator):
     for kind, module in (("k", keras.callbacks), ("m", ours)):
         path = tmp_path / f"{kind}.csv"
         drive(module.CSVLogger(str(path), separator=separator), logs)
-        drive(module.CSVLogger(str(path), separator=separator, append=True), logs[:2])   # a second run, appended
+        drive(module.CSVLogger(str(path), separator=separator, append=True), logs[:2])  # a second run, appended
     assert (tmp_path / "m.csv").read_bytes() == (tmp_path / "k.csv").read_bytes()
-    assert (tmp_path / "m.csv").read_text().count("epoch") == 1   # one header, kept when appending
+    assert (tmp_path / "m.csv").read_text().count("epoch") == 1  # one header, kept when appending
 
 
 def test_learning_rate_reaches_the_csv_after_a_scheduler(keras, tmp_path):
     logs = as_logs([1.0, 0.9, 0.8])
     for kind, module in (("k", keras.callbacks), ("m", ours)):
-        scheduler = module.LearningRateScheduler(lambda epoch, lr: 0.5 ** epoch)
+        scheduler = module.LearningRateScheduler(lambda epoch, lr: 0.5**epoch)
         logger = module.CSVLogger(str(tmp_path / f"{kind}.csv"))
         model = FakeModel()
         for cb in (scheduler, logger):
@@ -165,7 +192,7 @@ def test_learning_rate_reaches_the_csv_after_a_scheduler(keras, tmp_path):
 
 def test_tensorboard_uses_keras_folders_and_tags(keras, tmp_path):
     need("tensorboardX", "tensorboard")
-    need("tensorboard", "tensorboard")    # Keras's TensorBoard callback writes with it
+    need("tensorboard", "tensorboard")  # Keras's TensorBoard callback writes with it
     import tensorflow as tf
 
     import minicnn as mc
@@ -175,8 +202,14 @@ def test_tensorboard_uses_keras_folders_and_tags(keras, tmp_path):
     y = np.eye(2, dtype=np.float32)[(x[:, 0] > 0).astype(int)]
     theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     theirs.compile(loss="categorical_crossentropy", optimizer="sgd", metrics=["accuracy"])
-    theirs.fit(x, y, epochs=2, verbose=0, validation_split=0.25,
-               callbacks=[keras.callbacks.TensorBoard(str(tmp_path / "k"), write_graph=False)])
+    theirs.fit(
+        x,
+        y,
+        epochs=2,
+        verbose=0,
+        validation_split=0.25,
+        callbacks=[keras.callbacks.TensorBoard(str(tmp_path / "k"), write_graph=False)],
+    )
     mine = mc.Sequential([layers.Dense(2, activation="softmax", input_shape=(4,))], backend="numpy")
     mine.compile(optimizer="sgd", metrics=["accuracy"])
     mine.fit(x, y, epochs=2, verbose=0, validation_split=0.25, callbacks=[ours.TensorBoard(tmp_path / "m")])

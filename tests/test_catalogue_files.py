@@ -15,7 +15,7 @@ from minicnn.checkpoint import load_checkpoint
 
 def _flip_a_byte(raw: bytes) -> bytes:
     data = bytearray(raw)
-    data[len(data) // 3] ^= 0xFF          # inside the first array's stored bytes: the zip's CRC no longer matches
+    data[len(data) // 3] ^= 0xFF  # inside the first array's stored bytes: the zip's CRC no longer matches
     return bytes(data)
 
 
@@ -27,7 +27,7 @@ def _npz(path, arrays):
 # (what, how to spoil a good file's bytes or arrays, the message): one distinct bad file each
 SPOILED_BYTES = [
     ("an empty file", lambda raw: b"", r"the file is empty \(0 bytes\)"),
-    ("a truncated file", lambda raw: raw[:len(raw) // 2], r"(not a readable|corrupt or truncated)"),
+    ("a truncated file", lambda raw: raw[: len(raw) // 2], r"(not a readable|corrupt or truncated)"),
     ("a bit-flipped file", _flip_a_byte, r"corrupt or truncated .*(CRC|BadZipFile)"),
     ("a text file", lambda raw: b"weights: none\n", r"not a readable .*(pickle|Failed|ValueError|OSError)"),
     ("the last bytes cut off", lambda raw: raw[:-30], r"(not a readable|corrupt or truncated)"),
@@ -73,6 +73,7 @@ def _put(name, value):
     def change(arrays):
         arrays[name] = value(arrays[name]) if callable(value) else value
         return arrays
+
     return change
 
 
@@ -80,23 +81,36 @@ def _drop(name):
     def change(arrays):
         del arrays[name]
         return arrays
+
     return change
 
 
 # (what, change to the arrays, message)
 BAD_TENSORS = [
-    ("a NaN in a kernel", _put("dense/kernel", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 7, np.nan, a)),
-     r"'dense/kernel' holds 1 NaN or infinite values"),
+    (
+        "a NaN in a kernel",
+        _put("dense/kernel", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 7, np.nan, a)),
+        r"'dense/kernel' holds 1 NaN or infinite values",
+    ),
     ("an infinity in a bias", _put("conv2d/bias", lambda a: a + np.inf), r"'conv2d/bias' holds 4 NaN or infinite"),
     ("a string array", _put("dense/bias", np.array(["0.1"] * 10)), r"'dense/bias' holds <U3 values, expected numbers"),
     ("a complex array", _put("dense/bias", np.zeros(10, complex)), r"'dense/bias' holds complex128 values"),
     ("a tensor missing", _drop("dense/bias"), r"no weights for 'dense/bias'"),
-    ("an extra layer's tensors", _put("dense_1/kernel", np.zeros((10, 3), np.float32)),
-     r"holds weights the model does not have: \['dense_1/kernel'\]"),
-    ("a tensor of another shape", _put("dense/kernel", np.zeros((3, 10), np.float32)),
-     r"'dense/kernel' has shape \(3, 10\) in the file, the model expects \(144, 10\)"),
-    ("another architecture's layer list", _put("__layers__", np.array(["conv2d:Conv2D", "dense:Dense"])),
-     r"was saved from another architecture \(2 layers, the model has 5\)"),
+    (
+        "an extra layer's tensors",
+        _put("dense_1/kernel", np.zeros((10, 3), np.float32)),
+        r"holds weights the model does not have: \['dense_1/kernel'\]",
+    ),
+    (
+        "a tensor of another shape",
+        _put("dense/kernel", np.zeros((3, 10), np.float32)),
+        r"'dense/kernel' has shape \(3, 10\) in the file, the model expects \(144, 10\)",
+    ),
+    (
+        "another architecture's layer list",
+        _put("__layers__", np.array(["conv2d:Conv2D", "dense:Dense"])),
+        r"was saved from another architecture \(2 layers, the model has 5\)",
+    ),
 ]
 
 
@@ -113,8 +127,8 @@ def test_a_weights_file_with_bad_tensors_is_refused_and_changes_nothing(what, ch
 
 def test_strict_false_loads_what_matches_and_leaves_the_rest(tmp_path):
     arrays = _weights_arrays(tmp_path)
-    arrays["dense/kernel"] = np.zeros((3, 10), np.float32)             # mismatched: skipped
-    arrays["extra/kernel"] = np.ones(2, np.float32)                    # unknown: ignored
+    arrays["dense/kernel"] = np.zeros((3, 10), np.float32)  # mismatched: skipped
+    arrays["extra/kernel"] = np.ones(2, np.float32)  # unknown: ignored
     _npz(tmp_path / "partial.npz", arrays)
     model = small_model(seed=2)
     kept = model.get_weights()[2]
@@ -131,13 +145,20 @@ def test_strict_false_still_refuses_non_finite_values(tmp_path):
         small_model().load_weights(tmp_path / "nan.npz", strict=False)
 
 
-@pytest.mark.parametrize("what,make,message", [
-    ("a .npy renamed .npz", lambda p: np.save(open(p, "wb"), np.zeros(3)), r"holds one bare array \(.npy format\)"),
-    ("a directory", lambda p: os.mkdir(p), r"is a directory, expected a weights file"),
-    ("no file at all", lambda p: None, r"no such weights file"),
-    ("a pickled object array", lambda p: np.savez(open(p, "wb"), **{"conv2d/kernel": np.array([None, 1])}),
-     r"holds Python objects \(pickled arrays\)"),
-], ids=["npy", "directory", "missing", "pickle"])
+@pytest.mark.parametrize(
+    "what,make,message",
+    [
+        ("a .npy renamed .npz", lambda p: np.save(open(p, "wb"), np.zeros(3)), r"holds one bare array \(.npy format\)"),
+        ("a directory", lambda p: os.mkdir(p), r"is a directory, expected a weights file"),
+        ("no file at all", lambda p: None, r"no such weights file"),
+        (
+            "a pickled object array",
+            lambda p: np.savez(open(p, "wb"), **{"conv2d/kernel": np.array([None, 1])}),
+            r"holds Python objects \(pickled arrays\)",
+        ),
+    ],
+    ids=["npy", "directory", "missing", "pickle"],
+)
 def test_a_weights_path_that_is_not_a_weights_file_is_named(what, make, message, tmp_path):
     path = tmp_path / "w.npz"
     make(path)
@@ -145,12 +166,16 @@ def test_a_weights_path_that_is_not_a_weights_file_is_named(what, make, message,
         small_model().load_weights(path)
 
 
-@pytest.mark.parametrize("what,position,value,message", [
-    ("a string array last", 3, np.array(["x"] * 10), r"set_weights: layer 'dense' bias holds <U1 values"),
-    ("a NaN last", 3, np.full(10, np.nan, np.float32), r"layer 'dense' bias holds 10 NaN or infinite values"),
-    ("a wrong shape last", 3, np.zeros(9, np.float32), r"layer 'dense' bias has shape \(10,\), got \(9,\)"),
-    ("an object array", 3, np.array([object()] * 10), r"layer 'dense' bias holds object values"),
-], ids=["string", "nan", "shape", "object"])
+@pytest.mark.parametrize(
+    "what,position,value,message",
+    [
+        ("a string array last", 3, np.array(["x"] * 10), r"set_weights: layer 'dense' bias holds <U1 values"),
+        ("a NaN last", 3, np.full(10, np.nan, np.float32), r"layer 'dense' bias holds 10 NaN or infinite values"),
+        ("a wrong shape last", 3, np.zeros(9, np.float32), r"layer 'dense' bias has shape \(10,\), got \(9,\)"),
+        ("an object array", 3, np.array([object()] * 10), r"layer 'dense' bias holds object values"),
+    ],
+    ids=["string", "nan", "shape", "object"],
+)
 def test_set_weights_is_all_or_nothing(what, position, value, message):
     model = small_model(seed=2)
     before = model.get_weights()
@@ -158,7 +183,7 @@ def test_set_weights_is_all_or_nothing(what, position, value, message):
     new[position] = value
     with pytest.raises(ValueError, match=message):
         model.set_weights(new)
-    assert weights_equal(before, model.get_weights())      # the first arrays were not assigned either
+    assert weights_equal(before, model.get_weights())  # the first arrays were not assigned either
 
 
 def _checkpoint_arrays(tmp_path):
@@ -173,6 +198,7 @@ def _meta(change):
         change(meta)
         arrays["meta"] = np.array(json.dumps(meta))
         return arrays
+
     return apply
 
 
@@ -183,24 +209,42 @@ BAD_CHECKPOINTS = [
     ("no iterations", _meta(lambda m: m.pop("iterations")), r"its meta has iterations=None, expected an int >= 0"),
     ("no epochs_done", _meta(lambda m: m.pop("epochs_done")), r"its meta has epochs_done=None"),
     ("negative epochs_done", _meta(lambda m: m.update(epochs_done=-1)), r"epochs_done=-1"),
-    ("epochs_done beyond the history", _meta(lambda m: m.update(epochs_done=3)),
-     r"history\['loss'\] holds 1 values, expected 3 numbers"),
+    (
+        "epochs_done beyond the history",
+        _meta(lambda m: m.update(epochs_done=3)),
+        r"history\['loss'\] holds 1 values, expected 3 numbers",
+    ),
     ("a history entry not a list", _meta(lambda m: m["history"].update(loss=0.5)), r"history\['loss'\] holds 0.5"),
     ("a history holding text", _meta(lambda m: m["history"].update(loss=["x"])), r"history\['loss'\] holds 1 values"),
     ("settings not an object", _meta(lambda m: m.update(settings=[1])), r"its settings are not a JSON object"),
-    ("NaN in the optimizer state", _put("optimizer/accumulated_grad/0", lambda a: a * np.nan),
-     r"'optimizer/accumulated_grad/0' holds 36 NaN or infinite values"),
-    ("the optimizer state missing", lambda a: {k: v for k, v in a.items() if not k.startswith("optimizer/")},
-     r"the optimizer state 'accumulated_grad' is missing or incomplete \(0 of 4 arrays\) after 2 updates"),
-    ("one optimizer array missing", _drop("optimizer/accumulated_delta/3"),
-     r"'accumulated_delta' is missing or incomplete \(3 of 4 arrays\)"),
-    ("an optimizer array of another shape", _put("optimizer/accumulated_grad/1", np.zeros(3, np.float32)),
-     r"'optimizer/accumulated_grad/1' has shape \(3,\), the weight it belongs to \(4,\)"),
+    (
+        "NaN in the optimizer state",
+        _put("optimizer/accumulated_grad/0", lambda a: a * np.nan),
+        r"'optimizer/accumulated_grad/0' holds 36 NaN or infinite values",
+    ),
+    (
+        "the optimizer state missing",
+        lambda a: {k: v for k, v in a.items() if not k.startswith("optimizer/")},
+        r"the optimizer state 'accumulated_grad' is missing or incomplete \(0 of 4 arrays\) after 2 updates",
+    ),
+    (
+        "one optimizer array missing",
+        _drop("optimizer/accumulated_delta/3"),
+        r"'accumulated_delta' is missing or incomplete \(3 of 4 arrays\)",
+    ),
+    (
+        "an optimizer array of another shape",
+        _put("optimizer/accumulated_grad/1", np.zeros(3, np.float32)),
+        r"'optimizer/accumulated_grad/1' has shape \(3,\), the weight it belongs to \(4,\)",
+    ),
     ("NaN in the weights", _put("weights/dense/bias", lambda a: a * np.nan), r"'dense/bias' holds 10 NaN"),
     ("a string weight", _put("weights/dense/bias", np.array(["1"] * 10)), r"'dense/bias' holds <U1 values"),
     ("a weight missing", _drop("weights/conv2d/kernel"), r"no weights for 'conv2d/kernel'"),
-    ("an unknown weight", _put("weights/dense_9/kernel", np.zeros(2, np.float32)),
-     r"holds weights the model does not have"),
+    (
+        "an unknown weight",
+        _put("weights/dense_9/kernel", np.zeros(2, np.float32)),
+        r"holds weights the model does not have",
+    ),
 ]
 
 
@@ -230,7 +274,7 @@ def test_a_file_given_as_the_checkpoint_folder_is_named(tmp_path):
 
 def test_a_checkpoint_saved_before_the_first_update_loads_without_optimizer_state(tmp_path):
     model = small_model()
-    model.fit(X, Y, batch_size=8, epochs=0, verbose=0, checkpoint_dir=tmp_path)    # writes nothing: 0 epochs
+    model.fit(X, Y, batch_size=8, epochs=0, verbose=0, checkpoint_dir=tmp_path)  # writes nothing: 0 epochs
     assert not (tmp_path / "checkpoint.npz").exists()
     arrays = _checkpoint_arrays(tmp_path)
     arrays = _meta(lambda m: m.update(iterations=0))({k: v for k, v in arrays.items() if not k.startswith("opt")})
@@ -240,8 +284,11 @@ def test_a_checkpoint_saved_before_the_first_update_loads_without_optimizer_stat
 
 def test_a_weights_file_from_a_model_with_the_same_tensors_but_other_layers_is_refused(tmp_path):
     a = mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dropout(0.5), layers.Dense(2)], seed=0)
-    b = mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.Activation("relu"), layers.Dense(2)], seed=1) \
-        if hasattr(layers, "Activation") else mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dense(2)])
+    b = (
+        mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.Activation("relu"), layers.Dense(2)], seed=1)
+        if hasattr(layers, "Activation")
+        else mc.Sequential([layers.Dense(4, input_shape=(3,)), layers.Dense(2)])
+    )
     a.save_weights(tmp_path / "a.npz")
     with pytest.raises(ValueError, match="was saved from another architecture"):
         b.load_weights(tmp_path / "a.npz")

@@ -15,8 +15,11 @@ from minicnn.nan_guard import StateGuard
 INF, NAN = math.inf, math.nan
 
 BAD_HYPERPARAMETERS = [
-    ("Adadelta learning_rate inf", lambda: mc.optimizers.Adadelta(learning_rate=INF), "learning_rate must be positive "
-                                                                                       "and finite, got inf"),
+    (
+        "Adadelta learning_rate inf",
+        lambda: mc.optimizers.Adadelta(learning_rate=INF),
+        "learning_rate must be positive and finite, got inf",
+    ),
     ("Adadelta learning_rate nan", lambda: mc.optimizers.Adadelta(learning_rate=NAN), "learning_rate .* got nan"),
     ("Adadelta learning_rate as text", lambda: mc.optimizers.Adadelta(learning_rate="1"), "learning_rate .* got '1'"),
     ("Adadelta epsilon inf", lambda: mc.optimizers.Adadelta(epsilon=INF), "epsilon must be positive and finite"),
@@ -28,8 +31,11 @@ BAD_HYPERPARAMETERS = [
     ("Adam epsilon inf", lambda: mc.optimizers.Adam(epsilon=INF), "epsilon must be positive and finite"),
     ("Adam beta_1 nan", lambda: mc.optimizers.Adam(beta_1=NAN), r"beta_1 must be in \[0, 1\)"),
     ("Adam beta_2 inf", lambda: mc.optimizers.Adam(beta_2=INF), r"beta_2 must be in \[0, 1\)"),
-    ("AdamW weight_decay inf", lambda: mc.optimizers.AdamW(weight_decay=INF), "weight_decay must be a non-negative "
-                                                                               "finite float"),
+    (
+        "AdamW weight_decay inf",
+        lambda: mc.optimizers.AdamW(weight_decay=INF),
+        "weight_decay must be a non-negative finite float",
+    ),
     ("RMSprop epsilon nan", lambda: mc.optimizers.RMSprop(epsilon=NAN), "epsilon must be positive and finite"),
     ("RMSprop learning_rate inf", lambda: mc.optimizers.RMSprop(learning_rate=INF), "learning_rate must be"),
 ]
@@ -62,13 +68,13 @@ def test_huge_inputs_that_freeze_adadelta_stop_training_with_the_last_finite_sta
 def test_an_update_that_makes_the_weights_infinite_is_undone(capsys):
     class HugeStep(mc.optimizers.SGD):
         def update_rule(self, xp, param, grad, *slots):
-            param -= grad * np.float32(1e38) * np.float32(1e38)       # infinite on the first update
+            param -= grad * np.float32(1e38) * np.float32(1e38)  # infinite on the first update
 
     model = small_model(optimizer=HugeStep(learning_rate=0.1))
     initial = model.get_weights()
     hist = model.fit(X, Y, batch_size=4, epochs=1, verbose=0)
     assert hist.stopped["reason"] == "nan"
-    assert all(np.array_equal(a, b) for a, b in zip(initial, model.get_weights()))   # step 0: the initial state
+    assert all(np.array_equal(a, b) for a, b in zip(initial, model.get_weights()))  # step 0: the initial state
     assert "keeps the weights of step 0 (the last state found finite)" in capsys.readouterr().err
 
 
@@ -100,30 +106,74 @@ def _compute_gradients_then_fit():
 
 
 MISUSES = [
-    ("fit after compute_gradients on an uncompiled model", _compute_gradients_then_fit, ValueError,
-     r"call model.compile\(loss=..., optimizer=...\) before fit\(\)"),
-    ("input_shape with a negative size", lambda: mc.Sequential([layers.Dense(2, input_shape=(-28, 28, 1))]),
-     ValueError, r"input_shape \(-28, 28, 1\): each size must be an int >= 1, got -28"),
-    ("input_shape with a zero", lambda: mc.Sequential([layers.Dense(2, input_shape=(0,))]), ValueError,
-     r"each size must be an int >= 1, got 0"),
-    ("input_shape with a fraction", lambda: mc.Sequential([layers.Dense(2, input_shape=(2.5,))]), ValueError,
-     r"each size must be an int >= 1, got 2.5"),
-    ("validation_split as text", lambda: small_model().fit(X, Y, validation_split="0.2", verbose=0), ValueError,
-     r"validation_split must be in \[0, 1\), got '0.2'"),
-    ("validation_split True", lambda: small_model().fit(X, Y, validation_split=True, verbose=0), ValueError,
-     r"validation_split must be in \[0, 1\), got True"),
-    ("callbacks not a list", lambda: small_model().fit(X, Y, callbacks=EarlyStopping("loss"), verbose=0), TypeError,
-     r"callbacks must be a list of callbacks, got one EarlyStopping: pass callbacks=\[EarlyStopping\(...\)\]"),
-    ("callbacks holding a function", lambda: small_model().fit(X, Y, callbacks=[print], verbose=0), TypeError,
-     r"callbacks must hold Callback objects"),
-    ("callbacks as a string", lambda: small_model().fit(X, Y, callbacks="early", verbose=0), TypeError,
-     r"callbacks must be a list of callbacks, got str"),
-    ("EarlyStopping on val_loss without validation", lambda: small_model().fit(X, Y, verbose=0,
-                                                                              callbacks=[EarlyStopping()]),
-     ValueError, r"EarlyStopping monitors 'val_loss', which this fit does not report .* validation_split="),
-    ("EarlyStopping on an unknown metric", lambda: small_model().fit(X, Y, verbose=0, validation_split=0.25,
-                                                                    callbacks=[EarlyStopping("val_auc", mode="max")]),
-     ValueError, r"monitors 'val_auc'.*reports loss, accuracy, val_loss, val_accuracy"),
+    (
+        "fit after compute_gradients on an uncompiled model",
+        _compute_gradients_then_fit,
+        ValueError,
+        r"call model.compile\(loss=..., optimizer=...\) before fit\(\)",
+    ),
+    (
+        "input_shape with a negative size",
+        lambda: mc.Sequential([layers.Dense(2, input_shape=(-28, 28, 1))]),
+        ValueError,
+        r"input_shape \(-28, 28, 1\): each size must be an int >= 1, got -28",
+    ),
+    (
+        "input_shape with a zero",
+        lambda: mc.Sequential([layers.Dense(2, input_shape=(0,))]),
+        ValueError,
+        r"each size must be an int >= 1, got 0",
+    ),
+    (
+        "input_shape with a fraction",
+        lambda: mc.Sequential([layers.Dense(2, input_shape=(2.5,))]),
+        ValueError,
+        r"each size must be an int >= 1, got 2.5",
+    ),
+    (
+        "validation_split as text",
+        lambda: small_model().fit(X, Y, validation_split="0.2", verbose=0),
+        ValueError,
+        r"validation_split must be in \[0, 1\), got '0.2'",
+    ),
+    (
+        "validation_split True",
+        lambda: small_model().fit(X, Y, validation_split=True, verbose=0),
+        ValueError,
+        r"validation_split must be in \[0, 1\), got True",
+    ),
+    (
+        "callbacks not a list",
+        lambda: small_model().fit(X, Y, callbacks=EarlyStopping("loss"), verbose=0),
+        TypeError,
+        r"callbacks must be a list of callbacks, got one EarlyStopping: pass callbacks=\[EarlyStopping\(...\)\]",
+    ),
+    (
+        "callbacks holding a function",
+        lambda: small_model().fit(X, Y, callbacks=[print], verbose=0),
+        TypeError,
+        r"callbacks must hold Callback objects",
+    ),
+    (
+        "callbacks as a string",
+        lambda: small_model().fit(X, Y, callbacks="early", verbose=0),
+        TypeError,
+        r"callbacks must be a list of callbacks, got str",
+    ),
+    (
+        "EarlyStopping on val_loss without validation",
+        lambda: small_model().fit(X, Y, verbose=0, callbacks=[EarlyStopping()]),
+        ValueError,
+        r"EarlyStopping monitors 'val_loss', which this fit does not report .* validation_split=",
+    ),
+    (
+        "EarlyStopping on an unknown metric",
+        lambda: small_model().fit(
+            X, Y, verbose=0, validation_split=0.25, callbacks=[EarlyStopping("val_auc", mode="max")]
+        ),
+        ValueError,
+        r"monitors 'val_auc'.*reports loss, accuracy, val_loss, val_accuracy",
+    ),
     ("seed 1.5", lambda: mc.Sequential(seed=1.5), ValueError, r"seed must be a non-negative int or None, got 1.5"),
     ("seed True", lambda: mc.Sequential(seed=True), ValueError, r"seed must be a non-negative int or None, got True"),
     ("seed -1", lambda: mc.Sequential(seed=-1), ValueError, r"got -1"),
@@ -140,8 +190,9 @@ def test_an_api_misuse_gets_a_clear_error(what, call, exc, message):
 def test_early_stopping_error_comes_before_the_first_epoch():
     seen = []
     with pytest.raises(ValueError):
-        small_model().fit(X, Y, verbose=0, callbacks=[LambdaCallback(on_epoch_end=lambda e, l: seen.append(e)),
-                                                      EarlyStopping()])
+        small_model().fit(
+            X, Y, verbose=0, callbacks=[LambdaCallback(on_epoch_end=lambda e, l: seen.append(e)), EarlyStopping()]
+        )
     assert seen == []
 
 
@@ -168,11 +219,18 @@ def test_build_for_another_shape_after_building_is_refused():
         small_model().build((32, 32, 1))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--batch", "70000"], r"--batch: expected an integer from 1 to 4096"),
-    (["--steps", "100000"], r"--steps 100000 is more than one pass over the 60000 training images allows: at most "
-                            r"469 steps"),
-], ids=["batch", "steps"])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--batch", "70000"], r"--batch: expected an integer from 1 to 4096"),
+        (
+            ["--steps", "100000"],
+            r"--steps 100000 is more than one pass over the 60000 training images allows: at most "
+            r"469 steps",
+        ),
+    ],
+    ids=["batch", "steps"],
+)
 def test_explain_refuses_what_it_cannot_do(args, message, tmp_path):
     assert_one_line_error(command("explain", ["--backend", "numpy", "--out", str(tmp_path / "e"), *args]), message)
 
@@ -184,7 +242,11 @@ def test_gpu_check_without_a_gpu_says_so_once(tmp_path):
 
     if importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here: the missing-GPU message cannot be shown")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path / "g")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--out", str(tmp_path / "g")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("error: the 'cupy' backend needs CuPy") == 1 and not (tmp_path / "g").exists()

@@ -16,12 +16,16 @@ from test_datasets import _real_mnist_dir
 from minicnn.checkpoint import load_checkpoint
 
 
-@pytest.mark.parametrize("layout", [
-    lambda x: np.asfortranarray(x),
-    lambda x: np.concatenate([x, x], axis=3)[..., ::2],             # a strided view
-    lambda x: x.astype(np.float64),
-    lambda x: x[::-1][::-1],                                        # negative strides, same values
-], ids=["fortran", "strided", "float64", "reversed-view"])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda x: np.asfortranarray(x),
+        lambda x: np.concatenate([x, x], axis=3)[..., ::2],  # a strided view
+        lambda x: x.astype(np.float64),
+        lambda x: x[::-1][::-1],  # negative strides, same values
+    ],
+    ids=["fortran", "strided", "float64", "reversed-view"],
+)
 def test_odd_array_layouts_train_to_identical_weights(layout):
     a, b = small_model(seed=6), small_model(seed=6)
     a.fit(X, Y, batch_size=4, epochs=1, verbose=0)
@@ -31,10 +35,31 @@ def test_odd_array_layouts_train_to_identical_weights(layout):
 
 def test_sigterm_during_training_leaves_the_last_checkpoint_whole(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg", "MINICNN_DATA": _real_mnist_dir(), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "minicnn.train", "--backend", "numpy", "--limit", "640",
-                             "--batch-size", "64", "--epochs", "50", "--verbose", "2", "--checkpoint-dir",
-                             str(tmp_path / "ck"), "--out", str(tmp_path / "o")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "minicnn.train",
+            "--backend",
+            "numpy",
+            "--limit",
+            "640",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "50",
+            "--verbose",
+            "2",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = ""
     while not line.startswith("Epoch 1/"):
         line = proc.stdout.readline()

@@ -15,20 +15,28 @@ from minicnn import train as train_module
 from minicnn.utils import atomic_write
 
 
-@pytest.mark.parametrize("what,out,message", [
-    ("a folder below a file", "file/run", r"output folder .*/file/run: .*/file is a file, not a folder"),
-    ("a folder that cannot be written", "/sys/minicnn-run", r"output folder /sys/minicnn-run: cannot create files "
-                                                            r"in /sys \(Permission denied\)"),
-    ("a plot's name taken by a folder", "taken", r"taken/history.png is a folder: the run writes a file"),
-    ("the weights' name taken by a folder", "taken_w", r"taken_w/weights.npz is a folder"),
-], ids=["below-a-file", "read-only", "history-png-folder", "weights-npz-folder"])
+@pytest.mark.parametrize(
+    "what,out,message",
+    [
+        ("a folder below a file", "file/run", r"output folder .*/file/run: .*/file is a file, not a folder"),
+        (
+            "a folder that cannot be written",
+            "/sys/minicnn-run",
+            r"output folder /sys/minicnn-run: cannot create files "
+            r"in /sys \(Permission denied\)",
+        ),
+        ("a plot's name taken by a folder", "taken", r"taken/history.png is a folder: the run writes a file"),
+        ("the weights' name taken by a folder", "taken_w", r"taken_w/weights.npz is a folder"),
+    ],
+    ids=["below-a-file", "read-only", "history-png-folder", "weights-npz-folder"],
+)
 def test_cli_an_unusable_output_folder_is_refused_before_training(what, out, message, tmp_path):
     (tmp_path / "file").write_text("x")
     (tmp_path / "taken" / "history.png").mkdir(parents=True)
     (tmp_path / "taken_w" / "weights.npz").mkdir(parents=True)
     proc = train(["--out", out if out.startswith("/") else str(tmp_path / out)])
     assert_one_line_error(proc, message)
-    assert "Epoch 1/1" not in proc.stdout                 # refused before the first epoch
+    assert "Epoch 1/1" not in proc.stdout  # refused before the first epoch
 
 
 def test_cli_an_unusable_checkpoint_folder_is_refused_before_training(tmp_path):
@@ -38,11 +46,17 @@ def test_cli_an_unusable_checkpoint_folder_is_refused_before_training(tmp_path):
     assert "Epoch 1/1" not in proc.stdout and not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("args", [["--data-dir", "{tmp}/nothing"], ["--resume", "--checkpoint-dir", "{tmp}/none"]],
-                         ids=["missing-data", "resume-without-checkpoint"])
+@pytest.mark.parametrize(
+    "args",
+    [["--data-dir", "{tmp}/nothing"], ["--resume", "--checkpoint-dir", "{tmp}/none"]],
+    ids=["missing-data", "resume-without-checkpoint"],
+)
 def test_cli_a_run_that_fails_before_training_makes_no_folder(args, tmp_path):
-    env = {"MINICNN_DATA": str(tmp_path / "none"), "HOME": str(tmp_path / "home"), "MINICNN_OFFLINE": "1"} \
-        if "--data-dir" in args else None
+    env = (
+        {"MINICNN_DATA": str(tmp_path / "none"), "HOME": str(tmp_path / "home"), "MINICNN_OFFLINE": "1"}
+        if "--data-dir" in args
+        else None
+    )
     proc = train([a.format(tmp=tmp_path) for a in args] + ["--out", str(tmp_path / "out" / "run")], env_extra=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "none").exists()
@@ -63,13 +77,18 @@ def test_cli_a_failing_plot_keeps_the_weights_and_metrics(tmp_path, monkeypatch,
     monkeypatch.setattr(plotting, "plot_history", broken)
     monkeypatch.setenv("MINICNN_DATA", os.environ.get("MINICNN_DATA") or _data())
     out = tmp_path / "o"
-    rc = train_module.main(["--backend", "numpy", "--limit", "256", "--epochs", "1", "--verbose", "2", "--out", str(out)])
+    rc = train_module.main(
+        ["--backend", "numpy", "--limit", "256", "--epochs", "1", "--verbose", "2", "--out", str(out)]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "could not write history.png (" in err and "No space left on device" in err
     assert "written: weights.npz, metrics.json, misclassified.png" in err
     assert json.loads((out / "metrics.json").read_text())["history"]["loss"]
     assert (out / "weights.npz").stat().st_size > 0 and sorted(os.listdir(out)) == [
-        "metrics.json", "misclassified.png", "weights.npz"]
+        "metrics.json",
+        "misclassified.png",
+        "weights.npz",
+    ]
 
 
 def _data():
@@ -84,7 +103,7 @@ def test_a_write_error_names_its_file(tmp_path):
 
     with pytest.raises(OSError, match=r"\[Errno 27\] cannot write .*/weights.npz: File too large"):
         atomic_write(tmp_path / "weights.npz", too_large)
-    assert os.listdir(tmp_path) == []                 # the temporary file went too
+    assert os.listdir(tmp_path) == []  # the temporary file went too
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
@@ -111,10 +130,10 @@ def test_ctrl_c_while_writing_leaves_no_temporary_file(tmp_path):
 
 def test_temporaries_left_by_a_killed_run_are_removed_at_the_next_write(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()                                         # a process id that no longer runs
+    dead.wait()  # a process id that no longer runs
     stale = tmp_path / f".checkpoint.npz.{dead.pid}.x1y2.tmp"
-    live = tmp_path / f".checkpoint.npz.{os.getppid()}.a1b2.tmp"      # a running writer's: kept
-    other = tmp_path / f".weights.npz.{dead.pid}.q.tmp"                # another file's: not this write's business
+    live = tmp_path / f".checkpoint.npz.{os.getppid()}.a1b2.tmp"  # a running writer's: kept
+    other = tmp_path / f".weights.npz.{dead.pid}.q.tmp"  # another file's: not this write's business
     for path in (stale, live, other):
         path.write_bytes(b"x" * 1000)
     small_model().fit(X, Y, batch_size=8, epochs=1, verbose=0, checkpoint_dir=tmp_path)
@@ -125,6 +144,7 @@ def test_metrics_record_the_thread_count(tmp_path):
     proc = train(["--out", str(tmp_path / "o")])
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
-    assert "threads" in metrics and metrics["threads"] is None          # numpy: no thread pool of its own
-    assert proc.stdout.strip().endswith("wrote " + str(tmp_path / "o") + "/: weights.npz, metrics.json, "
-                                                                           "history.png, misclassified.png")
+    assert "threads" in metrics and metrics["threads"] is None  # numpy: no thread pool of its own
+    assert proc.stdout.strip().endswith(
+        "wrote " + str(tmp_path / "o") + "/: weights.npz, metrics.json, history.png, misclassified.png"
+    )

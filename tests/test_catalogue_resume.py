@@ -24,16 +24,31 @@ def _first_epoch(tmp_path, **model_kwargs):
 CHANGED = [
     ("another seed", {"seed": 5}, {}, None, "seed: 0 in the checkpoint, 5 now"),
     ("another batch size", {}, {"batch_size": 4}, None, "batch_size: 8 in the checkpoint, 4 now"),
-    ("another learning rate", {"optimizer": mc.optimizers.Adadelta(learning_rate=0.5)}, {}, None,
-     "optimizer: .*'learning_rate': 1.0.* in the checkpoint, .*'learning_rate': 0.5"),
+    (
+        "another learning rate",
+        {"optimizer": mc.optimizers.Adadelta(learning_rate=0.5)},
+        {},
+        None,
+        "optimizer: .*'learning_rate': 1.0.* in the checkpoint, .*'learning_rate': 0.5",
+    ),
     ("another optimizer", {"optimizer": mc.optimizers.SGD()}, {}, None, "optimizer: .*Adadelta"),
     ("another validation split", {}, {"validation_split": 0.5}, None, "validation: 0.2 in the checkpoint, 0.5 now"),
     ("fewer samples (another --limit)", {}, {}, (X[:30], Y[:30]), "samples: 32 in the checkpoint, 24 now"),
     ("other data of the same size", {}, {}, (X[::-1].copy(), Y[::-1].copy()), "data: '[0-9a-f]+' in the checkpoint"),
-    ("validation_data instead of a split", {}, {"validation_split": 0.0, "validation_data": (X[:8], Y[:8])}, None,
-     "validation: 0.2 in the checkpoint, 'validation_data' now"),
-    ("another data set name", {}, {"settings": {"dataset": "fashion_mnist"}}, None,
-     "dataset: None in the checkpoint, 'fashion_mnist' now"),
+    (
+        "validation_data instead of a split",
+        {},
+        {"validation_split": 0.0, "validation_data": (X[:8], Y[:8])},
+        None,
+        "validation: 0.2 in the checkpoint, 'validation_data' now",
+    ),
+    (
+        "another data set name",
+        {},
+        {"settings": {"dataset": "fashion_mnist"}},
+        None,
+        "dataset: None in the checkpoint, 'fashion_mnist' now",
+    ),
 ]
 
 
@@ -50,8 +65,16 @@ def test_resuming_with_another_setting_is_refused_naming_it(what, model_kwargs, 
 
 def test_a_safe_change_is_accepted_when_named_in_allow_changed(tmp_path):
     _first_epoch(tmp_path)
-    hist = small_model().fit(X, Y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True,
-                             allow_changed=["batch_size"], **{**FIRST, "batch_size": 4})
+    hist = small_model().fit(
+        X,
+        Y,
+        epochs=2,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        allow_changed=["batch_size"],
+        **{**FIRST, "batch_size": 4},
+    )
     assert hist.epoch == [0, 1]
     assert load_checkpoint(small_model(), tmp_path)["settings"]["batch_size"] == 4
 
@@ -59,15 +82,15 @@ def test_a_safe_change_is_accepted_when_named_in_allow_changed(tmp_path):
 def test_an_unsafe_setting_cannot_be_allowed_to_change(tmp_path):
     _first_epoch(tmp_path)
     with pytest.raises(ValueError, match=r"allow_changed: \['seed'\] cannot change on resume"):
-        small_model(seed=3).fit(X, Y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True,
-                                allow_changed=["seed"], **FIRST)
+        small_model(seed=3).fit(
+            X, Y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True, allow_changed=["seed"], **FIRST
+        )
 
 
 def test_the_refusal_suggests_allow_changed_for_a_safe_setting(tmp_path):
     _first_epoch(tmp_path)
     with pytest.raises(ValueError, match=r"--allow-changed batch_size accepts this"):
-        small_model().fit(X, Y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True,
-                          **{**FIRST, "batch_size": 4})
+        small_model().fit(X, Y, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True, **{**FIRST, "batch_size": 4})
 
 
 def test_more_epochs_is_always_allowed_and_resumes_exactly(tmp_path):
@@ -113,7 +136,7 @@ def test_an_unusable_checkpoint_dir_is_noticed_before_training(tmp_path):
     before = model.get_weights()
     with pytest.raises(OSError, match=r"checkpoint folder .*/file/ck: .*/file is a file, not a folder"):
         model.fit(X, Y, epochs=1, verbose=0, checkpoint_dir=tmp_path / "file" / "ck", **FIRST)
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))    # no step was taken
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # no step was taken
 
 
 # --- the same through the command ---------------------------------------------------------------------------
@@ -125,27 +148,56 @@ def cli_checkpoint(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("args,named", [
-    (["--seed", "4"], "seed: 3 in the checkpoint, 4 now"),
-    (["--seed", "3", "--batch-size", "64"], "batch_size: 128 in the checkpoint, 64 now"),
-    (["--seed", "3", "--learning-rate", "0.5"], "optimizer: "),
-    (["--seed", "3", "--limit", "200"], "limit: 256 in the checkpoint, 200 now"),
-    (["--seed", "3", "--validation-split", "0.5"], "validation: 0.2 in the checkpoint, 0.5 now"),
-    (["--seed", "3", "--backend", "numba"], "backend: 'numpy' in the checkpoint, 'numba' now"),
-], ids=["seed", "batch-size", "learning-rate", "limit", "validation-split", "backend"])
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--seed", "4"], "seed: 3 in the checkpoint, 4 now"),
+        (["--seed", "3", "--batch-size", "64"], "batch_size: 128 in the checkpoint, 64 now"),
+        (["--seed", "3", "--learning-rate", "0.5"], "optimizer: "),
+        (["--seed", "3", "--limit", "200"], "limit: 256 in the checkpoint, 200 now"),
+        (["--seed", "3", "--validation-split", "0.5"], "validation: 0.2 in the checkpoint, 0.5 now"),
+        (["--seed", "3", "--backend", "numba"], "backend: 'numpy' in the checkpoint, 'numba' now"),
+    ],
+    ids=["seed", "batch-size", "learning-rate", "limit", "validation-split", "backend"],
+)
 def test_cli_resume_with_other_settings_exits_2_naming_them(args, named, cli_checkpoint, tmp_path):
-    proc = train(["--epochs", "2", "--resume", "--checkpoint-dir", str(cli_checkpoint / "ck"),
-                  "--out", str(tmp_path / "o"), *args])
+    proc = train(
+        [
+            "--epochs",
+            "2",
+            "--resume",
+            "--checkpoint-dir",
+            str(cli_checkpoint / "ck"),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ]
+    )
     assert_one_line_error(proc, "other settings: .*" + named)
-    assert not (tmp_path / "o").exists()               # nothing written, no folder made
+    assert not (tmp_path / "o").exists()  # nothing written, no folder made
 
 
 def test_cli_allow_changed_accepts_a_safe_change(cli_checkpoint, tmp_path):
     import shutil
 
     shutil.copytree(cli_checkpoint / "ck", tmp_path / "ck")
-    proc = train(["--epochs", "2", "--resume", "--checkpoint-dir", str(tmp_path / "ck"), "--seed", "3",
-                  "--batch-size", "64", "--allow-changed", "batch_size", "--out", str(tmp_path / "o")])
+    proc = train(
+        [
+            "--epochs",
+            "2",
+            "--resume",
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+            "--seed",
+            "3",
+            "--batch-size",
+            "64",
+            "--allow-changed",
+            "batch_size",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(json.loads((tmp_path / "o" / "metrics.json").read_text())["history"]["loss"]) == 2
 

@@ -33,7 +33,7 @@ def test_a_saturated_correct_prediction_costs_minus_log_of_one_minus_epsilon():
     p = np.array([[1.0, 0.0, 0.0]], np.float64)
     y = np.array([[1.0, 0.0, 0.0]], np.float64)
     loss = float(CategoricalCrossentropy().forward(np, p, y))
-    assert loss == pytest.approx(-np.log(1 - 1e-7), rel=1e-6)          # clipped at 1 - 1e-7, not at 1 (0 loss)
+    assert loss == pytest.approx(-np.log(1 - 1e-7), rel=1e-6)  # clipped at 1 - 1e-7, not at 1 (0 loss)
 
 
 def test_a_saturated_wrong_prediction_costs_minus_log_epsilon():
@@ -48,7 +48,7 @@ def test_the_gradient_is_zero_where_the_clip_holds_a_probability_above_one_minus
     y = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], np.float64)
     grad = CategoricalCrossentropy().backward(np, p, y)
     np.testing.assert_array_equal(grad[0], 0.0)
-    assert grad[1, 0] == pytest.approx(-1 / (2 * 0.5) + 1 / 2 * 1.0, rel=1e-12)   # inside: -y/(N q) + sum/total
+    assert grad[1, 0] == pytest.approx(-1 / (2 * 0.5) + 1 / 2 * 1.0, rel=1e-12)  # inside: -y/(N q) + sum/total
 
 
 def test_the_sparse_loss_clips_with_the_epsilon_it_was_given():
@@ -84,7 +84,7 @@ def test_dropout_scales_kept_values_by_one_over_one_minus_rate(backend, rate):
     out = be.to_numpy(model.forward(be.asarray(np.ones((2, 4000), np.float32)), training=True))
     kept = out[out != 0]
     np.testing.assert_allclose(kept, 1 / (1 - rate), rtol=1e-6)
-    assert abs(kept.size / out.size - (1 - rate)) < 0.03               # and keeps about 1 - rate of them
+    assert abs(kept.size / out.size - (1 - rate)) < 0.03  # and keeps about 1 - rate of them
 
 
 @pytest.mark.parametrize("backend", _backends())
@@ -93,7 +93,7 @@ def test_the_dropout_mask_kernel_scales_by_one_over_one_minus_rate(backend):
     uniform = be.asarray(np.linspace(0, 1, 1000, endpoint=False, dtype=np.float32))
     mask = be.to_numpy(be.dropout_mask(uniform, 0.2))
     np.testing.assert_allclose(np.unique(mask), [0.0, 1.25], rtol=1e-6)
-    assert (mask == 0).sum() == 200                      # u < rate dropped: exactly the first fifth
+    assert (mask == 0).sum() == 200  # u < rate dropped: exactly the first fifth
 
 
 # --- the download path's checksum -------------------------------------------------------------------------
@@ -105,7 +105,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture
 def mirrors(tmp_path):
     """Two fake mirrors on a local HTTP server: /bad/ serves a different file, /good/ the right one."""
-    content = b"\x00\x00\x08\x01\x00\x00\x00\x03abc"         # an idx1 file of 3 bytes
+    content = b"\x00\x00\x08\x01\x00\x00\x00\x03abc"  # an idx1 file of 3 bytes
     for folder, payload in (("bad", b"\x00\x00\x08\x01\x00\x00\x00\x03xyz"), ("good", content)):
         (tmp_path / "www" / folder).mkdir(parents=True)
         (tmp_path / "www" / folder / "f-idx1-ubyte.gz").write_bytes(gzip.compress(payload))

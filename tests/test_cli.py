@@ -19,8 +19,9 @@ from minicnn.progress import Progress
 
 def run(module, args, **kwargs):
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=600, **kwargs
+    )
 
 
 def screen(text):
@@ -36,15 +37,29 @@ class Terminal(io.StringIO):
 def test_a_piped_run_logs_one_line_per_epoch_and_writes_csv_and_tensorboard(tmp_path):
     need("tensorboardX", "tensorboard")
     out = tmp_path / "run"
-    proc = run("minicnn.train", ["--limit", "512", "--epochs", "2", "--data-dir",
-                                 _real_mnist_dir(), "--out", str(out), "--csv", str(tmp_path / "log.csv"),
-                                 "--tensorboard", str(tmp_path / "tb")])
+    proc = run(
+        "minicnn.train",
+        [
+            "--limit",
+            "512",
+            "--epochs",
+            "2",
+            "--data-dir",
+            _real_mnist_dir(),
+            "--out",
+            str(out),
+            "--csv",
+            str(tmp_path / "log.csv"),
+            "--tensorboard",
+            str(tmp_path / "tb"),
+        ],
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\r" not in proc.stdout + proc.stderr
     epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("Epoch ")]
     assert [line.split(" - ")[0] for line in epoch_lines] == ["Epoch 1/2", "Epoch 2/2"]
     assert all("val_accuracy: " in line for line in epoch_lines)
-    assert "training on 410 images, validating on 102 (mnist" in proc.stdout   # 512 - int(0.2 * 512)
+    assert "training on 410 images, validating on 102 (mnist" in proc.stdout  # 512 - int(0.2 * 512)
     assert "(the R keras tutorial, 10 epochs: test loss 0.023, test accuracy 0.993, misclassified 70)" in proc.stdout
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1"] and float(rows[1]["val_loss"]) > 0
@@ -68,7 +83,7 @@ def test_verbose_0_shows_no_epochs_and_verbose_1_piped_has_no_carriage_returns(t
     bar = capsys.readouterr()
     assert "\r" not in bar.out + bar.err
     lines = bar.out.splitlines()
-    assert lines[lines.index("Epoch 1/1") + 1].startswith("2/2 - ")    # Keras's layout off a terminal
+    assert lines[lines.index("Epoch 1/1") + 1].startswith("2/2 - ")  # Keras's layout off a terminal
 
 
 def test_quiet_is_a_deprecated_verbose_2():
@@ -87,9 +102,18 @@ def main_of(module):
     return __import__(module, fromlist=["main"]).main
 
 
-@pytest.mark.parametrize("module", ["minicnn.train", "minicnn.explain", "minicnn.export", "benchmarks.train",
-                                    "benchmarks.kernels",
-                                    "benchmarks.keras_run", "benchmarks.gpu_check"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "minicnn.train",
+        "minicnn.explain",
+        "minicnn.export",
+        "benchmarks.train",
+        "benchmarks.kernels",
+        "benchmarks.keras_run",
+        "benchmarks.gpu_check",
+    ],
+)
 def test_help_is_plain_text(module, capsys, monkeypatch):
     # benchmarks/ is not installed (it runs from the project's folder): import it from there
     monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -129,7 +153,7 @@ def test_a_live_bar_on_a_terminal_ends_as_one_summary_line():
         progress.update(done, 0.5, 0.9)
     progress.end(0, {"loss": 0.5, "accuracy": 0.9})
     raw = term.getvalue()
-    assert "\r" in raw                                   # it was live
+    assert "\r" in raw  # it was live
     shown = [line.strip() for line in screen(raw) if line.strip()]
     assert shown[0] == "Epoch 1/1" and len(shown) == 2 and shown[1].startswith("3/3 - ")
 

@@ -32,7 +32,7 @@ def test_outputs_and_gradients_agree_with_numpy_backend(name, dtype, tol):
     x, y = synthetic_digits(16, seed=2)
     ref, other = _model("numpy", dtype), _model(name, dtype)
     for a, b in zip(ref.get_weights(), other.get_weights()):
-        np.testing.assert_array_equal(a, b)   # weights are drawn on the host: identical on every backend
+        np.testing.assert_array_equal(a, b)  # weights are drawn on the host: identical on every backend
     np.testing.assert_allclose(other.predict(x), ref.predict(x), rtol=tol, atol=tol * 1e-2)
     loss_ref, g_ref = ref.compute_gradients(x, y)
     loss, g = other.compute_gradients(x, y)
@@ -48,7 +48,7 @@ def test_training_steps_agree_with_numpy_backend(name):
     ref, other = _model("numpy", "float64", seed=4), _model(name, "float64", seed=4)
     for layer in ref.layers + other.layers:
         if hasattr(layer, "rate"):
-            layer.rate = 0.0   # random streams differ across backends: compare without dropout
+            layer.rate = 0.0  # random streams differ across backends: compare without dropout
     for _ in range(3):
         assert other.train_on_batch(x, y)[0] == pytest.approx(ref.train_on_batch(x, y)[0], rel=1e-10)
     for a, b in zip(other.get_weights(), ref.get_weights()):

@@ -30,7 +30,11 @@ def real_mnist():
 def test_mnist_shapes_and_dtypes_like_keras(real_mnist):
     (x_train, y_train), (x_test, y_test) = real_mnist
     assert (x_train.shape, y_train.shape, x_test.shape, y_test.shape) == (
-        (60000, 28, 28), (60000,), (10000, 28, 28), (10000,))
+        (60000, 28, 28),
+        (60000,),
+        (10000, 28, 28),
+        (10000,),
+    )
     assert all(a.dtype == np.uint8 for a in (x_train, y_train, x_test, y_test))
 
 
@@ -123,8 +127,14 @@ def test_missing_files_without_internet_say_what_to_put_where(tmp_path, monkeypa
     with pytest.raises(DataFileError) as err:
         mnist.load_data(tmp_path / "given")
     text = str(err.value)
-    for needed in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "MINICNN_DATA",
-                   str(tmp_path / "given"), os.path.join(".minicnn", "datasets", "mnist"), "no internet"):
+    for needed in (
+        "train-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "MINICNN_DATA",
+        str(tmp_path / "given"),
+        os.path.join(".minicnn", "datasets", "mnist"),
+        "no internet",
+    ):
         assert needed in text
 
 

@@ -28,7 +28,7 @@ import mpi_worker  # noqa: E402
 def test_shards_cover_the_batch_once_in_order_with_sizes_differing_by_at_most_one(n, size):
     bounds = [shard_bounds(n, size, r) for r in range(size)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))          # contiguous, no gap, no overlap
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous, no gap, no overlap
     sizes = [hi - lo for lo, hi in bounds]
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
@@ -54,11 +54,19 @@ def test_flat_buffer_packs_scaled_arrays_end_to_end_and_unpacks_them_in_place():
     assert not buf.matches(arrays[:2], np.float32) and not buf.matches(arrays, np.float64)
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({}, False), ({"PMI_SIZE": "2"}, True), ({"PMI_SIZE": "1"}, False), ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
-    ({"SLURM_NTASKS": "8"}, False), ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "8"}, True),
-    ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "1"}, False), ({"PMIX_RANK": "3"}, True),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({}, False),
+        ({"PMI_SIZE": "2"}, True),
+        ({"PMI_SIZE": "1"}, False),
+        ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
+        ({"SLURM_NTASKS": "8"}, False),
+        ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "8"}, True),
+        ({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "1"}, False),
+        ({"PMIX_RANK": "3"}, True),
+    ],
+)
 def test_an_mpi_launch_is_recognised_from_the_environment(env, expected):
     assert launched_by_mpi(env) is expected
 
@@ -67,7 +75,7 @@ def test_an_mpi_launch_is_recognised_from_the_environment(env, expected):
 def test_dropout_shards_draw_the_masks_one_process_draws_for_the_global_batch(backend):
     from minicnn.backend import get_backend
 
-    def layer():   # every rank's layer: the same stream
+    def layer():  # every rank's layer: the same stream
         d = Dropout(0.5, seed=11)
         d.build((4, 3), get_backend(backend), "float32", np.random.default_rng(0))
         return d
@@ -87,7 +95,7 @@ def test_shard_gradients_weighted_by_shard_size_sum_to_the_global_batch_gradient
     model = tutorial_model(seed=2, dtype="float64", dropout=(0.0, 0.0))
     _, whole = model.compute_gradients(x, y)
     summed = [np.zeros_like(g) for g in whole]
-    for lo, hi in [shard_bounds(5, 2, r) for r in range(2)]:         # 3 + 2 samples: unequal shards
+    for lo, hi in [shard_bounds(5, 2, r) for r in range(2)]:  # 3 + 2 samples: unequal shards
         _, part = model.compute_gradients(x[lo:hi], y[lo:hi])
         for s, g in zip(summed, part):
             s += g * ((hi - lo) / 5)
@@ -113,10 +121,15 @@ def _mpi_or_skip():
 def _mpiexec(args, timeout=300):
     """``mpiexec -n 2 python ARGS`` (one Numba thread per rank: 2 ranks on CI's 2 cores)."""
     _mpi_or_skip()
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(["mpiexec", "-n", "2", sys.executable, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    env = {
+        **os.environ,
+        "NUMBA_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        ["mpiexec", "-n", "2", sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _assert_same_weights(one, two, rtol):
@@ -146,9 +159,11 @@ def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch
     1e-12 (measured: about 3e-15). The history (loss, val_loss ...) too."""
     proc = _mpiexec([os.path.join(HERE, "mpi_worker.py"), "fit", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name, dtype, samples, rtol in (("float32", "float32", mpi_worker.SAMPLES, 1e-5),
-                                       ("float64", "float64", mpi_worker.SAMPLES, 1e-12),
-                                       ("empty_shard", "float32", 214, 1e-5)):
+    for name, dtype, samples, rtol in (
+        ("float32", "float32", mpi_worker.SAMPLES, 1e-5),
+        ("float64", "float64", mpi_worker.SAMPLES, 1e-12),
+        ("empty_shard", "float32", 214, 1e-5),
+    ):
         model, history = mpi_worker.train(dtype, samples=samples)
         with np.load(tmp_path / f"{name}.npz") as two:
             _assert_same_weights(model, two, rtol)
@@ -159,14 +174,15 @@ def test_two_ranks_train_the_weights_one_process_trains_on_the_same_global_batch
 def test_resuming_under_mpi_continues_to_the_weights_of_an_uninterrupted_run(tmp_path):
     proc = _mpiexec([os.path.join(HERE, "mpi_worker.py"), "resume", str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert np.load(tmp_path / "epochs_run.npy").tolist() == [1]   # it resumed: only the second epoch ran
+    assert np.load(tmp_path / "epochs_run.npy").tolist() == [1]  # it resumed: only the second epoch ran
     model, _ = mpi_worker.train("float32", epochs=2)
     with np.load(tmp_path / "resumed.npz") as two:
         _assert_same_weights(model, two, 1e-5)
 
 
-@pytest.mark.parametrize("mode,says", [("fail", "rank 1 of 2: error: RuntimeError: bad data on purpose"),
-                                       ("kill", "signal 9")])
+@pytest.mark.parametrize(
+    "mode,says", [("fail", "rank 1 of 2: error: RuntimeError: bad data on purpose"), ("kill", "signal 9")]
+)
 def test_a_failing_rank_ends_the_whole_job_promptly_saying_which_and_why(tmp_path, mode, says):
     """Rank 1 raises (or is killed) in its third step of a 50-epoch run; rank 0 would wait in the next allreduce
     forever without the abort. 120 s of timeout is generous: the job ends seconds after the fault."""
@@ -189,21 +205,52 @@ def test_the_command_under_mpiexec_prints_and_writes_once(tmp_path):
 
     data = _real_mnist_dir()
     out = tmp_path / "run"
-    proc = _mpiexec(["-m", "minicnn.train", "--epochs", "1", "--limit", "512", "--batch-size", "64", "--quiet",
-                     "--data-dir", data, "--out", str(out), "--checkpoint-dir", str(tmp_path / "ck")])
+    proc = _mpiexec(
+        [
+            "-m",
+            "minicnn.train",
+            "--epochs",
+            "1",
+            "--limit",
+            "512",
+            "--batch-size",
+            "64",
+            "--quiet",
+            "--data-dir",
+            data,
+            "--out",
+            str(out),
+            "--checkpoint-dir",
+            str(tmp_path / "ck"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("Total params: 186,110") == 1 and proc.stdout.count("wrote ") == 1
     assert proc.stdout.count("Epoch 1/1") == 1 and "test accuracy" in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["history.png", "metrics.json", "misclassified.png",
-                                                     "weights.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["history.png", "metrics.json", "misclassified.png", "weights.npz"]
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["checkpoint.npz"]
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_a_clear_error(tmp_path):
     from test_datasets import _real_mnist_dir
 
-    proc = _mpiexec(["-m", "minicnn.train", "--epochs", "1", "--limit", "256", "--batch-size", "65",
-                     "--data-dir", _real_mnist_dir(), "--out", str(tmp_path)], timeout=120)
+    proc = _mpiexec(
+        [
+            "-m",
+            "minicnn.train",
+            "--epochs",
+            "1",
+            "--limit",
+            "256",
+            "--batch-size",
+            "65",
+            "--data-dir",
+            _real_mnist_dir(),
+            "--out",
+            str(tmp_path),
+        ],
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "--batch-size 65 is the global batch and must divide evenly across 2 ranks" in proc.stderr
 
@@ -211,9 +258,26 @@ def test_a_global_batch_that_does_not_split_evenly_is_a_clear_error(tmp_path):
 def test_the_scaling_benchmark_runs_one_and_two_ranks_and_writes_its_report(tmp_path):
     _mpi_or_skip()
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.distributed", "--ranks", "1,2", "--threads", "1",
-                           "--steps", "2", "--out", str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=os.path.dirname(HERE))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.distributed",
+            "--ranks",
+            "1,2",
+            "--threads",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=os.path.dirname(HERE),
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "| 2 x 1 |" in proc.stdout
     rows = {r["ranks"]: r for r in json.loads((tmp_path / "distributed.json").read_text())["rows"]}
@@ -230,8 +294,14 @@ def test_the_python_example_of_docs_distributed_runs_under_mpiexec(tmp_path):
     (tmp_path / "train_mpi.py").write_text(block)
     _mpi_or_skip()
     env = {**os.environ, "NUMBA_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(HERE)}
-    proc = subprocess.run(["mpiexec", "-n", "2", sys.executable, "train_mpi.py"], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        ["mpiexec", "-n", "2", sys.executable, "train_mpi.py"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("val_accuracy ")]
     assert len(printed) == 1 and (tmp_path / "weights.npz").is_file()

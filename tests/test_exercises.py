@@ -88,21 +88,38 @@ def test_the_exercise_reference_passes_and_every_listed_slip_is_caught_and_named
 
 # (exercise, a learner's wrong body, sentences the diagnosis must contain)
 SLIPS = [
-    ("dense_backward", """
+    (
+        "dense_backward",
+        """
         def dense_backward(x, W, dZ):
             return dZ.T @ x, dZ.sum(axis=0), dZ @ W.T          # transposed product
-     """, ["dW has shape (5, 3) but should have shape (3, 5) (the shape of W)", "is the transposed shape",
-           "Likely slip: dW = dZ^T @ x"]),
-    ("dense_backward", """
+     """,
+        [
+            "dW has shape (5, 3) but should have shape (3, 5) (the shape of W)",
+            "is the transposed shape",
+            "Likely slip: dW = dZ^T @ x",
+        ],
+    ),
+    (
+        "dense_backward",
+        """
         def dense_backward(x, W, dZ):
             return x.T @ dZ, dZ.mean(axis=0), dZ @ W.T        # mean instead of sum
-     """, ["every entry of db is 0.25 times the right value", "(1/4)", "Likely slip: db is the MEAN"]),
-    ("softmax_crossentropy_backward", """
+     """,
+        ["every entry of db is 0.25 times the right value", "(1/4)", "Likely slip: db is the MEAN"],
+    ),
+    (
+        "softmax_crossentropy_backward",
+        """
         def softmax_crossentropy_backward(z, y):
             p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
             return p - y                                       # the 1/N is missing
-     """, ["off by a constant factor of 4", "Likely slip: the 1/N of the mean is missing"]),
-    ("maxpool_backward", """
+     """,
+        ["off by a constant factor of 4", "Likely slip: the 1/N of the mean is missing"],
+    ),
+    (
+        "maxpool_backward",
+        """
         def maxpool_backward(x, dY, P):                       # routes to the LAST maximum on ties
             dX = np.zeros_like(x)
             for n, i, j, c in np.ndindex(*dY.shape):
@@ -110,25 +127,45 @@ SLIPS = [
                 k = len(win) - 1 - np.argmax(win[::-1])
                 dX[n, i*P + k // P, j*P + k % P, c] = dY[n, i, j, c]
             return dX
-     """, ["case 4 of 4", "Likely slip: the gradient went to the LAST maximum",
-           "its first maximum is x[0, 0, 0, 0] = 0; your gradient went to x[0, 1, 1, 0]"]),
-    ("maxpool_backward", """
+     """,
+        [
+            "case 4 of 4",
+            "Likely slip: the gradient went to the LAST maximum",
+            "its first maximum is x[0, 0, 0, 0] = 0; your gradient went to x[0, 1, 1, 0]",
+        ],
+    ),
+    (
+        "maxpool_backward",
+        """
         def maxpool_backward(x, dY, P):                       # row and column of the winner swapped
             dX = np.zeros_like(x)
             for n, i, j, c in np.ndindex(*dY.shape):
                 k = np.argmax(x[n, i*P:(i+1)*P, j*P:(j+1)*P, c])
                 dX[n, i*P + k % P, j*P + k // P, c] = dY[n, i, j, c]
             return dX
-     """, ["case 1 of 4", "Likely slip: row and column inside the window are swapped", "its first maximum is",
-           "against the numerical gradient", "too large"]),
-    ("avgpool_backward", """
+     """,
+        [
+            "case 1 of 4",
+            "Likely slip: row and column inside the window are swapped",
+            "its first maximum is",
+            "against the numerical gradient",
+            "too large",
+        ],
+    ),
+    (
+        "avgpool_backward",
+        """
         def avgpool_backward(dY, x_shape, P):
             dX = np.zeros(x_shape)
             OH, OW = dY.shape[1:3]
             dX[:, :OH*P, :OW*P, :] = np.repeat(np.repeat(dY, P, axis=1), P, axis=2)   # not divided by P * P
             return dX
-     """, ["every entry of dX is 4 times the right value", "Likely slip: each cell got the whole dY"]),
-    ("col2im", """
+     """,
+        ["every entry of dX is 4 times the right value", "Likely slip: each cell got the whole dY"],
+    ),
+    (
+        "col2im",
+        """
         def col2im(dcols, x_shape, K, S):
             N, H, W, C = x_shape
             OH, OW = (H - K) // S + 1, (W - K) // S + 1
@@ -138,8 +175,12 @@ SLIPS = [
                 for b in range(OW):
                     dX[:, a*S:a*S + K, b*S:b*S + K, :] = rows[:, a, b]     # overwrites instead of adding
             return dX
-     """, ["entries of dX are wrong, for example:", "dX[0, 0, 1, 0] is", "Likely slip: pixels covered by several"]),
-    ("conv2d_weight_gradient", """
+     """,
+        ["entries of dX are wrong, for example:", "dX[0, 0, 1, 0] is", "Likely slip: pixels covered by several"],
+    ),
+    (
+        "conv2d_weight_gradient",
+        """
         def conv2d_weight_gradient(x, dZ, K):                 # a true convolution: the kernel comes out flipped
             N, OH, OW, F = dZ.shape
             dW = np.zeros((K, K, x.shape[-1], F))
@@ -147,8 +188,14 @@ SLIPS = [
                 for j in range(K):
                     dW[K - 1 - i, K - 1 - j] = np.einsum("nhwc,nhwf->cf", x[:, i:i + OH, j:j + OW], dZ)
             return dW, dZ.sum(axis=(0, 1, 2))
-     """, ["Likely slip: the kernel gradient is flipped", "entries of dW are wrong", "dW against the numerical",
-           "too large"]),
+     """,
+        [
+            "Likely slip: the kernel gradient is flipped",
+            "entries of dW are wrong",
+            "dW against the numerical",
+            "too large",
+        ],
+    ),
 ]
 
 
@@ -166,7 +213,7 @@ def test_compare_names_the_entry_and_the_factor():
     want = np.array([[1.0, 2.0], [0.31, 4.0]])
     got = want.copy()
     got[1, 0] = 0.62
-    (head, entry), = [compare("dW", got, want)]
+    ((head, entry),) = [compare("dW", got, want)]
     assert head == "1 of 4 entries of dW are wrong, for example:"
     assert entry.strip() == "dW[1, 0] is 0.62 but should be 0.31: off by a factor of 2"
     assert compare("dW", want, want) == []
@@ -178,31 +225,51 @@ def test_a_float32_answer_is_told_to_keep_float64():
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((6, 50)), rng.standard_normal((50, 4))
-    computed_in_float32 = a.astype(np.float32) @ b.astype(np.float32)     # rounding errors add up past 1e-7
+    computed_in_float32 = a.astype(np.float32) @ b.astype(np.float32)  # rounding errors add up past 1e-7
     (sentence,) = compare("dX", computed_in_float32, a @ b)
     assert sentence.startswith("dX is float32: its values are right to float32's precision")
 
 
 def test_a_learner_error_is_shown_with_its_line(tmp_path):
-    result = check("dense_backward", _write(tmp_path, "dense_backward", """
+    result = check(
+        "dense_backward",
+        _write(
+            tmp_path,
+            "dense_backward",
+            """
         def dense_backward(x, W, dZ):
             return x @ dZ, dZ.sum(axis=0), dZ @ W.T
-    """))
+    """,
+        ),
+    )
     assert not result.passed
     assert "raised ValueError" in str(result) and "return x @ dZ" in str(result)
 
 
 def test_a_wrong_number_of_outputs_is_named(tmp_path):
-    result = check("dense_backward", _write(tmp_path, "dense_backward", """
+    result = check(
+        "dense_backward",
+        _write(
+            tmp_path,
+            "dense_backward",
+            """
         def dense_backward(x, W, dZ):
             return x.T @ dZ
-    """))
+    """,
+        ),
+    )
     assert "dense_backward() returned a ndarray: return the 3 arrays (dW, db, dX) as a tuple." in str(result)
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "minicnn.exercises", *args], capture_output=True, text=True,
-                          cwd=cwd, env=os.environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "minicnn.exercises", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ,
+        timeout=120,
+    )
 
 
 def test_the_command_lists_starts_and_checks(tmp_path):

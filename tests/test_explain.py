@@ -23,14 +23,19 @@ def test_trace_counts_and_shapes_for_the_tutorial_model():
     trace = model.trace(x, y)
     macs = {r["layer"]: r["multiply_adds_per_image"] for r in trace.forward}
     assert (macs["conv2d"], macs["conv2d_1"], macs["dense"], macs["dense_1"], macs["dense_2"]) == (
-        460_800, 3_276_800, 122_880, 10_080, 840)
+        460_800,
+        3_276_800,
+        122_880,
+        10_080,
+        840,
+    )
     assert macs["max_pooling2d"] == macs["dropout"] == 0
     shapes = [(r["input_shape"], r["output_shape"]) for r in trace.forward]
     assert shapes[0] == ((16, 28, 28, 1), (16, 24, 24, 32)) and shapes[-1] == ((16, 84), (16, 10))
     assert [r["layer"] for r in trace.backward] == [layer.name for layer in reversed(model.layers)]
     back = {r["layer"]: r["multiply_adds_per_image"] for r in trace.backward}
     assert (back["conv2d"], back["conv2d_1"], back["dense"]) == (460_800, 2 * 3_276_800, 2 * 122_880)
-    assert trace.backward[-1]["grad_input_shape"] is None          # the images' gradient is not needed
+    assert trace.backward[-1]["grad_input_shape"] is None  # the images' gradient is not needed
     assert trace.backward[0]["formula"].startswith("dZ = (P - Y) / N")
     assert "(16*576, 25) @ (25, 32)" in str(trace)
     assert [p["name"] for p in trace.params][:2] == ["conv2d/kernel", "conv2d/bias"]
@@ -59,8 +64,8 @@ def test_hooks_see_what_the_layers_compute_and_can_be_removed():
     h1 = conv.register_forward_hook(lambda layer, inp, out: fwd.append((inp.copy(), out.copy())))
     h2 = conv.register_backward_hook(lambda layer, gin, gout: bwd.append((gin.copy(), gout.copy())))
     model.compute_gradients(x, y)
-    (inp, out), = fwd
-    (gin, gout), = bwd
+    ((inp, out),) = fwd
+    ((gin, gout),) = bwd
     # the hook's output is what the layer computes from the hook's input
     probe = mc.layers.Conv2D(64, (5, 5), activation="relu")
     probe.build(inp.shape[1:], model.backend, np.float32, np.random.default_rng(0))
@@ -127,9 +132,25 @@ def test_explain_command_writes_its_files(tmp_path):
     from test_datasets import _real_mnist_dir
 
     out = tmp_path / "ex"
-    proc = subprocess.run([sys.executable, "-m", "minicnn.explain", "--data-dir", _real_mnist_dir(), "--steps", "8",
-                           "--batch", "16", "--out", str(out)], capture_output=True, text=True,
-                          env={**os.environ, "MPLBACKEND": "Agg"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minicnn.explain",
+            "--data-dir",
+            _real_mnist_dir(),
+            "--steps",
+            "8",
+            "--batch",
+            "16",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "training 8 steps of 128 first" in proc.stdout
     for name in ("filters.png", "feature_maps.png", "saliency.png", "gradient_norms.png"):

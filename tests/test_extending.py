@@ -13,7 +13,7 @@ import re
 import pytest
 from conftest import promised_outputs
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")   # the page's Keras snippets use tf.GradientTape
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the page's Keras snippets use tf.GradientTape
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,12 +38,14 @@ def run_block(block, namespace, capsys):
     assert len(printed) == len(promises), (block, printed)
     for shown, promise in zip(printed, promises):
         shown = shown.strip()
-        assert promise.startswith(shown) and (len(promise) == len(shown) or promise[len(shown)] in ":, "), \
-            (shown, promise)
+        assert promise.startswith(shown) and (len(promise) == len(shown) or promise[len(shown)] in ":, "), (
+            shown,
+            promise,
+        )
     return len(printed)
 
 
-DONE = set()   # the sections that ran to the end; later ones need section 1's imports and objects
+DONE = set()  # the sections that ran to the end; later ones need section 1's imports and objects
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_layer_section_runs(namespace, capsys):
     checked = sum(run_block(b, namespace, capsys) for b in section_blocks("1."))
     assert checked == 4
     scale = namespace["scale"]
-    assert scale.weight_names(trainable=False) == ["gamma", "beta"]   # frozen by the page
+    assert scale.weight_names(trainable=False) == ["gamma", "beta"]  # frozen by the page
     if os.environ.get("MINICNN_REQUIRE_KERAS") == "1":
         assert namespace["keras"] is not None, "MINICNN_REQUIRE_KERAS=1 but the page's Keras comparison was skipped"
     DONE.add("1.")
@@ -88,16 +90,16 @@ def test_optimizer_section_runs(namespace, capsys):
 def test_kernel_section_runs(namespace, capsys):
     require_section_1()
     blocks = section_blocks("3.")
-    assert "numba" not in blocks[0]                    # the reference part runs everywhere
+    assert "numba" not in blocks[0]  # the reference part runs everywhere
     assert run_block(blocks[0], namespace, capsys) == 1
     pytest.importorskip("numba")
     for block in blocks[1:]:
         run_block(block, namespace, capsys)
-    assert namespace["leaky_relu_kernel"].signatures   # compiled: the comparison did run the Numba kernel
+    assert namespace["leaky_relu_kernel"].signatures  # compiled: the comparison did run the Numba kernel
 
 
 def test_dataset_section_runs(namespace, capsys):
     require_section_1()
     checked = sum(run_block(b, namespace, capsys) for b in section_blocks("4."))
     assert checked == 2
-    assert not os.path.exists(namespace["folder"])   # the page cleans up after itself
+    assert not os.path.exists(namespace["folder"])  # the page cleans up after itself

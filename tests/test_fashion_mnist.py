@@ -13,8 +13,11 @@ SHARED = os.path.join(HERE, "..", "..", "shared", "data", "fashion_mnist")
 
 def fashion_dir():
     env = os.environ.get("MINICNN_DATA")
-    for d in (os.path.join(env, "fashion_mnist") if env else None, os.path.join(env, "..", "fashion_mnist")
-              if env else None, SHARED):
+    for d in (
+        os.path.join(env, "fashion_mnist") if env else None,
+        os.path.join(env, "..", "fashion_mnist") if env else None,
+        SHARED,
+    ):
         if d and os.path.isfile(os.path.join(d, "t10k-labels-idx1-ubyte.gz")):
             return d
     if os.environ.get("MINICNN_REQUIRE_DATA") == "1":
@@ -54,7 +57,7 @@ def test_a_changed_file_fails_its_checksum(tmp_path):
 
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[-1] = (raw[-1] + 1) % 10                      # one label changed, still a valid idx file
+    raw[-1] = (raw[-1] + 1) % 10  # one label changed, still a valid idx file
     path.write_bytes(gzip.compress(bytes(raw)))
     with pytest.raises(DataFileError, match="t10k-labels"):
         fashion_mnist.load_data(tmp_path)

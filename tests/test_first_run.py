@@ -44,12 +44,12 @@ def _bar_after_slow_first_step(clock, compiling):
 
 def test_eta_leaves_out_the_seconds_spent_compiling(fake_clock):
     remaining, postfix = _bar_after_slow_first_step(fake_clock, compiling=True)
-    assert remaining == pytest.approx(9.0)           # 90 steps left at 0.1 s
+    assert remaining == pytest.approx(9.0)  # 90 steps left at 0.1 s
     assert postfix.startswith("100ms/step")
 
 
 def test_eta_without_exclusion_counts_the_slow_first_step(fake_clock):
-    remaining, postfix = _bar_after_slow_first_step(fake_clock, compiling=False)   # what the exclusion corrects
+    remaining, postfix = _bar_after_slow_first_step(fake_clock, compiling=False)  # what the exclusion corrects
     assert remaining > 150 and postfix.startswith("2090ms/step")
 
 
@@ -79,8 +79,9 @@ FIT_TINY = """
 
 def _fit_tiny(cache_dir):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FIT_TINY)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FIT_TINY)], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -92,5 +93,5 @@ def test_an_empty_cache_shows_the_compile_line_and_a_warm_one_does_not(tmp_path)
     assert lines[0] == "compiling numba kernels (once; cached afterwards)..."
     assert lines[1].startswith("... compiled in ") and lines[1].endswith(" s")
     assert lines[2].startswith("Epoch 1/1 - ")
-    second = _fit_tiny(tmp_path / "numba-cache")                 # the same cache: loaded, nothing compiled
+    second = _fit_tiny(tmp_path / "numba-cache")  # the same cache: loaded, nothing compiled
     assert "compiling" not in second and second.startswith("Epoch 1/1 - ")

@@ -14,9 +14,17 @@ from minicnn.utils import to_categorical
 
 
 def small_model(seed=0, dropout=0.0):
-    model = mc.Sequential([layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
-                           layers.MaxPooling2D((2, 2)), layers.Dropout(dropout), layers.Flatten(),
-                           layers.Dense(10, activation="softmax")], seed=seed, backend="numpy")
+    model = mc.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), strides=2, activation="relu", input_shape=(28, 28, 1)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Dropout(dropout),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ],
+        seed=seed,
+        backend="numpy",
+    )
     model.compile(loss="categorical_crossentropy", optimizer=mc.optimizers.Adadelta(), metrics=["accuracy"])
     return model
 
@@ -35,7 +43,7 @@ def test_to_categorical():
 def test_history_params_and_keys():
     x, y = data(50)
     hist = small_model().fit(x, y, batch_size=8, epochs=2, verbose=0, validation_split=0.2)
-    assert hist.params == {"verbose": 0, "epochs": 2, "steps": 5}   # 40 training samples / 8
+    assert hist.params == {"verbose": 0, "epochs": 2, "steps": 5}  # 40 training samples / 8
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert len(hist.history[key]) == 2
     assert hist.epoch == [0, 1]
@@ -68,8 +76,8 @@ def test_epoch_loss_is_the_batch_size_weighted_mean_of_pre_update_batch_losses()
     hist = a.fit(x, y, batch_size=10, epochs=1, verbose=0, shuffle=True)
     from minicnn.training import epoch_order
 
-    order = epoch_order(b.seed, 0, 23)   # the order fit used in its first epoch
-    results = [b.train_on_batch(x[order[s:s + 10]], y[order[s:s + 10]]) for s in (0, 10, 20)]
+    order = epoch_order(b.seed, 0, 23)  # the order fit used in its first epoch
+    results = [b.train_on_batch(x[order[s : s + 10]], y[order[s : s + 10]]) for s in (0, 10, 20)]
     sizes = np.array([10, 10, 3])
     expected_loss = float(np.dot(sizes, [r[0] for r in results]) / 23)
     expected_acc = float(np.dot(sizes, [r[1] for r in results]) / 23)
@@ -121,17 +129,21 @@ def test_callbacks_and_early_stopping():
     ends = []
     model = small_model()
     stopper = EarlyStopping(monitor="loss", patience=0, min_delta=100.0)  # never "improves" by 100
-    hist = model.fit(x, y, epochs=10, verbose=0, callbacks=[LambdaCallback(on_epoch_end=lambda e, logs:
-                                                                              ends.append(e)), stopper])
+    hist = model.fit(
+        x, y, epochs=10, verbose=0, callbacks=[LambdaCallback(on_epoch_end=lambda e, logs: ends.append(e)), stopper]
+    )
     assert ends == [0, 1] and len(hist.epoch) == 2 and stopper.stopped_epoch == 1
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"batch_size": 0}, "batch_size must be an int >= 1"),
-    ({"epochs": -1}, "epochs must be an int >= 0"),
-    ({"validation_split": 1.0}, r"validation_split must be in \[0, 1\)"),
-    ({"validation_split": 0.01}, "leaves an empty validation set"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"epochs": -1}, "epochs must be an int >= 0"),
+        ({"validation_split": 1.0}, r"validation_split must be in \[0, 1\)"),
+        ({"validation_split": 0.01}, "leaves an empty validation set"),
+    ],
+)
 def test_fit_argument_errors(kwargs, message):
     x, y = data(20)
     with pytest.raises(ValueError, match=message):
@@ -144,10 +156,13 @@ def test_weights_file_roundtrip_and_mismatch(tmp_path):
     b.load_weights(tmp_path / "w.npz")
     assert all(np.array_equal(p, q) for p, q in zip(a.get_weights(), b.get_weights()))
     other = mc.Sequential([layers.Conv2D(5, (3, 3), input_shape=(28, 28, 1))], backend="numpy")
-    with pytest.raises(ValueError, match=r"'conv2d/kernel' has shape \(3, 3, 1, 4\) in the file, the model expects "
-                                         r"\(3, 3, 1, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'conv2d/kernel' has shape \(3, 3, 1, 4\) in the file, the model expects "
+        r"\(3, 3, 1, 5\)",
+    ):
         other.load_weights(tmp_path / "w.npz")
-    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]   # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary file left behind
 
 
 def _decodes_as_png(path):
@@ -170,7 +185,7 @@ def test_plots_are_written_and_decode(tmp_path):
 SEQUENCES = [[1.0, 0.9, 0.95, 0.96, 0.97, 0.98], [1.0, 1.1, 0.8, 0.85, 0.7, 0.9, 0.95, 0.99], [1.0, 1.0, 1.0, 1.0]]
 
 
-class _Model:   # what EarlyStopping needs of a model, without weights to restore
+class _Model:  # what EarlyStopping needs of a model, without weights to restore
     stop_training = False
 
 

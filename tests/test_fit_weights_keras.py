@@ -31,11 +31,15 @@ def data(n=40, seed=0):
 
 def pair(keras, seed=0):
     """A minicnn model and a Keras model with the same weights, both SGD(0.1) on categorical cross-entropy."""
-    ours = mc.Sequential([layers.Dense(5, activation="relu", input_shape=(6,)), layers.Dense(3, activation="softmax")],
-                         seed=seed, backend="numpy")
+    ours = mc.Sequential(
+        [layers.Dense(5, activation="relu", input_shape=(6,)), layers.Dense(3, activation="softmax")],
+        seed=seed,
+        backend="numpy",
+    )
     ours.compile(loss="categorical_crossentropy", optimizer=mc.optimizers.SGD(0.1), metrics=["accuracy"])
-    theirs = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
-                               keras.layers.Dense(3, activation="softmax")])
+    theirs = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
     theirs.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
     theirs.set_weights(ours.get_weights())
     return ours, theirs
@@ -62,7 +66,7 @@ def test_weighted_training_matches_keras(keras, weighting):
     assert_same_weights(ours, theirs)
     plain, _ = pair(keras)
     plain.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    assert not np.allclose(plain.get_weights()[0], ours.get_weights()[0], rtol=1e-3)   # the weights mattered
+    assert not np.allclose(plain.get_weights()[0], ours.get_weights()[0], rtol=1e-3)  # the weights mattered
 
 
 def test_one_weighted_step_matches_keras(keras):
@@ -77,8 +81,11 @@ def test_one_weighted_step_matches_keras(keras):
 def test_weighted_validation_matches_keras(keras):
     x, y, w = data(48, seed=1)
     xv, yv, wv = data(16, seed=2)
-    for kwargs in ({"validation_data": (xv, yv, wv)}, {"validation_split": 0.25, "sample_weight": w},
-                   {"validation_split": 0.25, "class_weight": {1: 4.0}}):
+    for kwargs in (
+        {"validation_data": (xv, yv, wv)},
+        {"validation_split": 0.25, "sample_weight": w},
+        {"validation_split": 0.25, "class_weight": {1: 4.0}},
+    ):
         ours, theirs = pair(keras)
         h_ours = ours.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, **kwargs)
         h_theirs = theirs.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, **kwargs)
@@ -102,11 +109,28 @@ def test_initial_epoch_and_batch_logs_match_keras(keras):
     x, y, _ = data(20, seed=5)
     ours, theirs = pair(keras)
     seen_ours, seen_theirs = [], []
-    h_ours = ours.fit(x, y, batch_size=8, epochs=4, initial_epoch=2, shuffle=False, verbose=0,
-                      callbacks=[cbs.LambdaCallback(on_train_batch_end=lambda b, logs: seen_ours.append((b, logs)))])
-    h_theirs = theirs.fit(x, y, batch_size=8, epochs=4, initial_epoch=2, shuffle=False, verbose=0,
-                          callbacks=[keras.callbacks.LambdaCallback(
-                              on_train_batch_end=lambda b, logs: seen_theirs.append((b, dict(logs))))])
+    h_ours = ours.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        initial_epoch=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[cbs.LambdaCallback(on_train_batch_end=lambda b, logs: seen_ours.append((b, logs)))],
+    )
+    h_theirs = theirs.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        initial_epoch=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen_theirs.append((b, dict(logs))))
+        ],
+    )
     assert h_ours.epoch == h_theirs.epoch == [2, 3]
     assert [b for b, _ in seen_ours] == [b for b, _ in seen_theirs] == [0, 1, 2, 0, 1, 2]
     for (_, a), (_, b) in zip(seen_ours, seen_theirs):
@@ -121,8 +145,12 @@ def test_get_layer_by_name_and_index_as_keras_does(keras):
         assert ours.get_layer(index=i) is ours.layers[i] and theirs.get_layer(index=i) is theirs.layers[i]
         assert theirs.get_layer(theirs.layers[i].name) is theirs.layers[i]
     assert ours.get_layer("dense_1") is ours.layers[1]
-    for kwargs, message in [({"name": "conv"}, "no layer named 'conv'.*dense, dense_1"), ({"index": 2}, "out of range"),
-                            ({}, "name or an index"), ({"name": "dense", "index": 0}, "name or an index")]:
+    for kwargs, message in [
+        ({"name": "conv"}, "no layer named 'conv'.*dense, dense_1"),
+        ({"index": 2}, "out of range"),
+        ({}, "name or an index"),
+        ({"name": "dense", "index": 0}, "name or an index"),
+    ]:
         with pytest.raises(ValueError, match=message):
             ours.get_layer(**kwargs)
 
@@ -131,9 +159,14 @@ def test_bad_weights_are_refused_with_clear_messages():
     ours = mc.Sequential([layers.Dense(3, activation="softmax", input_shape=(6,))], seed=0, backend="numpy")
     ours.compile(optimizer=mc.optimizers.SGD(0.1))
     x, y, w = data(12)
-    for kwargs, message in [({"sample_weight": w[:5]}, r"shape \(12,\)"), ({"sample_weight": -w}, ">= 0"),
-                            ({"sample_weight": w, "class_weight": {0: 1.0}}, "not both"),
-                            ({"class_weight": [1.0, 2.0]}, "dict"), ({"class_weight": {"a": 1.0}}, "class indices"),
-                            ({"validation_data": (x,)}, "tuple"), ({"initial_epoch": -1}, "initial_epoch")]:
+    for kwargs, message in [
+        ({"sample_weight": w[:5]}, r"shape \(12,\)"),
+        ({"sample_weight": -w}, ">= 0"),
+        ({"sample_weight": w, "class_weight": {0: 1.0}}, "not both"),
+        ({"class_weight": [1.0, 2.0]}, "dict"),
+        ({"class_weight": {"a": 1.0}}, "class indices"),
+        ({"validation_data": (x,)}, "tuple"),
+        ({"initial_epoch": -1}, "initial_epoch"),
+    ]:
         with pytest.raises((ValueError, TypeError), match=message):
             ours.fit(x, y, verbose=0, **kwargs)

@@ -15,17 +15,25 @@ TOL = 1e-6
 
 LAYER_CASES = {
     "conv valid 3x3 stride1 1ch": (lambda: layers.Conv2D(2, (3, 3)), (2, 6, 6, 1)),
-    "conv same 3x3 stride2 3ch relu": (lambda: layers.Conv2D(3, (3, 3), strides=2, padding="same",
-                                                             activation="relu"), (2, 7, 6, 3)),
-    "conv non-square kernel, odd input, stride (2,1)": (lambda: layers.Conv2D(2, (2, 3), strides=(2, 1),
-                                                                               activation="tanh"), (2, 7, 5, 3)),
-    "conv same 4x4 even kernel stride1 no bias": (lambda: layers.Conv2D(2, (4, 4), padding="same",
-                                                                        use_bias=False), (1, 5, 6, 2)),
+    "conv same 3x3 stride2 3ch relu": (
+        lambda: layers.Conv2D(3, (3, 3), strides=2, padding="same", activation="relu"),
+        (2, 7, 6, 3),
+    ),
+    "conv non-square kernel, odd input, stride (2,1)": (
+        lambda: layers.Conv2D(2, (2, 3), strides=(2, 1), activation="tanh"),
+        (2, 7, 5, 3),
+    ),
+    "conv same 4x4 even kernel stride1 no bias": (
+        lambda: layers.Conv2D(2, (4, 4), padding="same", use_bias=False),
+        (1, 5, 6, 2),
+    ),
     "conv 5x5 sigmoid": (lambda: layers.Conv2D(2, 5, activation="sigmoid"), (2, 7, 7, 1)),
     "pool 2x2": (lambda: layers.MaxPooling2D((2, 2)), (2, 6, 6, 3)),
     "pool 2x2 odd input": (lambda: layers.MaxPooling2D((2, 2)), (2, 7, 5, 1)),
-    "pool 3x3 stride 2 overlapping same": (lambda: layers.MaxPooling2D((3, 3), strides=2, padding="same"),
-                                           (2, 7, 6, 3)),
+    "pool 3x3 stride 2 overlapping same": (
+        lambda: layers.MaxPooling2D((3, 3), strides=2, padding="same"),
+        (2, 7, 6, 3),
+    ),
     "pool 3x2 stride 1 overlapping valid": (lambda: layers.MaxPooling2D((3, 2), strides=1), (1, 5, 6, 2)),
     "dense linear": (lambda: layers.Dense(4), (3, 5)),
     "dense relu": (lambda: layers.Dense(4, activation="relu"), (3, 5)),
@@ -84,8 +92,9 @@ def test_model_gradcheck_refuses_float32(tutorial_model):
 
 def test_non_softmax_output_uses_the_clipped_loss_gradient():
     # Dense(sigmoid) + cross-entropy goes through dL/dp = -y/(N p), not the fused softmax shortcut.
-    model = mc.Sequential([layers.Dense(3, activation="sigmoid", input_shape=(4,))], dtype="float64", seed=0,
-                          backend="numpy")
+    model = mc.Sequential(
+        [layers.Dense(3, activation="sigmoid", input_shape=(4,))], dtype="float64", seed=0, backend="numpy"
+    )
     model.compile(loss="categorical_crossentropy", optimizer="sgd")
     x = np.random.default_rng(0).standard_normal((5, 4))
     y = np.eye(3)[[0, 1, 2, 0, 1]]

@@ -30,12 +30,16 @@ def test_the_graph_labels_are_the_models_shapes():
     layout = graph_layout(trace_step(model, x, y, repeats=0))
     assert [n["name"] for n in layout["nodes"]] == ["input"] + [layer.name for layer in model.layers] + ["loss"]
     forward = [e["label"] for e in layout["edges"] if e["kind"] == "forward"]
-    assert forward == (["X " + _shape(model.input_shape)] + [_shape(layer.output_shape) for layer in model.layers[:-1]]
-                       + ["P " + _shape(model.output_shape)])
+    assert forward == (
+        ["X " + _shape(model.input_shape)]
+        + [_shape(layer.output_shape) for layer in model.layers[:-1]]
+        + ["P " + _shape(model.output_shape)]
+    )
     backward = [e for e in layout["edges"] if e["kind"] == "backward"]
     assert (backward[0]["src"], backward[0]["dst"], backward[0]["label"]) == ("loss", "dense_2", "dZ (N, 10)")
-    assert [e["label"] for e in backward[1:]] == (["dX " + _shape(layer.input_shape) for layer in
-                                                   reversed(model.layers[1:])] + ["dX not computed"])
+    assert [e["label"] for e in backward[1:]] == (
+        ["dX " + _shape(layer.input_shape) for layer in reversed(model.layers[1:])] + ["dX not computed"]
+    )
     params = {p["layer"]: p["label"] for p in layout["params"]}
     assert set(params) == {layer.name for layer in model.layers if layer.params}
     for layer in model.layers:
@@ -71,7 +75,7 @@ def page(tmp_path_factory):
 def test_the_page_is_one_file_that_fetches_nothing(page):
     path, model = page
     text = path.read_text()
-    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:)", text)      # every picture inline, no link, no script src
+    assert not re.search(r"(src|href)\s*=\s*[\"'](?!data:)", text)  # every picture inline, no link, no script src
     assert "http://" not in text and "https://" not in text and "<link" not in text
     sources = re.findall(r'<img[^>]*src="([^"]*)"', text)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
@@ -83,9 +87,18 @@ def test_the_page_is_one_file_that_fetches_nothing(page):
 
 def _chromium(args, tmp_path, timeout=120):
     # --no-sandbox: CI runs as root; --disable-dev-shm-usage: containers' small /dev/shm
-    cmd = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-           "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-           *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -103,7 +116,7 @@ def test_the_page_steps_through_every_slide_in_a_browser_without_errors(page, tm
     assert result.group(1).startswith(f"selftest: PASS {slides} slides"), result.group(1)
     assert result.group(2) == ""
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == []                                         # the page logs nothing when all is well
+    assert console == []  # the page logs nothing when all is well
 
 
 @needs_chromium
@@ -114,8 +127,10 @@ def test_a_screenshot_of_the_page_is_not_blank_and_changes_with_the_slide(page, 
     shots = []
     for k in (1, 2):
         shot = tmp_path / f"slide{k}.png"
-        run = _chromium(["--hide-scrollbars", "--window-size=1280,900", f"--screenshot={shot}",
-                         f"file://{path}#slide-{k}"], tmp_path)
+        run = _chromium(
+            ["--hide-scrollbars", "--window-size=1280,900", f"--screenshot={shot}", f"file://{path}#slide-{k}"],
+            tmp_path,
+        )
         assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
         assert _not_blank(shot)
         shots.append(imread(shot)[..., :3])
@@ -126,9 +141,26 @@ def test_explain_html_writes_the_page_and_the_graph(tmp_path):
     from test_datasets import _real_mnist_dir
 
     out = tmp_path / "ex"
-    proc = subprocess.run([sys.executable, "-m", "minicnn.explain", "--data-dir", _real_mnist_dir(), "--steps", "2",
-                           "--batch", "4", "--html", "--out", str(out)], capture_output=True, text=True,
-                          env={**os.environ, "MPLBACKEND": "Agg"}, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minicnn.explain",
+            "--data-dir",
+            _real_mnist_dir(),
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--html",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _not_blank(out / "graph.png")
     text = (out / "index.html").read_text()

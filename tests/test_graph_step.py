@@ -31,9 +31,17 @@ class ReplayByCalling:
 
 
 def _model(optimizer="adadelta"):
-    model = mc.Sequential([layers.Conv2D(4, (3, 3), activation="relu", input_shape=(10, 10, 1)),
-                           layers.MaxPooling2D((2, 2)), layers.Dropout(0.3), layers.Flatten(),
-                           layers.Dense(10, activation="softmax")], seed=5, backend="numpy")
+    model = mc.Sequential(
+        [
+            layers.Conv2D(4, (3, 3), activation="relu", input_shape=(10, 10, 1)),
+            layers.MaxPooling2D((2, 2)),
+            layers.Dropout(0.3),
+            layers.Flatten(),
+            layers.Dense(10, activation="softmax"),
+        ],
+        seed=5,
+        backend="numpy",
+    )
     model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
     return model
 
@@ -45,7 +53,7 @@ def _data(n=36):
 
 def _steps(model, step, x, y, batch=8):
     model.start_epoch(0)
-    return [[float(v) for v in step(x[i:i + batch], y[i:i + batch])] for i in range(0, len(x), batch)]
+    return [[float(v) for v in step(x[i : i + batch], y[i : i + batch])] for i in range(0, len(x), batch)]
 
 
 def _same_weights(a, b):
@@ -65,18 +73,19 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit():
 
 
 def test_fit_with_a_graph_equals_fit_without(monkeypatch):
-    x, y = _data(52)   # 42 training samples: 5 full batches of 8 and a partial one
+    x, y = _data(52)  # 42 training samples: 5 full batches of 8 and a partial one
     eager, graphed = _model(), _model()
     capturers = []
-    monkeypatch.setattr(graphed.backend, "graph_capture", lambda: capturers.append(ReplayByCalling()) or capturers[-1],
-                        raising=False)
+    monkeypatch.setattr(
+        graphed.backend, "graph_capture", lambda: capturers.append(ReplayByCalling()) or capturers[-1], raising=False
+    )
     graphed.cuda_graph = True
     h_graph = graphed.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_split=0.2, nan_guard="deferred")
     h_eager = eager.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_split=0.2, nan_guard="deferred")
     assert h_graph.history["loss"] == h_eager.history["loss"]
     assert h_graph.history["val_accuracy"] == h_eager.history["val_accuracy"]
     assert _same_weights(eager, graphed)
-    assert len(capturers) == 2 and all(c.replays == 3 for c in capturers)   # eager, captured, 3 replays, partial
+    assert len(capturers) == 2 and all(c.replays == 3 for c in capturers)  # eager, captured, 3 replays, partial
 
 
 def test_a_failed_capture_falls_back_to_eager_and_says_why():
@@ -90,7 +99,7 @@ def test_a_failed_capture_falls_back_to_eager_and_says_why():
 
 def test_per_step_optimizer_numbers_fall_back_to_eager():
     x, y = _data()
-    eager, graphed = _model("adam"), _model("adam")   # Adam's bias correction changes its numbers every step
+    eager, graphed = _model("adam"), _model("adam")  # Adam's bias correction changes its numbers every step
     step = GraphStep(graphed, 8, ReplayByCalling())
     assert _steps(graphed, step, x, y) == _steps(eager, eager.train_step, x, y)
     assert _same_weights(eager, graphed)
@@ -100,9 +109,9 @@ def test_per_step_optimizer_numbers_fall_back_to_eager():
 def test_graph_step_is_opt_in_and_needs_a_capturing_backend(monkeypatch):
     model = _model()
     monkeypatch.delenv("MINICNN_CUDA_GRAPH", raising=False)
-    assert graph_step_for(model, 8) == model.train_step          # not asked for
+    assert graph_step_for(model, 8) == model.train_step  # not asked for
     model.cuda_graph = True
-    assert graph_step_for(model, 8) == model.train_step          # the NumPy backend cannot capture
+    assert graph_step_for(model, 8) == model.train_step  # the NumPy backend cannot capture
     monkeypatch.setattr(model.backend, "graph_capture", ReplayByCalling, raising=False)
     assert isinstance(graph_step_for(model, 8), GraphStep)
     model.cuda_graph = None

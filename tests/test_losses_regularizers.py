@@ -5,7 +5,6 @@ Tolerances: float32 relative 1e-5 (absolute 1e-6 near zero) against Keras (sums 
 gradient checks at check_model's default 1e-6 (and 1e-7 for the penalty's directional check).
 """
 
-
 import numpy as np
 import pytest
 from conftest import KERAS_MISSING, import_keras
@@ -44,8 +43,11 @@ def test_sparse_crossentropy_value_and_gradient_match_keras(from_logits, label_s
     out = (rng.standard_normal((n, k)) * 3).astype(np.float32) if from_logits else softmax_rows(rng, n, k)
     labels = rng.integers(0, k, n)
     y = labels if label_shape == "(N,)" else labels.reshape(n, 1)
-    ours = losses.get("sparse_categorical_crossentropy") if not from_logits else \
-        losses.SparseCategoricalCrossentropy(from_logits=True)
+    ours = (
+        losses.get("sparse_categorical_crossentropy")
+        if not from_logits
+        else losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     value, grad = keras_value_and_grad(keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), y, out)
     np.testing.assert_allclose(float(ours.forward(np, out, y)), value, **F32)
     np.testing.assert_allclose(ours.backward(np, out, y), grad, **F32)
@@ -57,7 +59,7 @@ def test_sparse_crossentropy_value_and_gradient_match_keras(from_logits, label_s
 def test_categorical_crossentropy_from_logits_matches_keras():
     rng = np.random.default_rng(1)
     z = (rng.standard_normal((7, 4)) * 4).astype(np.float32)
-    z[0] = [60.0, -40.0, 0.0, 1.0]   # a row whose softmax underflows: the stable log-softmax keeps it finite
+    z[0] = [60.0, -40.0, 0.0, 1.0]  # a row whose softmax underflows: the stable log-softmax keeps it finite
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 7)]
     ours = losses.CategoricalCrossentropy(from_logits=True)
     value, grad = keras_value_and_grad(keras.losses.CategoricalCrossentropy(from_logits=True), y, z)
@@ -78,11 +80,16 @@ def test_categorical_crossentropy_on_probabilities_is_unchanged():
 
 # --- in a model ----------------------------------------------------------------------------------------------------
 def small_model(last_activation, dtype="float32", backend="numpy", seed=0, **dense_kwargs):
-    return mc.Sequential([
-        layers.Conv2D(3, (3, 3), activation="tanh", input_shape=(6, 6, 2)),
-        layers.Flatten(),
-        layers.Dense(4, activation=last_activation, **dense_kwargs),
-    ], dtype=dtype, seed=seed, backend=backend)
+    return mc.Sequential(
+        [
+            layers.Conv2D(3, (3, 3), activation="tanh", input_shape=(6, 6, 2)),
+            layers.Flatten(),
+            layers.Dense(4, activation=last_activation, **dense_kwargs),
+        ],
+        dtype=dtype,
+        seed=seed,
+        backend=backend,
+    )
 
 
 def data(n=12, k=4, seed=0):
@@ -104,8 +111,9 @@ def test_sparse_loss_uses_the_fused_softmax_gradient_and_equals_one_hot_training
     assert h1.history["loss"] == h2.history["loss"] and h1.history["accuracy"] == h2.history["accuracy"]
     for a, b in zip(sparse.get_weights(), dense.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert sparse.evaluate(x, labels.reshape(-1, 1), verbose=0) == dense.evaluate(x, mc.to_categorical(labels, 4),
-                                                                                   verbose=0)
+    assert sparse.evaluate(x, labels.reshape(-1, 1), verbose=0) == dense.evaluate(
+        x, mc.to_categorical(labels, 4), verbose=0
+    )
 
 
 @pytest.mark.parametrize("loss", ["sparse", "sparse_logits", "categorical_logits"])
@@ -126,28 +134,51 @@ def test_a_model_trains_and_its_gradients_check_in_float64(loss):
 
 # --- regularizers --------------------------------------------------------------------------------------------------
 def regularized(dtype="float32", backend="numpy", frozen=False):
-    model = mc.Sequential([
-        layers.Conv2D(3, (3, 3), activation="relu", input_shape=(6, 6, 2), kernel_regularizer=regularizers.l1(0.01),
-                      bias_regularizer=regularizers.l2(0.02)),
-        layers.Flatten(),
-        layers.Dense(4, activation="softmax", kernel_regularizer=regularizers.l1_l2(l1=0.01, l2=0.02),
-                     bias_regularizer="l1"),
-    ], dtype=dtype, seed=1, backend=backend)
+    model = mc.Sequential(
+        [
+            layers.Conv2D(
+                3,
+                (3, 3),
+                activation="relu",
+                input_shape=(6, 6, 2),
+                kernel_regularizer=regularizers.l1(0.01),
+                bias_regularizer=regularizers.l2(0.02),
+            ),
+            layers.Flatten(),
+            layers.Dense(
+                4, activation="softmax", kernel_regularizer=regularizers.l1_l2(l1=0.01, l2=0.02), bias_regularizer="l1"
+            ),
+        ],
+        dtype=dtype,
+        seed=1,
+        backend=backend,
+    )
     rng = np.random.default_rng(5)
-    model.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in model.get_weights()])   # nonzero biases
+    model.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in model.get_weights()])  # nonzero biases
     model.layers[0].trainable = not frozen
     return model
 
 
 def keras_twin(model):
-    k = keras.Sequential([
-        keras.Input((6, 6, 2)),
-        keras.layers.Conv2D(3, 3, activation="relu", kernel_regularizer=keras.regularizers.l1(0.01),
-                            bias_regularizer=keras.regularizers.l2(0.02)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(4, activation="softmax", kernel_regularizer=keras.regularizers.L1L2(l1=0.01, l2=0.02),
-                           bias_regularizer="l1"),
-    ])
+    k = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(
+                3,
+                3,
+                activation="relu",
+                kernel_regularizer=keras.regularizers.l1(0.01),
+                bias_regularizer=keras.regularizers.l2(0.02),
+            ),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                4,
+                activation="softmax",
+                kernel_regularizer=keras.regularizers.L1L2(l1=0.01, l2=0.02),
+                bias_regularizer="l1",
+            ),
+        ]
+    )
     k.set_weights(model.get_weights())
     return k
 
@@ -218,52 +249,63 @@ def test_no_regularizers_no_arithmetic_and_frozen_layers_add_nothing():
     model = small_model("softmax")
     marker = object()
     assert model.regularized_layers() == [] and model.regularization_loss() is None
-    assert model.add_penalties(marker) == (marker, [])          # the loss object passes through untouched
+    assert model.add_penalties(marker) == (marker, [])  # the loss object passes through untouched
     frozen = regularized(frozen=True)
-    assert [layer.name for layer in frozen.regularized_layers()] == ["dense"]   # Keras: trainable weights only
+    assert [layer.name for layer in frozen.regularized_layers()] == ["dense"]  # Keras: trainable weights only
 
 
 @needs_keras
 def test_regularizer_defaults_and_values_match_keras():
     w = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    pairs = [(regularizers.l1(), keras.regularizers.l1()), (regularizers.l2(), keras.regularizers.l2()),
-             (regularizers.l1_l2(), keras.regularizers.l1_l2()),
-             (regularizers.L1L2(l1=0.3, l2=0.2), keras.regularizers.L1L2(l1=0.3, l2=0.2)),
-             (regularizers.get("l1l2"), keras.regularizers.get("l1l2"))]
+    pairs = [
+        (regularizers.l1(), keras.regularizers.l1()),
+        (regularizers.l2(), keras.regularizers.l2()),
+        (regularizers.l1_l2(), keras.regularizers.l1_l2()),
+        (regularizers.L1L2(l1=0.3, l2=0.2), keras.regularizers.L1L2(l1=0.3, l2=0.2)),
+        (regularizers.get("l1l2"), keras.regularizers.get("l1l2")),
+    ]
     for ours, theirs in pairs:
         np.testing.assert_allclose(float(ours(w)), float(theirs(w)), rtol=1e-6)
         assert ours.get_config() == pytest.approx(theirs.get_config(), rel=1e-7)
     assert regularizers.l1().l1 == regularizers.l2().l2 == 0.01
-    assert regularizers.l1_l2().get_config() == {"l1": 0.0, "l2": 0.0}   # Keras 3's defaults for L1L2
+    assert regularizers.l1_l2().get_config() == {"l1": 0.0, "l2": 0.0}  # Keras 3's defaults for L1L2
     assert layers.Dense(2, kernel_regularizer="l2").get_config()["kernel_regularizer"] == {
-        "class_name": "L2", "config": {"l2": 0.01}}
+        "class_name": "L2",
+        "config": {"l2": 0.01},
+    }
 
 
 # --- bad arguments -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make, error, words", [
-    (lambda: regularizers.l1(-0.1), ValueError, "l1"),
-    (lambda: regularizers.l2(float("nan")), ValueError, "l2"),
-    (lambda: regularizers.L1L2(l1="a"), ValueError, "l1"),
-    (lambda: regularizers.get("l3"), ValueError, "unknown regularizer"),
-    (lambda: regularizers.get(0.1), TypeError, "regularizer"),
-    (lambda: layers.Dense(2, bias_regularizer="l4"), ValueError, "l4"),
-    (lambda: layers.Conv2D(2, 3, kernel_regularizer=5), TypeError, "regularizer"),
-    (lambda: losses.CategoricalCrossentropy(from_logits="yes"), TypeError, "from_logits"),
-])
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda: regularizers.l1(-0.1), ValueError, "l1"),
+        (lambda: regularizers.l2(float("nan")), ValueError, "l2"),
+        (lambda: regularizers.L1L2(l1="a"), ValueError, "l1"),
+        (lambda: regularizers.get("l3"), ValueError, "unknown regularizer"),
+        (lambda: regularizers.get(0.1), TypeError, "regularizer"),
+        (lambda: layers.Dense(2, bias_regularizer="l4"), ValueError, "l4"),
+        (lambda: layers.Conv2D(2, 3, kernel_regularizer=5), TypeError, "regularizer"),
+        (lambda: losses.CategoricalCrossentropy(from_logits="yes"), TypeError, "from_logits"),
+    ],
+)
 def test_bad_arguments_are_named(make, error, words):
     with pytest.raises(error, match=words):
         make()
 
 
-@pytest.mark.parametrize("y, error, words", [
-    (np.array([0, 1, 4, 2]), ValueError, r"y\[2\] = 4 is out of range for 4 classes"),
-    (np.array([0, -1, 3, 2]), ValueError, "out of range"),
-    (np.array([0.0, 1.5, 3.0, 2.0]), ValueError, r"integer class indices.*y\[1\]"),
-    (np.array([[0, 1], [1, 0], [2, 2], [3, 3]]), ValueError, r"shape \(4, 2\).*\(N,\) or \(N, 1\)"),
-    (np.eye(4, dtype=np.int64), ValueError, "one-hot rows"),
-    (np.array([0, 1, 2]), ValueError, "4 samples but y has 3"),
-    (np.array(["0", "1", "2", "3"]), TypeError, "integer class indices"),
-])
+@pytest.mark.parametrize(
+    "y, error, words",
+    [
+        (np.array([0, 1, 4, 2]), ValueError, r"y\[2\] = 4 is out of range for 4 classes"),
+        (np.array([0, -1, 3, 2]), ValueError, "out of range"),
+        (np.array([0.0, 1.5, 3.0, 2.0]), ValueError, r"integer class indices.*y\[1\]"),
+        (np.array([[0, 1], [1, 0], [2, 2], [3, 3]]), ValueError, r"shape \(4, 2\).*\(N,\) or \(N, 1\)"),
+        (np.eye(4, dtype=np.int64), ValueError, "one-hot rows"),
+        (np.array([0, 1, 2]), ValueError, "4 samples but y has 3"),
+        (np.array(["0", "1", "2", "3"]), TypeError, "integer class indices"),
+    ],
+)
 def test_sparse_targets_are_checked(y, error, words):
     model = small_model("softmax")
     model.compile(loss="sparse_categorical_crossentropy")
@@ -283,10 +325,21 @@ def test_check_model_differentiates_the_penalties_too():
     # the numerical side must include the penalties that forward_backward's gradients include
     from minicnn.gradcheck import check_model
 
-    model = mc.Sequential([
-        mc.layers.Dense(4, activation="tanh", input_shape=(3,), kernel_regularizer=mc.regularizers.l2(0.1),
-                        bias_regularizer=mc.regularizers.l1(0.05)),
-        mc.layers.Dense(2, activation="softmax")], dtype="float64", seed=0, backend="numpy")
+    model = mc.Sequential(
+        [
+            mc.layers.Dense(
+                4,
+                activation="tanh",
+                input_shape=(3,),
+                kernel_regularizer=mc.regularizers.l2(0.1),
+                bias_regularizer=mc.regularizers.l1(0.05),
+            ),
+            mc.layers.Dense(2, activation="softmax"),
+        ],
+        dtype="float64",
+        seed=0,
+        backend="numpy",
+    )
     model.compile()
     x = np.random.default_rng(0).normal(size=(5, 3))
     check_model(model, x, np.eye(2)[[0, 1, 0, 1, 1]], max_checks=None).assert_ok()

@@ -16,23 +16,40 @@ from minicnn.keras_compat import compare_arrays, load_keras_weights
 keras, tf = import_keras()
 # Keras keeps its learning rate in float32 and casts beta_1, beta_2 through float32 before its power: numbers that
 # float32 holds exactly make both sides compute the same rule in float64 (see tests/test_optimizers_keras.py)
-ADAM = dict(learning_rate=2.0 ** -7, beta_1=0.875, beta_2=1 - 2.0 ** -10)
+ADAM = dict(learning_rate=2.0**-7, beta_1=0.875, beta_2=1 - 2.0**-10)
 pytestmark = pytest.mark.skipif(keras is None, reason=KERAS_MISSING)
 
 
 def ours_layers():
-    return [layers.Conv2D(4, (3, 3), padding="same", use_bias=False, input_shape=(28, 28, 1)),
-            layers.BatchNormalization(), layers.Activation("relu"), layers.AveragePooling2D((2, 2)),
-            layers.Conv2D(6, (3, 3), strides=2, padding="same"), layers.BatchNormalization(momentum=0.9),
-            layers.Activation("relu"), layers.GlobalAveragePooling2D(), layers.Dense(10, activation="softmax")]
+    return [
+        layers.Conv2D(4, (3, 3), padding="same", use_bias=False, input_shape=(28, 28, 1)),
+        layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.AveragePooling2D((2, 2)),
+        layers.Conv2D(6, (3, 3), strides=2, padding="same"),
+        layers.BatchNormalization(momentum=0.9),
+        layers.Activation("relu"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(10, activation="softmax"),
+    ]
 
 
 def keras_model():
     L = keras.layers
-    return keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(4, 3, padding="same", use_bias=False),
-                             L.BatchNormalization(), L.Activation("relu"), L.AveragePooling2D(2),
-                             L.Conv2D(6, 3, strides=2, padding="same"), L.BatchNormalization(momentum=0.9),
-                             L.Activation("relu"), L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(4, 3, padding="same", use_bias=False),
+            L.BatchNormalization(),
+            L.Activation("relu"),
+            L.AveragePooling2D(2),
+            L.Conv2D(6, 3, strides=2, padding="same"),
+            L.BatchNormalization(momentum=0.9),
+            L.Activation("relu"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -51,7 +68,7 @@ def test_ten_training_steps_follow_keras_float64(backend):
         x, y = synthetic_digits(160, seed=4)
         x, y = x.astype("float64"), y.astype("float64")
         for step in range(10):
-            xb, yb = x[step * 16:(step + 1) * 16], y[step * 16:(step + 1) * 16]
+            xb, yb = x[step * 16 : (step + 1) * 16], y[step * 16 : (step + 1) * 16]
             with tf.GradientTape() as tape:
                 loss_k = loss_fn(yb, theirs(xb, training=True))
             opt.apply_gradients(zip(tape.gradient(loss_k, theirs.trainable_weights), theirs.trainable_weights))
@@ -61,8 +78,13 @@ def test_ten_training_steps_follow_keras_float64(backend):
                 # atol 1e-10: conv2d_1's bias feeds a BatchNormalization, so its exact gradient is 0 and it moves
                 # only by rounding noise (~1e-12 a step, different on each side)
                 compare_arrays(w_ours, w_k, f"step {step + 1}: {v.path}", rtol=1e-10, atol=1e-10)
-        compare_arrays(ours.predict(x[:32]), theirs.predict(x[:32], verbose=0), "inference outputs after 10 steps",
-                       rtol=1e-10, atol=1e-12)
+        compare_arrays(
+            ours.predict(x[:32]),
+            theirs.predict(x[:32], verbose=0),
+            "inference outputs after 10 steps",
+            rtol=1e-10,
+            atol=1e-12,
+        )
     finally:
         keras.config.set_floatx(previous)
         keras.config.set_dtype_policy(previous_policy)

@@ -37,8 +37,18 @@ def test_tutorial_summary_matches_keras(tutorial_model):
 
 def test_weights_are_in_keras_layout_and_order(tutorial_model):
     shapes = [w.shape for w in tutorial_model().get_weights()]
-    assert shapes == [(5, 5, 1, 32), (32,), (5, 5, 32, 64), (64,), (1024, 120), (120,), (120, 84), (84,),
-                      (84, 10), (10,)]
+    assert shapes == [
+        (5, 5, 1, 32),
+        (32,),
+        (5, 5, 32, 64),
+        (64,),
+        (1024, 120),
+        (120,),
+        (120, 84),
+        (84,),
+        (84, 10),
+        (10,),
+    ]
 
 
 def test_set_weights_roundtrip_and_shape_error(tutorial_model):
@@ -164,11 +174,11 @@ def test_standalone_layers_return_fresh_arrays_model_layers_reuse_buffers():
     y1 = alone.forward(x1)
     y1_copy = y1.copy()
     alone.forward(x2)
-    np.testing.assert_array_equal(y1, y1_copy)          # a learner's y1 is not overwritten
+    np.testing.assert_array_equal(y1, y1_copy)  # a learner's y1 is not overwritten
     model = mc.Sequential([layers.Dense(4, input_shape=(3,))], backend="numpy")
     first = model.forward(x1)
     second = model.forward(x2)
-    assert np.shares_memory(first, second)              # inside a model: one buffer, reused (predict copies)
+    assert np.shares_memory(first, second)  # inside a model: one buffer, reused (predict copies)
 
 
 def test_summary_widens_its_first_column_for_long_layer_names():
@@ -176,4 +186,4 @@ def test_summary_widens_its_first_column_for_long_layer_names():
     rows = model.summary(print_fn=None).splitlines()
     row = next(r for r in rows if r.startswith("batch_normalization (BatchNormalization)"))
     assert row.split() == ["batch_normalization", "(BatchNormalization)", "(None,", "4)", "16"]
-    assert row.index("(None,") == rows[2].index("Output Shape")      # the columns still line up
+    assert row.index("(None,") == rows[2].index("Output Shape")  # the columns still line up

@@ -22,8 +22,10 @@ h5py = need("h5py", "keras-files")
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
     """The members of a good file: (config dict, metadata dict, weights bytes) of a small conv net."""
-    model = mc.Sequential([L.Conv2D(2, 3, input_shape=(6, 6, 1)), L.BatchNormalization(), L.Flatten(),
-                           L.Dense(3, activation="softmax")], seed=0)
+    model = mc.Sequential(
+        [L.Conv2D(2, 3, input_shape=(6, 6, 1)), L.BatchNormalization(), L.Flatten(), L.Dense(3, activation="softmax")],
+        seed=0,
+    )
     model.compile(optimizer="adadelta", metrics=["accuracy"])
     path = tmp_path_factory.mktemp("good") / "good.keras"
     model.save(path)
@@ -34,15 +36,18 @@ def good(tmp_path_factory):
 def write(path, members, compression=zipfile.ZIP_STORED):
     """A zip of ``members`` ({name: bytes or dict}), in order (a list of pairs allows repeated names)."""
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
-        for name, data in (members.items() if isinstance(members, dict) else members):
+        for name, data in members.items() if isinstance(members, dict) else members:
             zf.writestr(name, json.dumps(data) if isinstance(data, dict) else data)
     return path
 
 
 def members(good, config=None, weights=None):
     cfg, meta, w = good
-    return {"metadata.json": meta, "config.json": cfg if config is None else config,
-            "model.weights.h5": w if weights is None else weights}
+    return {
+        "metadata.json": meta,
+        "config.json": cfg if config is None else config,
+        "model.weights.h5": w if weights is None else weights,
+    }
 
 
 def edited_weights(good, edit):
@@ -62,7 +67,7 @@ def edited_config(good, edit):
 def refused(path, pattern, **kwargs):
     with pytest.raises(ModelFileError, match=pattern) as info:
         load_model(path, **kwargs)
-    assert str(path) in str(info.value)   # the message names the file
+    assert str(path) in str(info.value)  # the message names the file
     return info.value
 
 
@@ -71,10 +76,13 @@ def test_the_good_file_loads(tmp_path, good):
     assert model.count_params() == 2 * 9 + 2 + 4 * 2 + 32 * 3 + 3
 
 
-@pytest.mark.parametrize("data, pattern", [
-    (b"not a zip at all", "not a readable zip archive"),
-    (b"PK\x03\x04" + b"\x00" * 100, "not a readable zip archive"),
-])
+@pytest.mark.parametrize(
+    "data, pattern",
+    [
+        (b"not a zip at all", "not a readable zip archive"),
+        (b"PK\x03\x04" + b"\x00" * 100, "not a readable zip archive"),
+    ],
+)
 def test_not_a_zip(tmp_path, data, pattern):
     (tmp_path / "bad.keras").write_bytes(data)
     refused(tmp_path / "bad.keras", pattern)
@@ -84,8 +92,10 @@ def test_archive_structure_is_checked(tmp_path, good):
     ok = members(good)
     refused(write(tmp_path / "a.keras", {**ok, "../../evil.sh": b"rm -rf /"}), r"unexpected member '\.\./\.\./evil")
     refused(write(tmp_path / "b.keras", {**ok, "model.pkl": b"\x80\x04."}), "unexpected member 'model.pkl'")
-    refused(write(tmp_path / "c.keras", {"metadata.json": ok["metadata.json"], "config.json": ok["config.json"]}),
-            "no model.weights.h5")
+    refused(
+        write(tmp_path / "c.keras", {"metadata.json": ok["metadata.json"], "config.json": ok["config.json"]}),
+        "no model.weights.h5",
+    )
     with pytest.warns(UserWarning, match="Duplicate name"):
         dup = write(tmp_path / "d.keras", [*ok.items(), ("config.json", {"x": 1})])
     refused(dup, "two members named 'config.json'")
@@ -106,7 +116,7 @@ def _patch_declared_size(path, name, new_size):
     """Rewrite the uncompressed size of ``name`` in the central directory (what zipfile believes)."""
     data = bytearray(path.read_bytes())
     start = data.rindex(b"PK\x01\x02", 0, data.rindex(name.encode()) + 1)
-    data[start + 24:start + 28] = new_size.to_bytes(4, "little")
+    data[start + 24 : start + 28] = new_size.to_bytes(4, "little")
     path.write_bytes(bytes(data))
 
 
@@ -128,36 +138,60 @@ def test_encrypted_member_is_refused(tmp_path, good):
     refused(path, "config.json is encrypted")
 
 
-@pytest.mark.parametrize("text, pattern", [
-    (b"\xff\xfe not utf-8", "config.json is not valid JSON"),
-    (b'{"class_name": "Sequential", "config": {"layers": [NaN]}}', "NaN is not a JSON number"),
-    (b'{"class_name": "Sequential", "class_name": "Functional"}', "'class_name' appears twice"),
-    (b"[" * 100_000 + b"]" * 100_000, "config.json is not valid JSON"),
-    (b"[1, 2]", "holds a list, not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        (b"\xff\xfe not utf-8", "config.json is not valid JSON"),
+        (b'{"class_name": "Sequential", "config": {"layers": [NaN]}}', "NaN is not a JSON number"),
+        (b'{"class_name": "Sequential", "class_name": "Functional"}', "'class_name' appears twice"),
+        (b"[" * 100_000 + b"]" * 100_000, "config.json is not valid JSON"),
+        (b"[1, 2]", "holds a list, not a JSON object"),
+    ],
+)
 def test_bad_json_is_refused(tmp_path, good, text, pattern):
     refused(write(tmp_path / "j.keras", members(good, config=text)), pattern)
 
 
-@pytest.mark.parametrize("edit, pattern", [
-    (lambda c: c["config"]["layers"].insert(2, {"module": "keras.layers", "class_name": "Lambda", "config": {
-        "function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA"}}}}), "layer 'Lambda' is not"),
-    (lambda c: c["config"]["layers"][1].update(module="evil.layers", registered_name="evil>Conv2D"),
-     "custom object .*minicnn imports nothing"),
-    (lambda c: c.update(class_name="Functional"), "'Functional' is not supported"),
-    (lambda c: c["config"]["layers"][1]["config"].update(dilation_rate=[2, 2]), r"dilation_rate=\[2, 2\]"),
-    (lambda c: c["config"]["layers"][4]["config"].update(activation={"class_name": "function", "config": "x"}),
-     "not a built-in activation"),
-    (lambda c: c["config"]["layers"][4]["config"].update(kernel_regularizer={"module": "keras.regularizers",
-                                                                             "class_name": "Orthogonal"}),
-     "regularizer.*'Orthogonal' is not supported"),
-    (lambda c: c["config"]["layers"][2]["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
-    (lambda c: c["config"]["layers"][4]["config"].update(units=-3), "units must be a positive int"),
-    (lambda c: c["config"]["layers"].pop(3), "Dense 'dense' expects flat inputs"),
-    # a configuration that would allocate far more than the file's weights: refused before anything is made
-    (lambda c: c["config"]["layers"][4]["config"].update(units=10**8),
-     r"describes 3,300,000,028 weights \(13,200,000,112 bytes\), more than the"),
-])
+@pytest.mark.parametrize(
+    "edit, pattern",
+    [
+        (
+            lambda c: c["config"]["layers"].insert(
+                2,
+                {
+                    "module": "keras.layers",
+                    "class_name": "Lambda",
+                    "config": {"function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAAAAAA"}}},
+                },
+            ),
+            "layer 'Lambda' is not",
+        ),
+        (
+            lambda c: c["config"]["layers"][1].update(module="evil.layers", registered_name="evil>Conv2D"),
+            "custom object .*minicnn imports nothing",
+        ),
+        (lambda c: c.update(class_name="Functional"), "'Functional' is not supported"),
+        (lambda c: c["config"]["layers"][1]["config"].update(dilation_rate=[2, 2]), r"dilation_rate=\[2, 2\]"),
+        (
+            lambda c: c["config"]["layers"][4]["config"].update(activation={"class_name": "function", "config": "x"}),
+            "not a built-in activation",
+        ),
+        (
+            lambda c: c["config"]["layers"][4]["config"].update(
+                kernel_regularizer={"module": "keras.regularizers", "class_name": "Orthogonal"}
+            ),
+            "regularizer.*'Orthogonal' is not supported",
+        ),
+        (lambda c: c["config"]["layers"][2]["config"].update(dtype="mixed_float16"), "dtype 'mixed_float16'"),
+        (lambda c: c["config"]["layers"][4]["config"].update(units=-3), "units must be a positive int"),
+        (lambda c: c["config"]["layers"].pop(3), "Dense 'dense' expects flat inputs"),
+        # a configuration that would allocate far more than the file's weights: refused before anything is made
+        (
+            lambda c: c["config"]["layers"][4]["config"].update(units=10**8),
+            r"describes 3,300,000,028 weights \(13,200,000,112 bytes\), more than the",
+        ),
+    ],
+)
 def test_configurations_minicnn_cannot_reproduce_are_refused(tmp_path, good, edit, pattern):
     refused(write(tmp_path / "c.keras", members(good, config=edited_config(good, edit))), pattern)
 
@@ -170,18 +204,25 @@ def test_an_optimizer_that_does_not_map_leaves_the_model_uncompiled_with_a_warni
 
 
 def test_an_optimizer_state_of_another_layout_is_skipped_with_a_warning(tmp_path, good):
-    config = edited_config(good, lambda c: c["compile_config"]["optimizer"].update(
-        class_name="Adam", config={"name": "adam", "learning_rate": 0.01, "amsgrad": True}))
-    with pytest.warns(UserWarning, match="state holds 14 arrays where Adam with these settings keeps 20: the "
-                                         "optimizer starts afresh"):
+    config = edited_config(
+        good,
+        lambda c: c["compile_config"]["optimizer"].update(
+            class_name="Adam", config={"name": "adam", "learning_rate": 0.01, "amsgrad": True}
+        ),
+    )
+    with pytest.warns(
+        UserWarning, match="state holds 14 arrays where Adam with these settings keeps 20: the optimizer starts afresh"
+    ):
         model = load_model(write(tmp_path / "o.keras", members(good, config=config)))
     assert isinstance(model.optimizer, mc.optimizers.Adam) and model.optimizer.iterations == 0
 
 
 def test_the_optimizer_state_is_checked_as_the_weights_are(tmp_path, good):
-    for edit, pattern in ((_replace("optimizer/vars/4", np.full(2, np.inf, np.float32)), "vars/4 .*non-finite"),
-                          (_replace("optimizer/vars/3", np.zeros(2, np.float32)), r"vars/3 has shape \(2,\)"),
-                          (_replace("optimizer/vars/0", h5py.ExternalLink("/etc/passwd", "/x")), "ExternalLink")):
+    for edit, pattern in (
+        (_replace("optimizer/vars/4", np.full(2, np.inf, np.float32)), "vars/4 .*non-finite"),
+        (_replace("optimizer/vars/3", np.zeros(2, np.float32)), r"vars/3 has shape \(2,\)"),
+        (_replace("optimizer/vars/0", h5py.ExternalLink("/etc/passwd", "/x")), "ExternalLink"),
+    ):
         refused(write(tmp_path / "s.keras", members(good, weights=edited_weights(good, edit))), pattern)
 
 
@@ -193,21 +234,27 @@ def _replace(path, value):
     def edit(f):
         del f[path]
         f[path] = value
+
     return edit
 
 
-@pytest.mark.parametrize("edit, pattern", [
-    (lambda f: f.__delitem__("layers/dense"), "no weights for layer 'dense'"),
-    (_add_extra_weight, r"layer 'dense' \(Dense\) has 3 weights"),
-    (lambda f: f["layers"].create_group("conv2d_1/vars").create_dataset("0", data=np.ones(2, np.float32)),
-     "/layers/conv2d_1 holds weights for no layer"),
-    (_replace("layers/dense/vars/0", np.zeros((31, 3), np.float32)), r"has shape \(31, 3\), the configuration"),
-    (_replace("layers/dense/vars/1", np.zeros(3, np.float64)), "holds float64, the model computes in float32"),
-    (_replace("layers/dense/vars/1", np.array([0, np.nan, 0], np.float32)), "non-finite values"),
-    (_replace("layers/conv2d/vars/0", h5py.ExternalLink("/etc/passwd", "/x")), r"is a link \(ExternalLink\)"),
-    (_replace("layers/conv2d/vars/1", h5py.SoftLink("/layers/dense/vars/1")), r"is a link \(SoftLink\)"),
-    (lambda f: f.__delitem__("layers"), "no 'layers' group"),
-])
+@pytest.mark.parametrize(
+    "edit, pattern",
+    [
+        (lambda f: f.__delitem__("layers/dense"), "no weights for layer 'dense'"),
+        (_add_extra_weight, r"layer 'dense' \(Dense\) has 3 weights"),
+        (
+            lambda f: f["layers"].create_group("conv2d_1/vars").create_dataset("0", data=np.ones(2, np.float32)),
+            "/layers/conv2d_1 holds weights for no layer",
+        ),
+        (_replace("layers/dense/vars/0", np.zeros((31, 3), np.float32)), r"has shape \(31, 3\), the configuration"),
+        (_replace("layers/dense/vars/1", np.zeros(3, np.float64)), "holds float64, the model computes in float32"),
+        (_replace("layers/dense/vars/1", np.array([0, np.nan, 0], np.float32)), "non-finite values"),
+        (_replace("layers/conv2d/vars/0", h5py.ExternalLink("/etc/passwd", "/x")), r"is a link \(ExternalLink\)"),
+        (_replace("layers/conv2d/vars/1", h5py.SoftLink("/layers/dense/vars/1")), r"is a link \(SoftLink\)"),
+        (lambda f: f.__delitem__("layers"), "no 'layers' group"),
+    ],
+)
 def test_inconsistent_weights_are_refused(tmp_path, good, edit, pattern):
     refused(write(tmp_path / "w.keras", members(good, weights=edited_weights(good, edit))), pattern)
 
@@ -219,8 +266,10 @@ def test_compressed_dataset_and_non_hdf5_weights_are_refused(tmp_path, good):
         f["layers/dense/vars"].create_dataset("0", data=data, compression="gzip")
 
     refused(write(tmp_path / "z.keras", members(good, weights=edited_weights(good, compress))), "is filtered")
-    refused(write(tmp_path / "n.keras", members(good, weights=b"\x89HDF\r\n\x1a\n" + b"\x00" * 4096)),
-            "not a readable HDF5 file")
+    refused(
+        write(tmp_path / "n.keras", members(good, weights=b"\x89HDF\r\n\x1a\n" + b"\x00" * 4096)),
+        "not a readable HDF5 file",
+    )
 
 
 def test_model_from_json_refuses_what_load_model_refuses(good):

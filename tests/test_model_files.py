@@ -35,8 +35,12 @@ def mixed_layers(L, first_kwargs=None):
         L.ZeroPadding2D(((1, 0), (2, 1))),
         L.MaxPooling2D(2, strides=1, padding="same"),
         L.AveragePooling2D(3, strides=2, padding="same"),
-        L.Conv2D(4, 2, activation="sigmoid", kernel_regularizer=mc.regularizers.L2(0.01)
-                 if L is mlayers else keras.regularizers.L2(0.01)),
+        L.Conv2D(
+            4,
+            2,
+            activation="sigmoid",
+            kernel_regularizer=mc.regularizers.L2(0.01) if L is mlayers else keras.regularizers.L2(0.01),
+        ),
         L.Dropout(0.25, seed=3),
         L.Reshape((4, 3, 4)),
         L.GlobalAveragePooling2D(keepdims=True),
@@ -70,7 +74,7 @@ def test_minicnn_file_opens_in_keras_with_the_same_predictions(tmp_path):
     assert not np.allclose(mc.get_backend("numpy").to_numpy(ours.layers[1].params["moving_mean"]), 0)
     ours.save(tmp_path / "m.keras")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)       # the optimizer's state is there: nothing skipped
+        warnings.simplefilter("error", UserWarning)  # the optimizer's state is there: nothing skipped
         theirs = keras.models.load_model(tmp_path / "m.keras")
     check_architecture(ours, theirs)
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
@@ -97,18 +101,25 @@ def test_keras_file_opens_in_minicnn_with_the_same_predictions(tmp_path):
     assert [layer.trainable for layer in ours.layers] == [layer.trainable for layer in theirs.layers]
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         assert np.array_equal(a, b)
-    assert not np.allclose(ours.layers[12].params["moving_variance"], 1)   # Keras's trained moving statistics
+    assert not np.allclose(ours.layers[12].params["moving_variance"], 1)  # Keras's trained moving statistics
     x_new, _ = mixed_data(64, seed=2)
     compare_arrays(ours.predict(x_new), theirs.predict(x_new, verbose=0), "Keras file in minicnn: predictions")
     assert isinstance(ours.optimizer, mc.optimizers.RMSprop) and ours.optimizer.learning_rate == pytest.approx(0.003)
     assert ours.layers[6].kernel_regularizer.l2 == pytest.approx(0.01)
-    ours.fit(x, y, epochs=1, verbose=0)    # it trains on (with its restored settings; the optimizer starts afresh)
+    ours.fit(x, y, epochs=1, verbose=0)  # it trains on (with its restored settings; the optimizer starts afresh)
 
 
 @needs_keras
-@pytest.mark.parametrize("optimizer", [mc.optimizers.Adadelta(), mc.optimizers.Adam(0.01),
-                                       mc.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
-                                       mc.optimizers.SGD(0.1, momentum=0.9)], ids=lambda o: type(o).__name__)
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        mc.optimizers.Adadelta(),
+        mc.optimizers.Adam(0.01),
+        mc.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+        mc.optimizers.SGD(0.1, momentum=0.9),
+    ],
+    ids=lambda o: type(o).__name__,
+)
 def test_keras_continues_training_where_minicnn_stopped(tmp_path, optimizer):
     """The optimizer's state travels too: after two minicnn steps, Keras holds the same slots and step count, and
     one more step on the same batch gives both the same weights (one float32 step each: relative 1e-4, 1e-5 near 0,
@@ -119,7 +130,7 @@ def test_keras_continues_training_where_minicnn_stopped(tmp_path, optimizer):
     ours.train_on_batch(x[8:16], y[8:16])
     ours.save(tmp_path / "m.keras")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)       # no "Skipping variable loading for optimizer"
+        warnings.simplefilter("error", UserWarning)  # no "Skipping variable loading for optimizer"
         theirs = keras.models.load_model(tmp_path / "m.keras")
     assert int(theirs.optimizer.iterations) == 2
     ours.train_on_batch(x[16:], y[16:])
@@ -146,8 +157,15 @@ def test_minicnn_continues_training_where_keras_stopped(tmp_path):
     weights (one float32 step each: relative 1e-4, 1e-5 near 0)."""
     keras.utils.set_random_seed(3)
     L = keras.layers
-    theirs = keras.Sequential([keras.Input((12, 12, 2)), L.Conv2D(4, 3, activation="relu"), L.BatchNormalization(),
-                               L.Flatten(), L.Dense(3, activation="softmax")])
+    theirs = keras.Sequential(
+        [
+            keras.Input((12, 12, 2)),
+            L.Conv2D(4, 3, activation="relu"),
+            L.BatchNormalization(),
+            L.Flatten(),
+            L.Dense(3, activation="softmax"),
+        ]
+    )
     theirs.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
     x, y = mixed_data(24, seed=6)
     theirs.train_on_batch(x[:8], y[:8])
@@ -178,18 +196,32 @@ def test_round_trip_keeps_weights_names_flags_and_compile_settings(tmp_path):
 
 def small_model(optimizer, seed=2):
     """A model without dropout (so two copies train alike): Conv2D, BatchNormalization, Flatten, Dense."""
-    model = mc.Sequential([mlayers.Conv2D(4, 3, activation="relu", input_shape=(12, 12, 2)),
-                           mlayers.BatchNormalization(), mlayers.Flatten(), mlayers.Dense(3, activation="softmax")],
-                          seed=seed, backend="numpy")
+    model = mc.Sequential(
+        [
+            mlayers.Conv2D(4, 3, activation="relu", input_shape=(12, 12, 2)),
+            mlayers.BatchNormalization(),
+            mlayers.Flatten(),
+            mlayers.Dense(3, activation="softmax"),
+        ],
+        seed=seed,
+        backend="numpy",
+    )
     model.compile(optimizer=optimizer, metrics=["accuracy"])
     return model
 
 
-@pytest.mark.parametrize("optimizer", [mc.optimizers.Adadelta(), mc.optimizers.Adam(0.01, amsgrad=True),
-                                       mc.optimizers.AdamW(0.01), mc.optimizers.RMSprop(0.01, momentum=0.5,
-                                                                                        centered=True),
-                                       mc.optimizers.SGD(0.1, momentum=0.9), mc.optimizers.SGD(0.1)],
-                         ids=lambda o: f"{type(o).__name__}{o.get_config()}")
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        mc.optimizers.Adadelta(),
+        mc.optimizers.Adam(0.01, amsgrad=True),
+        mc.optimizers.AdamW(0.01),
+        mc.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+        mc.optimizers.SGD(0.1, momentum=0.9),
+        mc.optimizers.SGD(0.1),
+    ],
+    ids=lambda o: f"{type(o).__name__}{o.get_config()}",
+)
 def test_a_reopened_model_continues_training_bit_for_bit(tmp_path, optimizer):
     ours = small_model(optimizer)
     x, y = mixed_data(24, seed=6)
@@ -236,7 +268,7 @@ def test_json_crosses_to_keras_and_back():
 
 def test_save_needs_h5py_and_says_which_extra(tmp_path, monkeypatch):
     model = mc.Sequential([mlayers.Dense(2, input_shape=(3,))], seed=0)
-    monkeypatch.setitem(sys.modules, "h5py", None)      # as if it were not installed
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"minicnn\[keras-files\]"):
         model.save(tmp_path / "m.keras")
     assert not (tmp_path / "m.keras").exists()
@@ -269,19 +301,31 @@ def test_keras_tutorial_model_evaluates_to_the_same_accuracy_in_minicnn(tmp_path
     x_test, y_test = prepare(x_test, y_test)
     keras.utils.set_random_seed(0)
     L = keras.layers
-    theirs = keras.Sequential([keras.Input((28, 28, 1)), L.Conv2D(32, (5, 5), activation="relu"),
-                               L.MaxPooling2D((2, 2)), L.Conv2D(64, (5, 5), activation="relu"), L.MaxPooling2D((2, 2)),
-                               L.Dropout(0.2), L.Flatten(), L.Dense(120, activation="relu"), L.Dropout(0.5),
-                               L.Dense(84, activation="relu"), L.Dense(10, activation="softmax")])
+    theirs = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(32, (5, 5), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Conv2D(64, (5, 5), activation="relu"),
+            L.MaxPooling2D((2, 2)),
+            L.Dropout(0.2),
+            L.Flatten(),
+            L.Dense(120, activation="relu"),
+            L.Dropout(0.5),
+            L.Dense(84, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
     theirs.compile(loss="categorical_crossentropy", optimizer=keras.optimizers.Adadelta(1.0), metrics=["accuracy"])
     theirs.fit(x, y, batch_size=128, epochs=1, verbose=0)
     theirs.save(tmp_path / "tutorial.keras")
     ours = load_model(tmp_path / "tutorial.keras")
-    assert ours.count_params() == 186_110 and [type(a).__name__ for a in ours.layers] == \
-        [type(b).__name__ for b in tutorial_layers()]
+    assert ours.count_params() == 186_110 and [type(a).__name__ for a in ours.layers] == [
+        type(b).__name__ for b in tutorial_layers()
+    ]
     their_loss, their_acc = theirs.evaluate(x_test, y_test, batch_size=500, verbose=0)
     our_loss, our_acc = ours.evaluate(x_test, y_test, batch_size=500, verbose=0)
-    assert our_acc == pytest.approx(their_acc, abs=1e-6)   # the same count of right answers out of 10,000
+    assert our_acc == pytest.approx(their_acc, abs=1e-6)  # the same count of right answers out of 10,000
     assert our_loss == pytest.approx(their_loss, rel=1e-4)
     p_ours, p_theirs = ours.predict(x_test, batch_size=500), theirs.predict(x_test, batch_size=500, verbose=0)
     compare_arrays(p_ours, p_theirs, "Keras tutorial model in minicnn: test predictions")

@@ -18,9 +18,8 @@ pytest.importorskip("ipykernel", reason="ipykernel not installed; pip install '.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
-EXPECTED = {"backprop_by_hand.ipynb", "gradient_checks.ipynb", "cpu_vs_gpu_kernels.ipynb",
-            "pytorch_side_by_side.ipynb"}
-CELL_TIMEOUT_S = 600   # the kernel-timing notebook compiles Numba kernels on a cold cache
+EXPECTED = {"backprop_by_hand.ipynb", "gradient_checks.ipynb", "cpu_vs_gpu_kernels.ipynb", "pytorch_side_by_side.ipynb"}
+CELL_TIMEOUT_S = 600  # the kernel-timing notebook compiles Numba kernels on a cold cache
 
 
 def notebook_paths():
@@ -56,11 +55,12 @@ def pictures(nb):
 @pytest.mark.parametrize("path", notebook_paths(), ids=os.path.basename)
 def test_notebook_runs_from_a_clean_kernel(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    monkeypatch.delenv("MPLBACKEND", raising=False)      # the notebooks draw inline (%matplotlib inline)
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the notebooks draw inline (%matplotlib inline)
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": NOTEBOOKS}})
-    client.execute()     # raises CellExecutionError, naming the cell, on any error or failed assert
+    client = nbclient.NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}
+    )
+    client.execute()  # raises CellExecutionError, naming the cell, on any error or failed assert
     assert len(pictures(nb)) >= 1, f"{path}: no picture was drawn"
     text = "".join(o.get("text", "") for cell in nb.cells for o in cell.get("outputs", []))
     if os.environ.get("MINICNN_REQUIRE_TORCH") == "1":

@@ -44,7 +44,7 @@ def check_outputs(ours, theirs, what):
 
 
 def test_every_layer_kind_matches_onnx_runtime_and_the_reference(tmp_path):
-    model = trained_minicnn_mixed()     # BatchNormalization (4-D and 2-D), padding, pooling, Reshape, Dropout ...
+    model = trained_minicnn_mixed()  # BatchNormalization (4-D and 2-D), padding, pooling, Reshape, Dropout ...
     model.export(tmp_path / "mixed.onnx")
     proto = onnx.load(tmp_path / "mixed.onnx")
     onnx.checker.check_model(proto, full_check=True)
@@ -60,9 +60,16 @@ def test_every_layer_kind_matches_onnx_runtime_and_the_reference(tmp_path):
 def test_four_d_outputs_and_softmax_over_channels(tmp_path):
     """A softmax over the channels of an image (axis 1 in ONNX's NCHW), asymmetric 'same' pooling pads, and an
     output that stays 4-D (transposed back to NHWC)."""
-    model = mc.Sequential([L.Conv2D(3, 3, padding="same", input_shape=(9, 7, 2)), L.Activation("softmax"),
-                           L.MaxPooling2D(3, strides=2, padding="same"), L.Conv2D(4, (2, 3), strides=(2, 1)),
-                           L.GlobalMaxPooling2D(keepdims=True)], seed=4)
+    model = mc.Sequential(
+        [
+            L.Conv2D(3, 3, padding="same", input_shape=(9, 7, 2)),
+            L.Activation("softmax"),
+            L.MaxPooling2D(3, strides=2, padding="same"),
+            L.Conv2D(4, (2, 3), strides=(2, 1)),
+            L.GlobalMaxPooling2D(keepdims=True),
+        ],
+        seed=4,
+    )
     model.export(tmp_path / "four_d.onnx")
     x = np.random.default_rng(1).normal(size=(16, 9, 7, 2)).astype(np.float32)
     ours = model.predict(x)
@@ -85,8 +92,8 @@ def _mnist_test_set():
 def test_tutorial_model_on_the_mnist_test_set(tmp_path):
     (x, y), (x_test, _) = _mnist_test_set()
     model = mc.recipes.build_model("tutorial", seed=0, backend="numpy")
-    for start in range(0, 512, 128):                    # a few steps: weights away from their initial draw
-        model.train_on_batch(x[start:start + 128], y[start:start + 128])
+    for start in range(0, 512, 128):  # a few steps: weights away from their initial draw
+        model.train_on_batch(x[start : start + 128], y[start : start + 128])
     model.export(tmp_path / "tutorial.onnx")
     ours = model.predict(x_test, batch_size=500)
     theirs, reference = run_both(tmp_path / "tutorial.onnx", x_test, reference_rows=200)
@@ -108,9 +115,27 @@ def test_a_model_trained_by_the_command_opens_in_keras_and_onnx_runtime(tmp_path
     from minicnn import export
 
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "minicnn.train", "--limit", "512", "--epochs", "1", "--backend",
-                           "numpy", "--data-dir", _real_mnist_dir(), "--out", str(out)], capture_output=True,
-                          text=True, timeout=900, env={**__import__("os").environ, "MPLBACKEND": "Agg"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minicnn.train",
+            "--limit",
+            "512",
+            "--epochs",
+            "1",
+            "--backend",
+            "numpy",
+            "--data-dir",
+            _real_mnist_dir(),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, "MPLBACKEND": "Agg"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("model.onnx", "model.keras"):
         assert export.main(["--weights", str(out / "weights.npz"), "--out", str(out / name)]) == 0

@@ -45,8 +45,8 @@ def test_sgd_momentum_two_steps_by_hand(nesterov):
     lr, m = 0.1, 0.9
     x = np.array([2.0])
     opt = SGD(learning_rate=lr, momentum=m, nesterov=nesterov)
-    opt.apply([x], [np.array([1.0])])      # v = -0.1
-    opt.apply([x], [np.array([0.5])])      # v = 0.9 * -0.1 - 0.05 = -0.14
+    opt.apply([x], [np.array([1.0])])  # v = -0.1
+    opt.apply([x], [np.array([0.5])])  # v = 0.9 * -0.1 - 0.05 = -0.14
     if nesterov:  # x += m*v - lr*g each step
         expected = 2.0 + (0.9 * -0.1 - 0.1) + (0.9 * -0.14 - 0.05)
     else:

@@ -11,7 +11,6 @@ number than the one written (beta_2 = 0.999 moves lr_t by 6e-6 relative); with t
 the same rule in float64 and agree to the last bits (0 difference measured).
 """
 
-
 import numpy as np
 import pytest
 from conftest import KERAS_MISSING, import_keras
@@ -24,19 +23,25 @@ keras, _ = import_keras()
 
 needs_keras = pytest.mark.skipif(keras is None, reason=KERAS_MISSING)
 
-EXACT = dict(learning_rate=2 ** -7)                   # float32-exact numbers (see the module docstring)
-EXACT_BETAS = dict(EXACT, beta_1=0.875, beta_2=1 - 2 ** -10)
-CASES = {   # name -> (Keras's kwargs == ours for float32, for float64)
+EXACT = dict(learning_rate=2**-7)  # float32-exact numbers (see the module docstring)
+EXACT_BETAS = dict(EXACT, beta_1=0.875, beta_2=1 - 2**-10)
+CASES = {  # name -> (Keras's kwargs == ours for float32, for float64)
     "adam": ("Adam", dict(learning_rate=0.01), EXACT_BETAS),
     "adam_amsgrad": ("Adam", dict(learning_rate=0.01, amsgrad=True), dict(EXACT_BETAS, amsgrad=True)),
     "adamw": ("AdamW", dict(learning_rate=0.01, weight_decay=0.25), dict(EXACT_BETAS, weight_decay=0.25)),
-    "adamw_amsgrad": ("AdamW", dict(learning_rate=0.01, amsgrad=True),          # the default weight_decay
-                      dict(EXACT_BETAS, amsgrad=True, weight_decay=0.25)),
+    "adamw_amsgrad": (
+        "AdamW",
+        dict(learning_rate=0.01, amsgrad=True),  # the default weight_decay
+        dict(EXACT_BETAS, amsgrad=True, weight_decay=0.25),
+    ),
     "rmsprop": ("RMSprop", dict(learning_rate=0.01), EXACT),
     "rmsprop_momentum": ("RMSprop", dict(learning_rate=0.01, momentum=0.5), dict(EXACT, rho=0.875, momentum=0.5)),
     "rmsprop_centered": ("RMSprop", dict(learning_rate=0.01, centered=True), dict(EXACT, rho=0.875, centered=True)),
-    "rmsprop_both": ("RMSprop", dict(learning_rate=0.01, momentum=0.9, centered=True),
-                     dict(EXACT, momentum=0.5, centered=True)),
+    "rmsprop_both": (
+        "RMSprop",
+        dict(learning_rate=0.01, momentum=0.9, centered=True),
+        dict(EXACT, momentum=0.5, centered=True),
+    ),
 }
 OURS = {"Adam": Adam, "AdamW": AdamW, "RMSprop": RMSprop}
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-7), np.float64: dict(rtol=1e-12, atol=0)}
@@ -54,8 +59,9 @@ def problem(dtype, seed=0, steps=10):
     so that v shrinks afterwards and AMSGrad's max(v_hat, v) differs from v."""
     rng = np.random.default_rng(seed)
     weights = [rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal(5).astype(dtype)]
-    grads = [[rng.standard_normal(w.shape).astype(dtype) * (100.0 if k == 0 else 1.0) for w in weights]
-             for k in range(steps)]
+    grads = [
+        [rng.standard_normal(w.shape).astype(dtype) * (100.0 if k == 0 else 1.0) for w in weights] for k in range(steps)
+    ]
     return weights, grads
 
 
@@ -109,8 +115,10 @@ def test_weights_match_keras_after_each_of_10_steps(case, dtype, backend):
 def test_amsgrad_and_momentum_change_the_result():
     """The parity cases exercise each variant: AMSGrad's max and RMSprop's momentum/centering move the weights."""
     weights, grads = problem(np.float64)
-    final = {case: run_ours(lambda c=case: OURS[CASES[c][0]](**CASES[c][2]), weights, grads, "numpy")[-1][0]
-             for case in CASES}
+    final = {
+        case: run_ours(lambda c=case: OURS[CASES[c][0]](**CASES[c][2]), weights, grads, "numpy")[-1][0]
+        for case in CASES
+    }
     assert not np.allclose(final["adam"], final["adam_amsgrad"], rtol=1e-6)
     assert not np.allclose(final["adam"], final["adamw"], rtol=1e-6)
     assert not np.allclose(final["rmsprop"], final["rmsprop_momentum"], rtol=1e-6)
@@ -125,7 +133,7 @@ def test_numba_fused_adam_is_bitwise_the_plain_rule(case, dtype):
     nb = backend_or_skip("numba")
     assert nb.fused_update(OURS[CASES[case][0]](**CASES[case][1]).rule) is not None
     weights, grads = problem(dtype)
-    make = lambda: OURS[CASES[case][0]](**CASES[case][1])   # noqa: E731
+    make = lambda: OURS[CASES[case][0]](**CASES[case][1])  # noqa: E731
     schedule = {4: 0.003}
     for a, b in zip(run_ours(make, weights, grads, nb, schedule), run_ours(make, weights, grads, "numpy", schedule)):
         for x, y in zip(a, b):
@@ -136,7 +144,7 @@ def test_numba_adam_falls_back_to_the_rule_on_non_contiguous_weights():
     nb = backend_or_skip("numba")
     rng = np.random.default_rng(1)
     base = rng.standard_normal((6, 8))
-    w_nb, w_np = base.copy().T, base.copy().T          # transposed views: not C-contiguous
+    w_nb, w_np = base.copy().T, base.copy().T  # transposed views: not C-contiguous
     g = rng.standard_normal((8, 6))
     a, b = Adam(0.01), Adam(0.01)
     for _ in range(3):
@@ -149,10 +157,11 @@ def test_cupy_fused_adam_matches_the_rule():
     gpu = backend_or_skip("cupy")
     weights, grads = problem(np.float32)
     for make in (lambda: Adam(0.01), lambda: Adam(0.01, amsgrad=True), lambda: AdamW(0.01)):
-        for a, b in zip(run_ours(make, weights, grads, gpu, {4: 0.003}),
-                        run_ours(make, weights, grads, "numpy", {4: 0.003})):
+        for a, b in zip(
+            run_ours(make, weights, grads, gpu, {4: 0.003}), run_ours(make, weights, grads, "numpy", {4: 0.003})
+        ):
             for x, y in zip(a, b):
-                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)   # CUDA may fuse multiply-adds
+                np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)  # CUDA may fuse multiply-adds
 
 
 @needs_keras
@@ -164,12 +173,12 @@ def test_learning_rate_set_between_steps_takes_effect_at_the_next(case, backend)
     be = backend_or_skip(backend)
     class_name, _, kwargs = CASES[case]
     weights, grads = problem(np.float64)
-    schedule = {3: 2 ** -9, 7: 2 ** -5}
-    make = lambda: OURS[class_name](**kwargs)   # noqa: E731
+    schedule = {3: 2**-9, 7: 2**-5}
+    make = lambda: OURS[class_name](**kwargs)  # noqa: E731
     ours = run_ours(make, weights, grads, be, schedule)
     assert_same_history(ours, run_keras(class_name, kwargs, weights, grads, schedule), np.float64)
     unchanged = run_ours(make, weights, grads, be)
-    np.testing.assert_array_equal(ours[2][0], unchanged[2][0])      # before the change: the same
+    np.testing.assert_array_equal(ours[2][0], unchanged[2][0])  # before the change: the same
     assert not np.allclose(ours[3][0], unchanged[3][0], rtol=1e-9)  # the step right after it: different
     opt = make()
     opt.learning_rate = 0.5
@@ -186,14 +195,18 @@ def test_learning_rate_set_from_a_callback(backend):
     y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
 
     def model():
-        m = mc.Sequential([layers.Dense(4, activation="relu", input_shape=(6,)), layers.Dense(3, activation="softmax")],
-                          seed=3, backend=backend)
+        m = mc.Sequential(
+            [layers.Dense(4, activation="relu", input_shape=(6,)), layers.Dense(3, activation="softmax")],
+            seed=3,
+            backend=backend,
+        )
         m.compile(optimizer=Adam(0.05))
         return m
 
     by_callback = model()
     cb = mc.training.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: setattr(by_callback.optimizer, "learning_rate", 0.001))
+        on_epoch_end=lambda epoch, logs: setattr(by_callback.optimizer, "learning_rate", 0.001)
+    )
     by_callback.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0, callbacks=[cb])
     by_hand, unchanged = model(), model()
     for _ in range(3):
@@ -213,7 +226,7 @@ def test_defaults_and_names_are_keras(name):
     for key, value in ours.get_config().items():
         if key == "name":
             continue
-        assert theirs[key] == pytest.approx(value, rel=1e-7), key   # Keras keeps learning_rate as float32
+        assert theirs[key] == pytest.approx(value, rel=1e-7), key  # Keras keeps learning_rate as float32
     assert mc.optimizers.get(name.upper()).get_config() == ours.get_config()
 
 
@@ -239,20 +252,23 @@ def test_optimizer_state_survives_a_checkpoint():
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("make, error, words", [
-    (lambda: Adam(learning_rate=0), ValueError, "learning_rate"),
-    (lambda: Adam(beta_1=1.0), ValueError, "beta_1"),
-    (lambda: Adam(beta_2=-0.1), ValueError, "beta_2"),
-    (lambda: Adam(epsilon=0), ValueError, "epsilon"),
-    (lambda: Adam(amsgrad="yes"), TypeError, "amsgrad"),
-    (lambda: AdamW(weight_decay=-0.1), ValueError, "weight_decay"),
-    (lambda: AdamW(weight_decay=None), ValueError, "weight_decay"),
-    (lambda: RMSprop(rho=1.0), ValueError, "rho"),
-    (lambda: RMSprop(momentum=1.5), ValueError, "momentum"),
-    (lambda: RMSprop(epsilon=-1), ValueError, "epsilon"),
-    (lambda: RMSprop(centered=1), TypeError, "centered"),
-    (lambda: mc.optimizers.get("adamax"), ValueError, "adamw"),
-])
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda: Adam(learning_rate=0), ValueError, "learning_rate"),
+        (lambda: Adam(beta_1=1.0), ValueError, "beta_1"),
+        (lambda: Adam(beta_2=-0.1), ValueError, "beta_2"),
+        (lambda: Adam(epsilon=0), ValueError, "epsilon"),
+        (lambda: Adam(amsgrad="yes"), TypeError, "amsgrad"),
+        (lambda: AdamW(weight_decay=-0.1), ValueError, "weight_decay"),
+        (lambda: AdamW(weight_decay=None), ValueError, "weight_decay"),
+        (lambda: RMSprop(rho=1.0), ValueError, "rho"),
+        (lambda: RMSprop(momentum=1.5), ValueError, "momentum"),
+        (lambda: RMSprop(epsilon=-1), ValueError, "epsilon"),
+        (lambda: RMSprop(centered=1), TypeError, "centered"),
+        (lambda: mc.optimizers.get("adamax"), ValueError, "adamw"),
+    ],
+)
 def test_bad_arguments_are_named(make, error, words):
     with pytest.raises(error, match=words):
         make()

@@ -17,21 +17,29 @@ def wheel(tmp_path_factory):
     try:
         import setuptools
 
-        isolated = int(setuptools.__version__.split(".")[0]) < 77   # else build with the one installed (offline)
+        isolated = int(setuptools.__version__.split(".")[0]) < 77  # else build with the one installed (offline)
     except ImportError:
         isolated = True
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), ROOT]
-                          + ([] if isolated else ["--no-build-isolation"]), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), ROOT]
+        + ([] if isolated else ["--no-build-isolation"]),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = [p for p in os.listdir(out) if p.endswith(".whl")]
     with zipfile.ZipFile(out / path) as archive:
-        return {name: archive.read(name) for name in archive.namelist()
-                if not name.endswith((".py", ".pyc")) or name.count("/") <= 1}
+        return {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if not name.endswith((".py", ".pyc")) or name.count("/") <= 1
+        }
 
 
 def test_the_wheel_installs_minicnn_alone(wheel):
     top = {name.split("/")[0] for name in wheel}
-    assert top == {"minicnn", "minicnn-0.1.0.dist-info"}, top    # benchmarks/ and tests/ run from the project
+    assert top == {"minicnn", "minicnn-0.1.0.dist-info"}, top  # benchmarks/ and tests/ run from the project
 
 
 def test_the_wheel_has_py_typed_the_guides_and_the_license(wheel):
@@ -77,12 +85,32 @@ def test_the_public_api_has_type_hints_that_resolve():
     from minicnn import annotations, callbacks, layers
 
     names = {**vars(annotations), **vars(mc), "History": callbacks.History, "Layer": layers.Layer}
-    public = [mc.Sequential.__init__, mc.Sequential.compile, mc.Sequential.fit, mc.Sequential.evaluate,
-              mc.Sequential.predict, mc.Sequential.save_weights, mc.Sequential.load_weights, mc.Sequential.get_layer,
-              mc.Sequential.train_on_batch, mc.Sequential.predict_on_batch]
-    public += [getattr(layers, name).__init__ for name in ("Conv2D", "Dense", "MaxPooling2D", "Dropout", "Flatten",
-                                                            "BatchNormalization", "Activation", "Reshape")]
+    public = [
+        mc.Sequential.__init__,
+        mc.Sequential.compile,
+        mc.Sequential.fit,
+        mc.Sequential.evaluate,
+        mc.Sequential.predict,
+        mc.Sequential.save_weights,
+        mc.Sequential.load_weights,
+        mc.Sequential.get_layer,
+        mc.Sequential.train_on_batch,
+        mc.Sequential.predict_on_batch,
+    ]
+    public += [
+        getattr(layers, name).__init__
+        for name in (
+            "Conv2D",
+            "Dense",
+            "MaxPooling2D",
+            "Dropout",
+            "Flatten",
+            "BatchNormalization",
+            "Activation",
+            "Reshape",
+        )
+    ]
     for fn in public:
-        hints = typing.get_type_hints(fn, localns=names)   # a name that does not exist raises here
+        hints = typing.get_type_hints(fn, localns=names)  # a name that does not exist raises here
         assert "return" in hints or fn.__name__ == "__init__", fn.__qualname__
         assert len(hints) >= 2, (fn.__qualname__, hints)

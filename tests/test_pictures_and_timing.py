@@ -44,7 +44,7 @@ def test_feature_maps_share_one_colour_scale_per_layer_unless_asked_not_to(train
     fig = feature_maps_figure(model, x[0], max_maps=4)
     first_row = [ax.images[0] for ax in fig.axes[1:5]]
     assert all(im.get_clim() == (0.0, pytest.approx(float(conv.max()))) for im in first_row)
-    assert len(fig.axes) > 1 + 4 * 4   # the maps and one colorbar per row
+    assert len(fig.axes) > 1 + 4 * 4  # the maps and one colorbar per row
     own = feature_maps_figure(model, x[0], max_maps=4, shared_scale=False)
     clims = {own.axes[k].images[0].get_clim() for k in range(1, 5)}
     assert len(clims) == 4 and "(each on its own scale)" in " ".join(_texts(own))
@@ -56,7 +56,7 @@ def test_a_dead_map_is_marked(trained):
     saved = conv.params["bias"].copy()
     try:
         conv.params["kernel"][..., 2] = 0
-        conv.params["bias"][2] = -1.0           # map 2 is 0 everywhere after the ReLU
+        conv.params["bias"][2] = -1.0  # map 2 is 0 everywhere after the ReLU
         fig = feature_maps_figure(model, x[0], max_maps=4)
         assert fig.axes[3].get_title() == "dead" and fig.axes[2].get_title() == "1"
     finally:
@@ -78,7 +78,7 @@ def test_gradient_norms_legend_sits_beside_the_curves_and_every_series_differs(t
     ax = fig.axes[0]
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
-    assert legend.x0 > ax.get_window_extent().x1        # outside the axes: it covers no curve
+    assert legend.x0 > ax.get_window_extent().x1  # outside the axes: it covers no curve
     looks = {(line.get_color(), line.get_linestyle(), line.get_marker()) for line in ax.get_lines()}
     assert len(ax.get_lines()) == 10 and len(looks) == 10
 
@@ -109,7 +109,7 @@ def test_the_trace_has_a_loss_section_between_the_passes():
     info = trace.loss_info
     assert info["gradient_shape"] == (8, 10) and info["gradient_formula"].startswith("dL/dZ = (P - Y) / N")
     assert f"value {trace.loss:.4f}" in text and "L = -(1/N) sum_n sum_k Y[n,k] log P[n,k]" in text
-    assert info["gradient_stats"]["mean"] == pytest.approx(0.0, abs=1e-7)   # rows of P and Y both sum to 1
+    assert info["gradient_stats"]["mean"] == pytest.approx(0.0, abs=1e-7)  # rows of P and Y both sum to 1
 
 
 def test_the_repeated_runs_of_a_traced_step_leave_the_state_of_one_step():
@@ -121,6 +121,6 @@ def test_the_repeated_runs_of_a_traced_step_leave_the_state_of_one_step():
     once, many = build_model("fashion_bn", seed=0, backend="numpy"), build_model("fashion_bn", seed=0, backend="numpy")
     a, b = trace_step(once, x, y, repeats=0), trace_step(many, x, y, repeats=3)
     assert a.loss == b.loss and a.timing_runs == 1 and b.timing_runs == 3
-    for w1, w2 in zip(once.weights, many.weights):    # the updated weights and the moving statistics
+    for w1, w2 in zip(once.weights, many.weights):  # the updated weights and the moving statistics
         np.testing.assert_array_equal(w1, w2)
     assert [r["grad_norm"] for r in a.params] == [r["grad_norm"] for r in b.params]

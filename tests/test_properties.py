@@ -45,8 +45,11 @@ def test_random_conv_configurations_have_keras_shapes_and_right_gradients(config
     layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation=activation)
     report = check_layer(layer, shape, mode="direction", seed=shape[1] * 10 + shape[2])
     n, h, w, _ = shape
-    assert layer.output_shape == (expected_size(h, kernel[0], strides[0], padding),
-                                  expected_size(w, kernel[1], strides[1], padding), filters)
+    assert layer.output_shape == (
+        expected_size(h, kernel[0], strides[0], padding),
+        expected_size(w, kernel[1], strides[1], padding),
+        filters,
+    )
     y = layer.forward(np.zeros(shape))
     assert y.shape == (n,) + layer.output_shape
     report.assert_ok()
@@ -59,15 +62,25 @@ def test_random_pool_configurations_have_keras_shapes_and_right_gradients(config
     layer = layers.MaxPooling2D(pool, strides=strides, padding=padding)
     report = check_layer(layer, shape, mode="direction", seed=shape[1] * 10 + shape[2])
     n, h, w, c = shape
-    assert layer.output_shape == (expected_size(h, pool[0], strides[0], padding),
-                                  expected_size(w, pool[1], strides[1], padding), c)
+    assert layer.output_shape == (
+        expected_size(h, pool[0], strides[0], padding),
+        expected_size(w, pool[1], strides[1], padding),
+        c,
+    )
     report.assert_ok()
 
 
 @pytest.fixture(scope="module")
 def model():
-    m = mc.Sequential([layers.Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)), layers.Flatten(),
-                       layers.Dense(3, activation="softmax")], seed=0, backend="numpy")
+    m = mc.Sequential(
+        [
+            layers.Conv2D(2, 3, activation="relu", input_shape=(6, 6, 1)),
+            layers.Flatten(),
+            layers.Dense(3, activation="softmax"),
+        ],
+        seed=0,
+        backend="numpy",
+    )
     m.compile()
     return m
 
@@ -78,8 +91,11 @@ DTYPES = st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, 
 @st.composite
 def arrays_of_any_kind(draw):
     dtype = draw(DTYPES)
-    shape = draw(st.sampled_from([(0, 6, 6, 1), (2, 6, 6), (2, 6, 6, 1), (3, 6, 6, 1), (1, 6, 6, 2), (2, 36),
-                                  (6, 6, 1), (), (2, 7, 6, 1)]))
+    shape = draw(
+        st.sampled_from(
+            [(0, 6, 6, 1), (2, 6, 6), (2, 6, 6, 1), (3, 6, 6, 1), (1, 6, 6, 2), (2, 36), (6, 6, 1), (), (2, 7, 6, 1)]
+        )
+    )
     if dtype is object:
         return np.empty(shape, dtype=object)
     elements = None
@@ -87,16 +103,22 @@ def arrays_of_any_kind(draw):
         # finite values up to 2^100 (1.3e30), and NaN/inf. (Finite inputs near float32's limit, such as the 1.35e38
         # hypothesis found, overflow inside the network's sums and give NaN probabilities, as they do in Keras:
         # valid input, but not what this test is about.)
-        elements = st.one_of(st.floats(min_value=-2.0 ** 100, max_value=2.0 ** 100, width=32),
-                             st.sampled_from([np.nan, np.inf, -np.inf]))
+        elements = st.one_of(
+            st.floats(min_value=-(2.0**100), max_value=2.0**100, width=32), st.sampled_from([np.nan, np.inf, -np.inf])
+        )
     return draw(hnp.arrays(dtype, shape, elements=elements))
 
 
 @SETTINGS
 @given(arrays_of_any_kind())
 def test_predict_on_malformed_input_raises_only_documented_errors(model, x):
-    valid = (x.dtype.kind in "biuf" and x.ndim == 4 and x.shape[1:] == (6, 6, 1) and x.shape[0] > 0
-             and bool(np.isfinite(x.astype(np.float64)).all()))
+    valid = (
+        x.dtype.kind in "biuf"
+        and x.ndim == 4
+        and x.shape[1:] == (6, 6, 1)
+        and x.shape[0] > 0
+        and bool(np.isfinite(x.astype(np.float64)).all())
+    )
     try:
         out = model.predict(x)
     except (ValueError, TypeError):
@@ -124,7 +146,7 @@ def test_train_on_batch_on_malformed_input_raises_only_documented_errors(model, 
     try:
         loss, acc = model.train_on_batch(x, y)
     except (ValueError, TypeError):
-        for a, b in zip(before, model.get_weights()):   # a refused batch changes nothing
+        for a, b in zip(before, model.get_weights()):  # a refused batch changes nothing
             np.testing.assert_array_equal(a, b)
         return
     assert y_kind == "onehot" and n > 0 and x.shape[1:] == (6, 6, 1)

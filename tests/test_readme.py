@@ -14,7 +14,7 @@ def readme_blocks():
 
 
 def test_every_python_block_is_covered_here():
-    assert len(readme_blocks()) == 5   # model in Python, tutorial, Keras weights, gradient check, model files
+    assert len(readme_blocks()) == 5  # model in Python, tutorial, Keras weights, gradient check, model files
 
 
 def test_model_example_runs():
@@ -36,7 +36,8 @@ def test_tutorial_example_runs_on_a_slice(tmp_path, monkeypatch):
     # the example as written trains 10 epochs on 60,000 images; here: 1 epoch on the first 2,560, same code path
     shortened = block.replace("epochs=10", "epochs=1").replace(
         "(x_train, y_train), (x_test, y_test) = mnist.load_data()",
-        "(x_train, y_train), (x_test, y_test) = mnist.load_data()\nx_train, y_train = x_train[:2560], y_train[:2560]")
+        "(x_train, y_train), (x_test, y_test) = mnist.load_data()\nx_train, y_train = x_train[:2560], y_train[:2560]",
+    )
     assert shortened != block
     exec(compile(shortened, "README.md", "exec"), {})
     assert (tmp_path / "history.png").exists() and (tmp_path / "misclassified.png").exists()

@@ -40,14 +40,14 @@ def test_same_padding_matches_tensorflow_rule():
     # TensorFlow: out = ceil(n / s), the smaller half of the padding goes first.
     win = make_window(7, 8, (4, 3), (2, 3), "same")
     assert (win.out_h, win.out_w) == (4, 3)
-    assert (win.pad_top, win.pad_bottom) == (1, 2)   # total (4-1)*2 + 4 - 7 = 3
-    assert (win.pad_left, win.pad_right) == (0, 1)   # total (3-1)*3 + 3 - 8 = 1: 0 before, 1 after
+    assert (win.pad_top, win.pad_bottom) == (1, 2)  # total (4-1)*2 + 4 - 7 = 3
+    assert (win.pad_left, win.pad_right) == (0, 1)  # total (3-1)*3 + 3 - 8 = 1: 0 before, 1 after
 
 
 def test_maxpool_routes_gradient_to_first_maximum_on_ties():
     be = get_backend("numpy")
     x = np.zeros((1, 2, 2, 1))
-    x[0, 0, 1, 0] = x[0, 1, 0, 0] = 5.0   # two equal maxima; (0, 1) comes first in row-major order
+    x[0, 0, 1, 0] = x[0, 1, 0, 0] = 5.0  # two equal maxima; (0, 1) comes first in row-major order
     win = make_window(2, 2, (2, 2), (2, 2), "valid")
     y, arg = be.maxpool_forward(x, win)
     assert y[0, 0, 0, 0] == 5.0 and arg[0, 0, 0, 0] == 1

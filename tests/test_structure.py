@@ -35,8 +35,11 @@ class GainWithMean(layers.Layer):
 
 
 def small_model(seed=0, backend="numpy"):
-    model = mc.Sequential([layers.Dense(6, activation="relu", input_shape=(4,)), GainWithMean(),
-                           layers.Dense(3, activation="softmax")], seed=seed, backend=backend)
+    model = mc.Sequential(
+        [layers.Dense(6, activation="relu", input_shape=(4,)), GainWithMean(), layers.Dense(3, activation="softmax")],
+        seed=seed,
+        backend=backend,
+    )
     model.compile(optimizer=mc.optimizers.Adadelta())
     return model
 
@@ -49,12 +52,18 @@ def batch(n=8, seed=1):
 def test_weights_are_in_keras_order_trainable_first_then_state():
     model = small_model()
     names = [name for name, _ in model.named_weights()]
-    assert names == ["dense/kernel", "dense/bias", "gain_with_mean/gain", "gain_with_mean/moving_mean",
-                     "dense_1/kernel", "dense_1/bias"]
+    assert names == [
+        "dense/kernel",
+        "dense/bias",
+        "gain_with_mean/gain",
+        "gain_with_mean/moving_mean",
+        "dense_1/kernel",
+        "dense_1/bias",
+    ]
     gain = model.layers[1]
     assert [id(w) for w in model.non_trainable_weights] == [id(gain.params["moving_mean"])]
     assert len(model.trainable_weights) == 5 and len(model.weights) == 6
-    assert list(gain.grads) == ["gain"]          # no gradient for state that is not trained
+    assert list(gain.grads) == ["gain"]  # no gradient for state that is not trained
 
 
 def test_the_optimizer_sees_only_trainable_weights_and_state_changes_by_the_layer_alone():
@@ -64,7 +73,7 @@ def test_the_optimizer_sees_only_trainable_weights_and_state_changes_by_the_laye
     assert [g.shape for g in grads] == [w.shape for w in model.trainable_weights]
     model.train_on_batch(x, y)
     assert len(model.optimizer.accumulated_grad) == 5
-    assert np.any(model.layers[1].params["moving_mean"] != 0)   # updated by the forward pass in training
+    assert np.any(model.layers[1].params["moving_mean"] != 0)  # updated by the forward pass in training
 
 
 def test_a_frozen_layer_keeps_its_weights_and_counts_as_non_trainable():
@@ -77,7 +86,7 @@ def test_a_frozen_layer_keeps_its_weights_and_counts_as_non_trainable():
         np.testing.assert_array_equal(old, new)
     assert not np.array_equal(others, model.layers[2].params["kernel"])
     text = model.summary(print_fn=None)
-    frozen = model.layers[0].count_params() + 6   # dense's 30 plus the moving mean
+    frozen = model.layers[0].count_params() + 6  # dense's 30 plus the moving mean
     assert f"Non-trainable params: {frozen:,}" in text
     assert f"Trainable params: {model.count_params() - frozen:,}" in text
     assert len(model.compute_gradients(*batch())[1]) == 3
@@ -112,8 +121,7 @@ def test_a_weights_file_in_the_first_waves_format_loads(tmp_path):
     # what save_weights wrote before weights knew trainable from not: one entry per weight and a layer list
     model = mc.Sequential([layers.Dense(3, input_shape=(2,))], seed=0)
     kernel, bias = np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(3, np.float32)
-    np.savez(tmp_path / "old.npz", **{"dense/kernel": kernel, "dense/bias": bias},
-             __layers__=np.array(["dense:Dense"]))
+    np.savez(tmp_path / "old.npz", **{"dense/kernel": kernel, "dense/bias": bias}, __layers__=np.array(["dense:Dense"]))
     model.load_weights(tmp_path / "old.npz")
     np.testing.assert_array_equal(model.get_weights()[0], kernel)
 
@@ -163,8 +171,9 @@ def test_the_fused_convolution_equals_the_plain_one(case):
     x = rng.normal(size=shape) + 0.1
     results = []
     for backend in (fused, plain):
-        layer = layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation=activation,
-                              use_bias=use_bias)
+        layer = layers.Conv2D(
+            filters, kernel, strides=strides, padding=padding, activation=activation, use_bias=use_bias
+        )
         layer.build(shape[1:], backend, np.float64, np.random.default_rng(1))
         y = layer.forward(x.copy(), training=True).copy()
         dy = np.random.default_rng(2).normal(size=y.shape)
@@ -179,9 +188,17 @@ def test_training_is_the_same_through_the_fused_and_the_plain_convolution():
     x, y = synthetic_digits(16)
     weights = []
     for backend in (fused, plain):
-        model = mc.Sequential([layers.Conv2D(4, 5, activation="relu", input_shape=(28, 28, 1)),
-                               layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")],
-                              seed=3, backend=backend, dtype="float64")
+        model = mc.Sequential(
+            [
+                layers.Conv2D(4, 5, activation="relu", input_shape=(28, 28, 1)),
+                layers.MaxPooling2D(2),
+                layers.Flatten(),
+                layers.Dense(10, activation="softmax"),
+            ],
+            seed=3,
+            backend=backend,
+            dtype="float64",
+        )
         model.compile(optimizer=mc.optimizers.Adadelta())
         for _ in range(3):
             model.train_on_batch(x, y)
@@ -197,8 +214,12 @@ def test_a_convolution_can_end_the_model_under_the_fused_softmax_gradient(backen
         get_backend(backend)
     except ImportError as err:
         pytest.skip(f"{backend} unavailable: {err}")
-    model = mc.Sequential([layers.Conv2D(3, (3, 3), activation="softmax", input_shape=(3, 3, 2))], seed=0,
-                          backend=backend, dtype="float64")
+    model = mc.Sequential(
+        [layers.Conv2D(3, (3, 3), activation="softmax", input_shape=(3, 3, 2))],
+        seed=0,
+        backend=backend,
+        dtype="float64",
+    )
     x = np.random.default_rng(0).normal(size=(4, 3, 3, 2))
     y = np.eye(3)[[0, 1, 2, 0]].reshape(4, 1, 1, 3)
     model.compile(optimizer="sgd")

@@ -20,8 +20,9 @@ def _python(code, env_extra=None):
     for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
         if k not in (env_extra or {}):
             env.pop(k, None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _fake_cgroup(tmp_path, v2_limits=None, v1_quota=None):
@@ -43,11 +44,14 @@ def _fake_cgroup(tmp_path, v2_limits=None, v1_quota=None):
     return str(root), str(tmp_path / "proc_cgroup")
 
 
-@pytest.mark.parametrize("limits,expected", [
-    (("max 100000", "150000 100000", "max 100000"), 1.5),     # the parent's quota binds its children
-    (("max 100000", "300000 100000", "50000 100000"), 0.5),   # the smallest along the path
-    (("max 100000", None, "max 100000"), None),               # no quota anywhere
-])
+@pytest.mark.parametrize(
+    "limits,expected",
+    [
+        (("max 100000", "150000 100000", "max 100000"), 1.5),  # the parent's quota binds its children
+        (("max 100000", "300000 100000", "50000 100000"), 0.5),  # the smallest along the path
+        (("max 100000", None, "max 100000"), None),  # no quota anywhere
+    ],
+)
 def test_cgroup_v2_cpu_quota_is_the_smallest_along_the_path(tmp_path, limits, expected):
     root, proc = _fake_cgroup(tmp_path, v2_limits=limits)
     assert cores.cgroup_cpu_limit(root, proc) == expected
@@ -63,7 +67,7 @@ def test_available_cores_is_capped_by_affinity_and_quota(monkeypatch):
     affinity = len(os.sched_getaffinity(0))
     monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: None)
     assert cores.available_cores() == affinity
-    monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: 0.4)       # a fraction of a core still needs a thread
+    monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: 0.4)  # a fraction of a core still needs a thread
     assert cores.available_cores() == 1
     monkeypatch.setattr(cores, "cgroup_cpu_limit", lambda: affinity + 8.0)
     assert cores.available_cores() == affinity
@@ -109,24 +113,30 @@ def test_a_fixed_thread_count_gives_the_same_bits(tutorial_model, restore_thread
 
 def test_pool_starts_passive_without_leaking_the_setting():
     # OMP_DISPLAY_ENV makes GNU OpenMP print the settings it read when it loaded
-    proc = _python("""
+    proc = _python(
+        """
         import os
         from minicnn.backend import get_backend
         from minicnn.backend.numba import threads
         get_backend("numba")
         print("info", threads.pool_info()["wait"], "| env", os.environ.get("OMP_WAIT_POLICY"))
-    """, {"OMP_DISPLAY_ENV": "true"})
+    """,
+        {"OMP_DISPLAY_ENV": "true"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "info OMP_WAIT_POLICY=passive | env None" in proc.stdout
-    if "OPENMP DISPLAY ENVIRONMENT" in proc.stderr:   # GNU or LLVM OpenMP printed what it read
+    if "OPENMP DISPLAY ENVIRONMENT" in proc.stderr:  # GNU or LLVM OpenMP printed what it read
         assert "OMP_WAIT_POLICY = 'PASSIVE'" in proc.stderr
 
 
 def test_a_users_wait_policy_wins():
-    proc = _python("""
+    proc = _python(
+        """
         from minicnn.backend.numba import threads
         print(threads.start_pool()["wait"])
-    """, {"OMP_WAIT_POLICY": "active", "OMP_DISPLAY_ENV": "true"})
+    """,
+        {"OMP_WAIT_POLICY": "active", "OMP_DISPLAY_ENV": "true"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "the user's: OMP_WAIT_POLICY=active" in proc.stdout
     if "OPENMP DISPLAY ENVIRONMENT" in proc.stderr:
@@ -150,9 +160,14 @@ def test_pool_starts_with_the_cores_the_quota_allows():
 @pytest.mark.parametrize("command", ["minicnn.train", "minicnn.explain"])
 def test_threads_flag_reaches_set_num_threads(command, tmp_path):
     too_many = str(numba.config.NUMBA_NUM_THREADS + 1)
-    proc = subprocess.run([sys.executable, "-m", command, "--threads", too_many, "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", command, "--threads", too_many, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and f"set_num_threads({too_many})" in proc.stderr, proc.stderr[-2000:]
-    proc = subprocess.run([sys.executable, "-m", command, "--threads", "0"], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", command, "--threads", "0"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "--threads" in proc.stderr and "positive integer" in proc.stderr

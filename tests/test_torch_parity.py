@@ -33,9 +33,9 @@ def test_the_tutorial_model_matches_pytorch_autograd_in_float64():
     model = float64_model(tutorial_layers())
     x, y = synthetic_digits(6, seed=1)
     errors = bridge.compare_step(model, x, y)
-    names = ["probabilities", "loss", "input gradient"] + [f"{n}/{k}" for n in ("conv2d", "conv2d_1", "dense",
-                                                                                 "dense_1", "dense_2")
-                                                           for k in ("kernel", "bias")]
+    names = ["probabilities", "loss", "input gradient"] + [
+        f"{n}/{k}" for n in ("conv2d", "conv2d_1", "dense", "dense_1", "dense_2") for k in ("kernel", "bias")
+    ]
     assert sorted(errors) == sorted(names)
     bad = {name: err for name, err in errors.items() if not err < TOLERANCE}
     assert not bad, bad
@@ -43,10 +43,14 @@ def test_the_tutorial_model_matches_pytorch_autograd_in_float64():
 
 def test_padding_and_strides_match_pytorch():
     """Uneven "same" padding (zeros for a convolution, -inf for max pooling), strides, tanh and sigmoid."""
-    layers = [mc.layers.Conv2D(4, (3, 3), strides=2, padding="same", activation="tanh", input_shape=(9, 8, 2)),
-              mc.layers.MaxPooling2D((2, 2), strides=1, padding="same"),
-              mc.layers.Conv2D(3, (2, 2), padding="same", activation="sigmoid"),
-              mc.layers.AveragePooling2D((2, 2)), mc.layers.Flatten(), mc.layers.Dense(5, activation="softmax")]
+    layers = [
+        mc.layers.Conv2D(4, (3, 3), strides=2, padding="same", activation="tanh", input_shape=(9, 8, 2)),
+        mc.layers.MaxPooling2D((2, 2), strides=1, padding="same"),
+        mc.layers.Conv2D(3, (2, 2), padding="same", activation="sigmoid"),
+        mc.layers.AveragePooling2D((2, 2)),
+        mc.layers.Flatten(),
+        mc.layers.Dense(5, activation="softmax"),
+    ]
     model = float64_model(layers)
     rng = np.random.default_rng(3)
     errors = bridge.compare_step(model, rng.standard_normal((3, 9, 8, 2)), np.eye(5)[[0, 4, 2]])
@@ -66,7 +70,8 @@ def test_a_wrongly_loaded_kernel_is_caught():
 
 
 def test_an_unsupported_layer_is_named():
-    model = float64_model([mc.layers.Dense(3, activation="softmax", input_shape=(4,)),
-                           mc.layers.Dense(2, activation="softmax")])
+    model = float64_model(
+        [mc.layers.Dense(3, activation="softmax", input_shape=(4,)), mc.layers.Dense(2, activation="softmax")]
+    )
     with pytest.raises(ValueError, match="dense"):
         bridge.TorchTwin(model)

@@ -50,8 +50,17 @@ import os
 from .base import Backend
 from .geometry import Window, make_window
 
-__all__ = ["Backend", "Window", "make_window", "get_backend", "set_backend", "available_backends",
-           "default_backend_name", "BACKEND_NAMES", "backend_of"]
+__all__ = [
+    "Backend",
+    "Window",
+    "make_window",
+    "get_backend",
+    "set_backend",
+    "available_backends",
+    "default_backend_name",
+    "BACKEND_NAMES",
+    "backend_of",
+]
 
 BACKEND_NAMES = ("numpy", "numba", "cupy")
 
@@ -72,16 +81,21 @@ def _create(name: str) -> Backend:
         try:
             from .numba import NumbaBackend
         except ImportError as err:
-            raise ImportError(f"the 'numba' backend needs numba, scipy and threadpoolctl, which "
-                              f"'pip install minicnn' installs ({err})") from err
+            raise ImportError(
+                f"the 'numba' backend needs numba, scipy and threadpoolctl, which "
+                f"'pip install minicnn' installs ({err})"
+            ) from err
         return NumbaBackend()
     if name == "cupy":
         try:
             from .cupy_gpu import CupyBackend
         except ImportError as err:
-            raise ImportError(str(err) if "minicnn[gpu]" in str(err) else
-                              "the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' "
-                              f"(cupy-cuda13x; cupy-cuda12x for CUDA 12 drivers) ({err})") from err
+            raise ImportError(
+                str(err)
+                if "minicnn[gpu]" in str(err)
+                else "the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' "
+                f"(cupy-cuda13x; cupy-cuda12x for CUDA 12 drivers) ({err})"
+            ) from err
         return CupyBackend()
     raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}")
 
@@ -95,7 +109,7 @@ def default_backend_name() -> str:
         return env
     from importlib.util import find_spec
 
-    needs = ("numba", "scipy", "threadpoolctl")   # what the numba backend imports
+    needs = ("numba", "scipy", "threadpoolctl")  # what the numba backend imports
     return "numba" if all(find_spec(m) is not None for m in needs) else "numpy"
 
 

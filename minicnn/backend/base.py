@@ -121,11 +121,9 @@ class Backend:
         """Batch normalization of the columns of ``x2d`` with given statistics: ``(y, xhat, inv_std)``."""
         return numpy_ref.batchnorm_forward_inference(self.xp, x2d, mean, var, gamma, beta, eps, out, xhat_out)
 
-    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
-                           dbeta_out=None):
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None, dbeta_out=None):
         """``(dx, dgamma, dbeta)`` of batch normalization (``training``: through the batch statistics too)."""
-        return numpy_ref.batchnorm_backward(self.xp, dy2d, xhat, gamma, inv_std, training, out, dgamma_out,
-                                            dbeta_out)
+        return numpy_ref.batchnorm_backward(self.xp, dy2d, xhat, gamma, inv_std, training, out, dgamma_out, dbeta_out)
 
     def fused_update(self, rule: str):
         """This backend's fused kernel for the optimizer update ``rule`` (``"adadelta"``), or None: then the

@@ -62,8 +62,10 @@ def cgroup_cpu_limit(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/sel
             if len(fields) == 2 and fields[0] != "max":
                 limits.append(int(fields[0]) / int(fields[1]))
         else:
-            quota, period = _read(os.path.join(folder, "cpu.cfs_quota_us")), _read(os.path.join(folder,
-                                                                                                 "cpu.cfs_period_us"))
+            quota, period = (
+                _read(os.path.join(folder, "cpu.cfs_quota_us")),
+                _read(os.path.join(folder, "cpu.cfs_period_us")),
+            )
             if quota and period and int(quota) > 0 and int(period) > 0:
                 limits.append(int(quota) / int(period))
     return min(limits) if limits else None
@@ -73,7 +75,7 @@ def available_cores() -> int:
     """The cores this process may use: its affinity mask, capped by its cgroup CPU quota rounded up (at least 1)."""
     try:
         cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):   # not Linux
+    except (AttributeError, OSError):  # not Linux
         cores = os.cpu_count() or 1
     quota = cgroup_cpu_limit()
     if quota is not None:

@@ -31,9 +31,9 @@ def _operand(x):
     rows, cols = x.shape[-2:]
     s_row, s_col = x.strides[-2] // item, x.strides[-1] // item
     batch = x.strides[0] // item if x.ndim == 3 else 0
-    if s_col == 1 and s_row >= max(1, cols):            # C-ordered rows: column-major view is x^T, no transpose
+    if s_col == 1 and s_row >= max(1, cols):  # C-ordered rows: column-major view is x^T, no transpose
         return cublas.CUBLAS_OP_N, s_row, batch
-    if s_row == 1 and s_col >= max(1, rows):            # F-ordered: column-major view is x itself
+    if s_row == 1 and s_col >= max(1, rows):  # F-ordered: column-major view is x itself
         return cublas.CUBLAS_OP_T, s_col, batch
     return None
 
@@ -45,8 +45,14 @@ def matmul(a, b, out=None, *, original):
     import cupy
     from cupy_backends.cuda.libs import cublas
 
-    if (a.ndim != b.ndim or a.ndim not in (2, 3) or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64)
-            or (a.ndim == 3 and a.shape[0] != b.shape[0]) or a.shape[-1] != b.shape[-2]):
+    if (
+        a.ndim != b.ndim
+        or a.ndim not in (2, 3)
+        or a.dtype != b.dtype
+        or a.dtype not in (np.float32, np.float64)
+        or (a.ndim == 3 and a.shape[0] != b.shape[0])
+        or a.shape[-1] != b.shape[-2]
+    ):
         return original(a, b, out=out)
     op_a, op_b = _operand(a), _operand(b)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
@@ -55,18 +61,50 @@ def matmul(a, b, out=None, *, original):
         out = cupy.empty(shape, dtype=a.dtype)
     if op_a is None or op_b is None or out.shape != shape or not out.flags.c_contiguous or out.dtype != a.dtype:
         return original(a, b, out=out)
-    one, zero = np.ones((), a.dtype), np.zeros((), a.dtype)    # host scalars: cuBLAS reads them at the call
+    one, zero = np.ones((), a.dtype), np.zeros((), a.dtype)  # host scalars: cuBLAS reads them at the call
     handle = cupy.cuda.device.get_cublas_handle()
-    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)   # the capturing stream
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)  # the capturing stream
     single = a.dtype == np.float32
     if a.ndim == 2:
         gemm = cublas.sgemm if single else cublas.dgemm
-        gemm(handle, op_b[0], op_a[0], n, m, k, one.ctypes.data, b.data.ptr, op_b[1], a.data.ptr, op_a[1],
-             zero.ctypes.data, out.data.ptr, n)
+        gemm(
+            handle,
+            op_b[0],
+            op_a[0],
+            n,
+            m,
+            k,
+            one.ctypes.data,
+            b.data.ptr,
+            op_b[1],
+            a.data.ptr,
+            op_a[1],
+            zero.ctypes.data,
+            out.data.ptr,
+            n,
+        )
     else:
         gemm = cublas.sgemmStridedBatched if single else cublas.dgemmStridedBatched
-        gemm(handle, op_b[0], op_a[0], n, m, k, one.ctypes.data, b.data.ptr, op_b[1], op_b[2], a.data.ptr,
-             op_a[1], op_a[2], zero.ctypes.data, out.data.ptr, n, m * n, a.shape[0])
+        gemm(
+            handle,
+            op_b[0],
+            op_a[0],
+            n,
+            m,
+            k,
+            one.ctypes.data,
+            b.data.ptr,
+            op_b[1],
+            op_b[2],
+            a.data.ptr,
+            op_a[1],
+            op_a[2],
+            zero.ctypes.data,
+            out.data.ptr,
+            n,
+            m * n,
+            a.shape[0],
+        )
     return out
 
 
@@ -76,8 +114,9 @@ def products_through_gemm():
     import cupy
 
     original = cupy.matmul
-    cupy.matmul = lambda a, b, out=None, **kw: (original(a, b, out=out, **kw) if kw else
-                                                 matmul(a, b, out, original=original))
+    cupy.matmul = lambda a, b, out=None, **kw: (
+        original(a, b, out=out, **kw) if kw else matmul(a, b, out, original=original)
+    )
     try:
         yield
     finally:
@@ -99,8 +138,8 @@ class CupyGraphCapture:
     def capture(self, fn):
         import cupy
 
-        cupy.cuda.device.get_cublas_handle()               # created now: not while capturing
-        cupy.cuda.get_current_stream().synchronize()       # the static inputs are written
+        cupy.cuda.device.get_cublas_handle()  # created now: not while capturing
+        cupy.cuda.get_current_stream().synchronize()  # the static inputs are written
         pool = cupy.cuda.MemoryPool()
         mode = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
         with self.stream, cupy.cuda.using_allocator(pool.malloc), products_through_gemm():

@@ -26,8 +26,10 @@ from .geometry import Window
 try:
     import cupy
 except ImportError as err:  # pragma: no cover - depends on the machine
-    raise ImportError("the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' installs "
-                      "cupy-cuda13x (CUDA 13 drivers); for CUDA 12 drivers use pip install cupy-cuda12x") from err
+    raise ImportError(
+        "the 'cupy' backend needs CuPy and an NVIDIA GPU: pip install 'minicnn[gpu]' installs "
+        "cupy-cuda13x (CUDA 13 drivers); for CUDA 12 drivers use pip install cupy-cuda12x"
+    ) from err
 
 from . import cupy_kernels as kernels  # noqa: E402  (after the check that CuPy is there)
 
@@ -48,12 +50,13 @@ class CupyBackend(Backend):
         try:
             count = cupy.cuda.runtime.getDeviceCount()
         except cupy.cuda.runtime.CUDARuntimeError as err:
-            raise RuntimeError(f"the 'cupy' backend found no usable NVIDIA GPU ({err}); use 'numba' or 'numpy'") \
-                from err
+            raise RuntimeError(
+                f"the 'cupy' backend found no usable NVIDIA GPU ({err}); use 'numba' or 'numpy'"
+            ) from err
         if count == 0:
             raise RuntimeError("the 'cupy' backend found no NVIDIA GPU; use 'numba' or 'numpy'")
-        self._ones = {}   # rows of ones for bias_gradient, one per (length, dtype)
-        self._always = cupy.ones((), dtype=cupy.bool_)   # the gate of an ungated Adadelta step
+        self._ones = {}  # rows of ones for bias_gradient, one per (length, dtype)
+        self._always = cupy.ones((), dtype=cupy.bool_)  # the gate of an ungated Adadelta step
 
     def asarray(self, a, dtype=None):
         return cupy.asarray(a, dtype=dtype)
@@ -68,7 +71,7 @@ class CupyBackend(Backend):
         return cupy.random.default_rng(seed)
 
     def uniform(self, rng, shape, dtype, out=None):
-        return rng.random(shape, dtype=dtype)   # a fresh device array: CuPy's memory pool makes that cheap
+        return rng.random(shape, dtype=dtype)  # a fresh device array: CuPy's memory pool makes that cheap
 
     def im2col(self, x, win: Window, out=None):
         x = cupy.ascontiguousarray(x)
@@ -172,15 +175,15 @@ class CupyBackend(Backend):
         kernels.bn_normalize(x2d, mean, inv_std, gamma, beta, xhat, y)
         return y, xhat, inv_std
 
-    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
-                           dbeta_out=None):
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None, dbeta_out=None):
         """The two sums over rows (``dy * xhat`` formed in ``dx``'s buffer on the way), then one kernel for dx."""
         dy2d, xhat = cupy.ascontiguousarray(dy2d), cupy.ascontiguousarray(xhat)
         m, c = dy2d.shape
         dx = cupy.empty_like(dy2d) if out is None else out
         dbeta = self.bias_gradient(dy2d, cupy.empty(c, dtype=dy2d.dtype) if dbeta_out is None else dbeta_out)
-        dgamma = self.bias_gradient(cupy.multiply(dy2d, xhat, out=dx),
-                                    cupy.empty(c, dtype=dy2d.dtype) if dgamma_out is None else dgamma_out)
+        dgamma = self.bias_gradient(
+            cupy.multiply(dy2d, xhat, out=dx), cupy.empty(c, dtype=dy2d.dtype) if dgamma_out is None else dgamma_out
+        )
         scale = inv_std if gamma is None else gamma * inv_std
         if training:
             kernels.bn_input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, dx)
@@ -197,35 +200,81 @@ class CupyBackend(Backend):
     def fused_update(self, rule: str):
         """:meth:`adadelta_step` for ``"adadelta"``, :meth:`adam_step` for ``"adam"`` (AdamW too),
         :meth:`adam_amsgrad_step` for ``"adam_amsgrad"``, else None."""
-        return {"adadelta": self.adadelta_step, "adam": self.adam_step,
-                "adam_amsgrad": self.adam_amsgrad_step}.get(rule)
+        return {"adadelta": self.adadelta_step, "adam": self.adam_step, "adam_amsgrad": self.adam_amsgrad_step}.get(
+            rule
+        )
 
-    def adam_step(self, param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2,
-                  epsilon, weight_decay, gate=None, velocity_hats=None):
+    def adam_step(
+        self,
+        param,
+        grad,
+        momentums,
+        velocities,
+        learning_rate,
+        lr_t,
+        one_minus_beta_1,
+        one_minus_beta_2,
+        epsilon,
+        weight_decay,
+        gate=None,
+        velocity_hats=None,
+    ):
         """One Adam (AdamW) step in place, one fused kernel per parameter; the numbers (``Adam.hyperparameters()``,
         float64 on the host) enter in the weights' dtype; ``gate`` is read on the device. Returns True."""
         t = param.dtype.type
-        numbers = (t(learning_rate), t(lr_t), t(one_minus_beta_1), t(one_minus_beta_2), t(epsilon), t(weight_decay),
-                   self._always if gate is None else gate)
+        numbers = (
+            t(learning_rate),
+            t(lr_t),
+            t(one_minus_beta_1),
+            t(one_minus_beta_2),
+            t(epsilon),
+            t(weight_decay),
+            self._always if gate is None else gate,
+        )
         if velocity_hats is None:
             kernels.adam(grad, *numbers, param, momentums, velocities)
         else:
             kernels.adam_amsgrad(grad, *numbers, param, momentums, velocities, velocity_hats)
         return True
 
-    def adam_amsgrad_step(self, param, grad, momentums, velocities, velocity_hats, learning_rate, lr_t,
-                          one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay, gate=None):
+    def adam_amsgrad_step(
+        self,
+        param,
+        grad,
+        momentums,
+        velocities,
+        velocity_hats,
+        learning_rate,
+        lr_t,
+        one_minus_beta_1,
+        one_minus_beta_2,
+        epsilon,
+        weight_decay,
+        gate=None,
+    ):
         """:meth:`adam_step` with AMSGrad's ``velocity_hats`` (the slots in ``Adam.slot_names`` order)."""
-        return self.adam_step(param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1,
-                              one_minus_beta_2, epsilon, weight_decay, gate, velocity_hats=velocity_hats)
+        return self.adam_step(
+            param,
+            grad,
+            momentums,
+            velocities,
+            learning_rate,
+            lr_t,
+            one_minus_beta_1,
+            one_minus_beta_2,
+            epsilon,
+            weight_decay,
+            gate,
+            velocity_hats=velocity_hats,
+        )
 
-    def adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon,
-                      gate=None):
+    def adadelta_step(self, param, grad, accumulated_grad, accumulated_delta, learning_rate, rho, epsilon, gate=None):
         """One Adadelta step in place, one fused kernel per parameter instead of ten elementwise ones; ``gate`` (a 0-d
         boolean device array; None: always) is read on the device, no host synchronisation. Returns True."""
         t = param.dtype.type
         if gate is None:
             gate = self._always
-        kernels.adadelta(grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad,
-                  accumulated_delta)
+        kernels.adadelta(
+            grad, t(learning_rate), t(rho), t(1 - rho), t(epsilon), gate, param, accumulated_grad, accumulated_delta
+        )
         return True

@@ -8,7 +8,8 @@ import cupy  # imported by cupy_gpu.py only after it has checked that CuPy is th
 GEOMETRY = "int32 H, int32 W, int32 C, int32 KH, int32 KW, int32 SH, int32 SW, int32 PT, int32 PL, int32 OH, int32 OW"
 
 im2col = cupy.ElementwiseKernel(
-    "raw T x, " + GEOMETRY, "T col",
+    "raw T x, " + GEOMETRY,
+    "T col",
     """
     const int P = KH * KW * C;
     const int r = i / P, q = i % P;
@@ -16,13 +17,20 @@ im2col = cupy.ElementwiseKernel(
     const int xo = r % OW, t = r / OW, yo = t % OH, b = t / OH;
     const int hh = yo * SH + ki - PT, ww = xo * SW + kj - PL;
     col = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? x[((b * H + hh) * W + ww) * C + ch] : (T)0;
-    """, "minicnn_im2col")
+    """,
+    "minicnn_im2col",
+)
+
 
 def gather_kernel(params, declarations, tap_body, name):
     """A kernel with one thread per input pixel ``(b, hh, ww, ch)`` that adds up ``tap_body`` over every window
     ``(yo, xo)`` and tap ``(ki, kj)`` that reads this pixel, into ``sum`` (the gather form of col2im and max-pool
     backward: each pixel collects its own contributions, so no two threads write the same place)."""
-    return cupy.ElementwiseKernel(params + ", " + GEOMETRY, "T dx", declarations + """
+    return cupy.ElementwiseKernel(
+        params + ", " + GEOMETRY,
+        "T dx",
+        declarations
+        + """
     const int ch = i % C, t1 = i / C, ww = t1 % W, t2 = t1 / W, hh = t2 % H, b = t2 / H;
     T sum = 0;
     for (int ki = 0; ki < KH; ++ki) {
@@ -35,19 +43,29 @@ def gather_kernel(params, declarations, tap_body, name):
             if (u < 0 || u % SW != 0) continue;
             const int xo = u / SW;
             if (xo >= OW) continue;
-""" + tap_body + """        }
+"""
+        + tap_body
+        + """        }
     }
     dx = sum;
-    """, name)
+    """,
+        name,
+    )
 
 
-col2im = gather_kernel("raw T cols", """
-    const int P = KH * KW * C;""", """\
+col2im = gather_kernel(
+    "raw T cols",
+    """
+    const int P = KH * KW * C;""",
+    """\
             sum += cols[((b * OH + yo) * OW + xo) * P + (ki * KW + kj) * C + ch];
-""", "minicnn_col2im")
+""",
+    "minicnn_col2im",
+)
 
 maxpool_forward = cupy.ElementwiseKernel(
-    "raw T x, " + GEOMETRY, "T y, int32 argmax",
+    "raw T x, " + GEOMETRY,
+    "T y, int32 argmax",
     """
     const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;
     T best = 0;
@@ -64,12 +82,19 @@ maxpool_forward = cupy.ElementwiseKernel(
     }
     y = best;
     argmax = best_k;
-    """, "minicnn_maxpool_forward")
+    """,
+    "minicnn_maxpool_forward",
+)
 
-maxpool_backward = gather_kernel("raw T dy, raw int32 argmax", "", """\
+maxpool_backward = gather_kernel(
+    "raw T dy, raw int32 argmax",
+    "",
+    """\
             const int o = ((b * OH + yo) * OW + xo) * C + ch;
             if (argmax[o] == ki * KW + kj) sum += dy[o];
-""", "minicnn_maxpool_backward")
+""",
+    "minicnn_maxpool_backward",
+)
 
 # the number of real (not padded) cells of window (yo, xo): what average pooling divides by (Keras's rule)
 WINDOW_COUNT = """
@@ -79,9 +104,12 @@ WINDOW_COUNT = """
 """
 
 avgpool_forward = cupy.ElementwiseKernel(
-    "raw T x, " + GEOMETRY, "T y",
+    "raw T x, " + GEOMETRY,
+    "T y",
     """
-    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;""" + WINDOW_COUNT + """
+    const int ch = i % C, t1 = i / C, xo = t1 % OW, t2 = t1 / OW, yo = t2 % OH, b = t2 / OH;"""
+    + WINDOW_COUNT
+    + """
     T sum = 0;
     for (int ki = 0; ki < KH; ++ki) {
         const int hh = h0 + ki;
@@ -93,23 +121,35 @@ avgpool_forward = cupy.ElementwiseKernel(
         }
     }
     y = sum / (T)(rows * cols);
-    """, "minicnn_avgpool_forward")
+    """,
+    "minicnn_avgpool_forward",
+)
 
-avgpool_backward = gather_kernel("raw T dy", "", WINDOW_COUNT + """\
+avgpool_backward = gather_kernel(
+    "raw T dy",
+    "",
+    WINDOW_COUNT
+    + """\
             sum += dy[((b * OH + yo) * OW + xo) * C + ch] / (T)(rows * cols);
-""", "minicnn_avgpool_backward")
+""",
+    "minicnn_avgpool_backward",
+)
 
 # NaN stays NaN, as in np.maximum (CUDA's max would return 0 and hide a diverging run from the NaN guard)
-bias_relu = cupy.ElementwiseKernel("T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0",
-                                    "minicnn_bias_relu")
+bias_relu = cupy.ElementwiseKernel(
+    "T z, T bias", "T y", "const T v = z + bias; y = (v > (T)0 || v != v) ? v : (T)0", "minicnn_bias_relu"
+)
 relu_backward = cupy.ElementwiseKernel("T dy, T y", "T dz", "dz = y > (T)0 ? dy : (T)0", "minicnn_relu_backward")
-dropout_mask = cupy.ElementwiseKernel("T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0",
-                                       "minicnn_dropout_mask")
-dropout_apply = cupy.ElementwiseKernel("T x, T u, T rate, T scale", "T y, T m",
-                                        "m = u >= rate ? scale : (T)0; y = x * m", "minicnn_dropout_apply")
+dropout_mask = cupy.ElementwiseKernel(
+    "T u, T rate, T scale", "T m", "m = u >= rate ? scale : (T)0", "minicnn_dropout_mask"
+)
+dropout_apply = cupy.ElementwiseKernel(
+    "T x, T u, T rate, T scale", "T y, T m", "m = u >= rate ? scale : (T)0; y = x * m", "minicnn_dropout_apply"
+)
 
 adadelta = cupy.ElementwiseKernel(
-    "T g, T lr, T rho, T one_minus_rho, T eps, raw bool gate", "T param, T eg2, T edx2",
+    "T g, T lr, T rho, T one_minus_rho, T eps, raw bool gate",
+    "T param, T eg2, T edx2",
     """
     if (gate[0]) {   // the NaN guard's flag, read on the device: no host synchronisation
         eg2 = rho * eg2 + one_minus_rho * (g * g);
@@ -117,7 +157,9 @@ adadelta = cupy.ElementwiseKernel(
         edx2 = rho * edx2 + one_minus_rho * (delta * delta);
         param -= lr * delta;
     }
-    """, "minicnn_adadelta")
+    """,
+    "minicnn_adadelta",
+)
 
 # Adam (AdamW with wd != 0), Keras 3's rule as minicnn.optimizers.Adam.update_rule writes it; the AMSGrad variant
 # keeps v_hat = max(v_hat, v) (NaN if either is) and divides by its root instead of v's
@@ -133,11 +175,15 @@ ADAM_BODY = """
 ADAM_IN = "T g, T lr, T lr_t, T one_minus_b1, T one_minus_b2, T eps, T wd, raw bool gate"
 adam = cupy.ElementwiseKernel(ADAM_IN, "T param, T m, T v", ADAM_BODY % ("", "v"), "minicnn_adam")
 adam_amsgrad = cupy.ElementwiseKernel(
-    ADAM_IN, "T param, T m, T v, T v_hat",
-    ADAM_BODY % ("v_hat = (v > v_hat || v != v) ? v : v_hat;", "v_hat"), "minicnn_adam_amsgrad")
+    ADAM_IN,
+    "T param, T m, T v, T v_hat",
+    ADAM_BODY % ("v_hat = (v > v_hat || v != v) ? v : v_hat;", "v_hat"),
+    "minicnn_adam_amsgrad",
+)
 
 softmax_xent = cupy.ElementwiseKernel(
-    "raw T p, raw T y, int32 K, T eps, T inv_n", "T row_loss, T row_hit, raw T grad",
+    "raw T p, raw T y, int32 K, T eps, T inv_n",
+    "T row_loss, T row_hit, raw T grad",
     """
     // one thread per sample: Keras's clipped cross-entropy, argmax agreement, and the fused gradient
     T total = 0;
@@ -155,14 +201,23 @@ softmax_xent = cupy.ElementwiseKernel(
     }
     row_loss = loss;
     row_hit = arg_p == arg_y ? (T)1 : (T)0;
-    """, "minicnn_softmax_xent")
+    """,
+    "minicnn_softmax_xent",
+)
 
 # batch normalization of a matrix (M, C): the (C,) statistics broadcast along the rows, one thread per element
-bn_squared_deviation = cupy.ElementwiseKernel("T x, T mean", "T d2", "const T d = x - mean; d2 = d * d",
-                                               "minicnn_bn_squared_deviation")
+bn_squared_deviation = cupy.ElementwiseKernel(
+    "T x, T mean", "T d2", "const T d = x - mean; d2 = d * d", "minicnn_bn_squared_deviation"
+)
 bn_normalize = cupy.ElementwiseKernel(
-    "T x, T mean, T inv_std, T gamma, T beta", "T xhat, T y",
-    "const T h = (x - mean) * inv_std; xhat = h; y = h * gamma + beta", "minicnn_bn_normalize")
+    "T x, T mean, T inv_std, T gamma, T beta",
+    "T xhat, T y",
+    "const T h = (x - mean) * inv_std; xhat = h; y = h * gamma + beta",
+    "minicnn_bn_normalize",
+)
 bn_input_gradient = cupy.ElementwiseKernel(
-    "T dy, T xhat, T mean_dy, T mean_dyx, T scale", "T dx",
-    "T v = dy - mean_dy; v -= xhat * mean_dyx; dx = v * scale", "minicnn_bn_input_gradient")
+    "T dy, T xhat, T mean_dy, T mean_dyx, T scale",
+    "T dx",
+    "T v = dy - mean_dy; v -= xhat * mean_dyx; dx = v * scale",
+    "minicnn_bn_input_gradient",
+)

@@ -41,8 +41,7 @@ def _axis(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
     raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
 
 
-def make_window(height: int, width: int, size: tuple[int, int], strides: tuple[int, int],
-                padding: str) -> Window:
+def make_window(height: int, width: int, size: tuple[int, int], strides: tuple[int, int], padding: str) -> Window:
     """The :class:`Window` of a ``size`` window moving by ``strides`` over a ``height x width`` image."""
     out_h, top, bottom = _axis(height, size[0], strides[0], padding)
     out_w, left, right = _axis(width, size[1], strides[1], padding)
@@ -67,16 +66,23 @@ def check_padding(padding: str) -> str:
     return padding
 
 
-def window_over(input_shape, size: tuple[int, int], strides: tuple[int, int], padding: str, layer_type: str,
-                layer_name: str, what: str = "kernel") -> Window:
+def window_over(
+    input_shape,
+    size: tuple[int, int],
+    strides: tuple[int, int],
+    padding: str,
+    layer_type: str,
+    layer_name: str,
+    what: str = "kernel",
+) -> Window:
     """The :class:`Window` of a layer over inputs of ``input_shape`` ``(height, width, channels)``; a ValueError
     naming the layer when the shape is not an image's or the window does not fit it (``what``: "kernel", "pool")."""
     if len(input_shape) != 3:
-        raise ValueError(f"{layer_type} {layer_name!r} expects inputs of shape (height, width, channels), got "
-                         f"{tuple(input_shape)}")
+        raise ValueError(
+            f"{layer_type} {layer_name!r} expects inputs of shape (height, width, channels), got {tuple(input_shape)}"
+        )
     h, w, _ = input_shape
     win = make_window(h, w, size, strides, padding)
     if win.out_h <= 0 or win.out_w <= 0:
-        raise ValueError(f"layer {layer_name!r}: {what} {size} with padding {padding!r} does not fit its input "
-                         f"{h}x{w}")
+        raise ValueError(f"layer {layer_name!r}: {what} {size} with padding {padding!r} does not fit its input {h}x{w}")
     return win

@@ -24,8 +24,12 @@ def _pad(xp, x, win: Window, value=0.0):
 
 def _window_slice(win: Window, i: int, j: int):
     """The slice of the padded input that window offset (i, j) visits, one element per output pixel."""
-    return (slice(None), slice(i, i + win.sh * (win.out_h - 1) + 1, win.sh),
-            slice(j, j + win.sw * (win.out_w - 1) + 1, win.sw), slice(None))
+    return (
+        slice(None),
+        slice(i, i + win.sh * (win.out_h - 1) + 1, win.sh),
+        slice(j, j + win.sw * (win.out_w - 1) + 1, win.sw),
+        slice(None),
+    )
 
 
 def im2col(xp, x, win: Window, out=None):
@@ -52,13 +56,12 @@ def _into(out, result):
 def col2im(xp, cols, x_shape, win: Window, out=None):
     """The adjoint of im2col: dx[n, h, w, c] = sum of cols entries that im2col read from x[n, h, w, c]."""
     n, h, w, c = x_shape
-    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
-                     dtype=cols.dtype)
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c), dtype=cols.dtype)
     cols6 = cols.reshape(n, win.out_h, win.out_w, win.kh, win.kw, c)
     for i in range(win.kh):
         for j in range(win.kw):
             dxpad[_window_slice(win, i, j)] += cols6[:, :, :, i, j, :]
-    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
+    return _into(out, dxpad[:, win.pad_top : win.pad_top + h, win.pad_left : win.pad_left + w, :])
 
 
 def maxpool_forward(xp, x, win: Window, out=None, argmax_out=None):
@@ -67,8 +70,7 @@ def maxpool_forward(xp, x, win: Window, out=None, argmax_out=None):
     Padding (``"same"``) counts as -inf, so it is never the maximum.
     """
     xpad = _pad(xp, x, win, value=-xp.inf)
-    windows = xp.stack([xpad[_window_slice(win, i, j)]
-                        for i in range(win.kh) for j in range(win.kw)])
+    windows = xp.stack([xpad[_window_slice(win, i, j)] for i in range(win.kh) for j in range(win.kw)])
     argmax = xp.argmax(windows, axis=0).astype(xp.int32)
     y = xp.take_along_axis(windows, argmax[None], axis=0)[0]
     return _into(out, y), _into(argmax_out, argmax)
@@ -77,12 +79,11 @@ def maxpool_forward(xp, x, win: Window, out=None, argmax_out=None):
 def maxpool_backward(xp, dy, argmax, x_shape, win: Window, out=None):
     """dx[n, h, w, c] = sum of dy over the windows whose first maximum sits at (h, w)."""
     n, h, w, c = x_shape
-    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
-                     dtype=dy.dtype)
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c), dtype=dy.dtype)
     for i in range(win.kh):
         for j in range(win.kw):
             dxpad[_window_slice(win, i, j)] += xp.where(argmax == i * win.kw + j, dy, 0)
-    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
+    return _into(out, dxpad[:, win.pad_top : win.pad_top + h, win.pad_left : win.pad_left + w, :])
 
 
 def avgpool_counts(xp, x_shape, win: Window, dtype):
@@ -113,12 +114,11 @@ def avgpool_backward(xp, dy, x_shape, win: Window, out=None):
     """dx[n, h, w, c] = sum over the windows (oh, ow) that cover (h, w) of dy[n, oh, ow, c] / count[oh, ow]."""
     n, h, w, c = x_shape
     share = dy / avgpool_counts(xp, x_shape, win, dy.dtype)[:, :, None]
-    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c),
-                     dtype=dy.dtype)
+    dxpad = xp.zeros((n, h + win.pad_top + win.pad_bottom, w + win.pad_left + win.pad_right, c), dtype=dy.dtype)
     for i in range(win.kh):
         for j in range(win.kw):
             dxpad[_window_slice(win, i, j)] += share
-    return _into(out, dxpad[:, win.pad_top:win.pad_top + h, win.pad_left:win.pad_left + w, :])
+    return _into(out, dxpad[:, win.pad_top : win.pad_top + h, win.pad_left : win.pad_left + w, :])
 
 
 def bias_relu(xp, z, bias):
@@ -153,8 +153,9 @@ def conv2d_forward(xp, x, kernel2d, bias, win: Window, relu: bool, cols_out=None
     return z, cols
 
 
-def conv2d_backward(xp, cols, grad, kernel2d, x_shape, win: Window, grad_kernel, grad_bias, relu_output=None,
-                    input_gradient=True):
+def conv2d_backward(
+    xp, cols, grad, kernel2d, x_shape, win: Window, grad_kernel, grad_bias, relu_output=None, input_gradient=True
+):
     """The gradients of :func:`conv2d_forward` from its columns ``cols`` and ``grad`` (``(N*OH*OW, F)``).
 
     ``grad`` is ``dZ``, or ``dY`` when ``relu_output`` (the forward's ReLU output ``y``) is given: then

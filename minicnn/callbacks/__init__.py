@@ -22,5 +22,16 @@ from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .loggers import CSVLogger, TensorBoard
 from .model_checkpoint import ModelCheckpoint
 
-__all__ = ["batch_callbacks", "Callback", "History", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-           "LearningRateScheduler", "ReduceLROnPlateau", "TensorBoard", "LambdaCallback", "GradientNormRecorder"]
+__all__ = [
+    "batch_callbacks",
+    "Callback",
+    "History",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "CSVLogger",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+    "TensorBoard",
+    "LambdaCallback",
+    "GradientNormRecorder",
+]

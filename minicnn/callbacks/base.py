@@ -71,7 +71,7 @@ class GradientNormRecorder(Callback):
         self.every = every
         self.steps: list[int] = []
         self.norms: dict[str, list[float]] = {}
-        self.seen = 0   # training steps so far, over the whole run (fit numbers batches within each epoch)
+        self.seen = 0  # training steps so far, over the whole run (fit numbers batches within each epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         step, self.seen = self.seen, self.seen + 1
@@ -88,12 +88,25 @@ class LambdaCallback(Callback):
     """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs))``
     (``on_batch_begin``/``on_batch_end`` are Keras's other names for the ``on_train_batch_*`` hooks)."""
 
-    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
-                 on_train_batch_begin=None, on_train_batch_end=None, on_batch_begin=None, on_batch_end=None):
-        for name, fn in [("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
-                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end),
-                         ("on_train_batch_begin", on_train_batch_begin or on_batch_begin),
-                         ("on_train_batch_end", on_train_batch_end or on_batch_end)]:
+    def __init__(
+        self,
+        on_epoch_begin=None,
+        on_epoch_end=None,
+        on_train_begin=None,
+        on_train_end=None,
+        on_train_batch_begin=None,
+        on_train_batch_end=None,
+        on_batch_begin=None,
+        on_batch_end=None,
+    ):
+        for name, fn in [
+            ("on_epoch_begin", on_epoch_begin),
+            ("on_epoch_end", on_epoch_end),
+            ("on_train_begin", on_train_begin),
+            ("on_train_end", on_train_end),
+            ("on_train_batch_begin", on_train_batch_begin or on_batch_begin),
+            ("on_train_batch_end", on_train_batch_end or on_batch_end),
+        ]:
             if fn is not None:
                 setattr(self, name, fn)
 
@@ -101,5 +114,8 @@ class LambdaCallback(Callback):
 def batch_callbacks(callbacks, hook: str) -> list:
     """The callbacks in ``callbacks`` whose ``hook`` (e.g. "on_train_batch_end") does something: ``fit`` builds
     the batch logs (which read the running loss: a synchronisation on a GPU) only when one of them listens."""
-    return [cb for cb in callbacks if hasattr(cb, hook) and (getattr(type(cb), hook, None) is not
-                                                               getattr(Callback, hook) or hook in vars(cb))]
+    return [
+        cb
+        for cb in callbacks
+        if hasattr(cb, hook) and (getattr(type(cb), hook, None) is not getattr(Callback, hook) or hook in vars(cb))
+    ]

@@ -23,8 +23,17 @@ class EarlyStopping(Monitor, Callback):
         >>> model.fit(x, y, validation_split=0.2, epochs=50, callbacks=[stop])            # doctest: +SKIP
     """
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
-                 restore_best_weights=False, start_from_epoch=0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0.0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
         self.init_monitor(monitor, mode, min_delta, baseline)
         self.patience, self.verbose = int(patience), verbose
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, int(start_from_epoch)

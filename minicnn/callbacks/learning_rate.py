@@ -62,8 +62,17 @@ class ReduceLROnPlateau(Monitor, Callback):
         >>> plateau = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-4)  # doctest: +SKIP
     """
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
-                 cooldown=0, min_lr=0.0):
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+    ):
         if not 0 < factor < 1:
             raise ValueError(f"ReduceLROnPlateau needs 0 < factor < 1, got factor={factor!r}")
         if min_lr < 0:
@@ -100,7 +109,7 @@ class ReduceLROnPlateau(Monitor, Callback):
         if old <= self.min_lr:
             return False
         new = max(old * self.factor, self.min_lr)
-        if new <= 0:    # min_lr=0 and an underflow: minicnn's optimizers need a positive rate
+        if new <= 0:  # min_lr=0 and an underflow: minicnn's optimizers need a positive rate
             return False
         set_learning_rate(optimizer, new, "ReduceLROnPlateau")
         if self.verbose > 0:

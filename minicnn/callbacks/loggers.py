@@ -42,8 +42,9 @@ class CSVLogger(Callback):
             if self.keys and not any(key.startswith("val_") for key in self.keys):
                 self.keys += [f"val_{key}" for key in self.keys]
         if self.writer is None:
-            self.writer = csv.DictWriter(self.file, fieldnames=["epoch"] + self.keys, delimiter=self.sep,
-                                         lineterminator="\r\n")
+            self.writer = csv.DictWriter(
+                self.file, fieldnames=["epoch"] + self.keys, delimiter=self.sep, lineterminator="\r\n"
+            )
             if self.append_header:
                 self.writer.writeheader()
         self.writer.writerow({"epoch": epoch, **{key: logs.get(key, "NA") for key in self.keys}})
@@ -83,13 +84,15 @@ class TensorBoard(Callback):
             try:
                 from tensorboardX import SummaryWriter
             except ImportError:
-                raise ImportError("the TensorBoard callback writes with tensorboardX: "
-                                  "pip install 'minicnn[tensorboard]' (or pip install tensorboardX)") from None
+                raise ImportError(
+                    "the TensorBoard callback writes with tensorboardX: "
+                    "pip install 'minicnn[tensorboard]' (or pip install tensorboardX)"
+                ) from None
             self.writers[kind] = SummaryWriter(os.path.join(self.log_dir, kind))
         return self.writers[kind]
 
     def on_train_begin(self, logs=None):
-        self.writer("train")     # fail before the first epoch, not after it, when tensorboardX is missing
+        self.writer("train")  # fail before the first epoch, not after it, when tensorboardX is missing
         self.started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -108,7 +111,7 @@ class TensorBoard(Callback):
         for name, value in logs.items():
             kind = "validation" if name.startswith("val_") else "train"
             self.writer(kind).add_scalar(f"epoch_{name.removeprefix('val_')}", float(value), epoch)
-            if kind == "validation" and iterations is not None:   # Keras also plots validation against steps
+            if kind == "validation" and iterations is not None:  # Keras also plots validation against steps
                 self.writer(kind).add_scalar(f"evaluation_{name[4:]}_vs_iterations", float(value), int(iterations))
         for w in self.writers.values():
             w.flush()

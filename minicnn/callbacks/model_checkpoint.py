@@ -24,22 +24,35 @@ class ModelCheckpoint(Monitor, Callback):
         >>> model.fit(x, y, validation_split=0.2, epochs=10, callbacks=[best])          # doctest: +SKIP
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
-                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+    ):
         self.init_monitor(monitor, mode, 0.0, initial_value_threshold)
         self.filepath = os.fspath(filepath)
         self.verbose, self.save_best_only, self.save_weights_only = verbose, save_best_only, save_weights_only
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise ValueError(f"save_freq must be 'epoch' or a positive number of steps, got {save_freq!r}")
         if save_weights_only and not self.filepath.endswith(".npz"):
-            raise ValueError(f"with save_weights_only=True the filepath must end in .npz (minicnn's weights file), "
-                             f"got {self.filepath!r}")
+            raise ValueError(
+                f"with save_weights_only=True the filepath must end in .npz (minicnn's weights file), "
+                f"got {self.filepath!r}"
+            )
         if not save_weights_only and not self.filepath.endswith(".keras"):
-            raise ValueError(f"a whole-model checkpoint's filepath must end in .keras, got {self.filepath!r} (for "
-                             f"a weights file, .npz, pass save_weights_only=True)")
+            raise ValueError(
+                f"a whole-model checkpoint's filepath must end in .keras, got {self.filepath!r} (for "
+                f"a weights file, .npz, pass save_weights_only=True)"
+            )
         self.save_freq = save_freq
         self.epoch, self.steps_since_save = 0, 0
-        self.saved: list[str] = []   # every path written, in order
+        self.saved: list[str] = []  # every path written, in order
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -64,8 +77,10 @@ class ModelCheckpoint(Monitor, Callback):
         try:
             return self.filepath.format(**fields)
         except (KeyError, IndexError, ValueError) as err:
-            raise KeyError(f"ModelCheckpoint cannot fill in the filepath {self.filepath!r}: {err!r} (the fields "
-                           f"are {', '.join(fields)})") from None
+            raise KeyError(
+                f"ModelCheckpoint cannot fill in the filepath {self.filepath!r}: {err!r} (the fields "
+                f"are {', '.join(fields)})"
+            ) from None
 
     def save(self, epoch: int, batch: int | None, logs) -> None:
         path = self.path_for(epoch, batch, logs)

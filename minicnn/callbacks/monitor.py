@@ -37,7 +37,8 @@ class Monitor:
         """The monitored value in ``logs``, or a KeyError naming what the logs hold."""
         logs = logs or {}
         if self.monitor not in logs:
-            raise KeyError(f"{type(self).__name__} monitors {self.monitor!r}, but the epoch's logs hold "
-                           f"{', '.join(logs) or 'nothing'}" + (" (no validation data?)" if "val_" in self.monitor
-                                                                else ""))
+            raise KeyError(
+                f"{type(self).__name__} monitors {self.monitor!r}, but the epoch's logs hold "
+                f"{', '.join(logs) or 'nothing'}" + (" (no validation data?)" if "val_" in self.monitor else "")
+            )
         return float(logs[self.monitor])

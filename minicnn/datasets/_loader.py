@@ -13,18 +13,18 @@ from .idx import DataFileError, read_bytes, read_idx
 
 @dataclass(frozen=True)
 class DatasetFile:
-    name: str             # canonical file name, e.g. "train-images-idx3-ubyte.gz"
-    shape: tuple          # the array it holds
-    sha256: str | None    # of the DECOMPRESSED content, when known
-    md5_gz: str | None    # of the .gz file on the mirrors, when known (checked on download)
+    name: str  # canonical file name, e.g. "train-images-idx3-ubyte.gz"
+    shape: tuple  # the array it holds
+    sha256: str | None  # of the DECOMPRESSED content, when known
+    md5_gz: str | None  # of the .gz file on the mirrors, when known (checked on download)
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    name: str                       # "mnist"
-    files: tuple                    # train images, train labels, test images, test labels
-    mirrors: tuple                  # base URLs, tried in order
-    env_subdirs: tuple              # where to look inside $MINICNN_DATA ("" is the folder itself)
+    name: str  # "mnist"
+    files: tuple  # train images, train labels, test images, test labels
+    mirrors: tuple  # base URLs, tried in order
+    env_subdirs: tuple  # where to look inside $MINICNN_DATA ("" is the folder itself)
 
 
 def cache_dir(spec: DatasetSpec) -> str:
@@ -80,8 +80,7 @@ def download(spec: DatasetSpec, progress: bool = True, path=None) -> list[str]:
     for f in spec.files:
         for base in spec.mirrors:
             try:
-                local = pooch.retrieve(base + f.name, known_hash=None, fname=f.name, path=target,
-                                       progressbar=progress)
+                local = pooch.retrieve(base + f.name, known_hash=None, fname=f.name, path=target, progressbar=progress)
                 if f.md5_gz and not f.sha256 and _md5(local) != f.md5_gz:
                     raise DataFileError(f"{local}: md5 {_md5(local)} differs from the mirror's {f.md5_gz}")
                 if f.sha256 and hashlib.sha256(read_bytes(local)).hexdigest() != f.sha256:
@@ -100,11 +99,13 @@ def download(spec: DatasetSpec, progress: bool = True, path=None) -> list[str]:
 def missing_message(spec: DatasetSpec, failures=(), path=None) -> str:
     names = ", ".join(f.name for f in spec.files)
     where = "\n  ".join(dict.fromkeys(candidate_dirs(spec, path)))
-    tried = ("\nDownload attempts failed:\n  " + "\n  ".join(failures[-len(spec.mirrors):])) if failures else ""
-    return (f"{spec.name}: the files {names} were not found (gzip-compressed or not) in any of:\n  {where}\n"
-            f"Put them into one of those folders, set the MINICNN_DATA environment variable to the folder that "
-            f"holds them, or pass load_data(path=...). With internet they are downloaded from "
-            f"{spec.mirrors[0]}.{tried}")
+    tried = ("\nDownload attempts failed:\n  " + "\n  ".join(failures[-len(spec.mirrors) :])) if failures else ""
+    return (
+        f"{spec.name}: the files {names} were not found (gzip-compressed or not) in any of:\n  {where}\n"
+        f"Put them into one of those folders, set the MINICNN_DATA environment variable to the folder that "
+        f"holds them, or pass load_data(path=...). With internet they are downloaded from "
+        f"{spec.mirrors[0]}.{tried}"
+    )
 
 
 def load(spec: DatasetSpec, path=None, download_if_missing: bool = True):

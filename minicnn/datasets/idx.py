@@ -44,8 +44,10 @@ def parse_idx(content: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(content) < 4:
         raise DataFileError(f"{name}: {len(content)} bytes is too short for an idx header")
     if content[0] != 0 or content[1] != 0 or content[2] not in IDX_TYPES:
-        raise DataFileError(f"{name}: wrong idx magic number {content[:4].hex()} (expected 0000 then a type "
-                            f"code in {sorted(hex(t) for t in IDX_TYPES)} and the number of dimensions)")
+        raise DataFileError(
+            f"{name}: wrong idx magic number {content[:4].hex()} (expected 0000 then a type "
+            f"code in {sorted(hex(t) for t in IDX_TYPES)} and the number of dimensions)"
+        )
     ndim = content[3]
     header = 4 + 4 * ndim
     if len(content) < header:
@@ -54,8 +56,10 @@ def parse_idx(content: bytes, name: str = "<bytes>") -> np.ndarray:
     dtype = np.dtype(IDX_TYPES[content[2]])
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(content) != expected:
-        raise DataFileError(f"{name}: header says shape {shape} ({expected} bytes in all) but the file holds "
-                            f"{len(content)} bytes{' (truncated)' if len(content) < expected else ''}")
+        raise DataFileError(
+            f"{name}: header says shape {shape} ({expected} bytes in all) but the file holds "
+            f"{len(content)} bytes{' (truncated)' if len(content) < expected else ''}"
+        )
     data = np.frombuffer(content, dtype, offset=header).reshape(shape)
     return data.astype(dtype.newbyteorder("="), copy=True)
 
@@ -81,8 +85,10 @@ def read_idx(path, sha256: str | None = None, shape=None) -> np.ndarray:
     if sha256 is not None:
         found = hashlib.sha256(content).hexdigest()
         if found != sha256:
-            raise DataFileError(f"{path}: checksum mismatch: sha256 of the decompressed content is {found}, "
-                                f"expected {sha256} (a corrupt or different file)")
+            raise DataFileError(
+                f"{path}: checksum mismatch: sha256 of the decompressed content is {found}, "
+                f"expected {sha256} (a corrupt or different file)"
+            )
     data = parse_idx(content, path)
     if shape is not None and data.shape != tuple(shape):
         raise DataFileError(f"{path}: expected an array of shape {tuple(shape)}, found {data.shape}")

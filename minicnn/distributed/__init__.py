@@ -52,15 +52,14 @@ def get_strategy(backend=None, force: bool = False):
 
         strategy = MPIStrategy()
     except ImportError as err:
-        raise ImportError(f"launched by MPI but mpi4py is missing ({err}): pip install 'minicnn[distributed]'") \
-            from err
+        raise ImportError(f"launched by MPI but mpi4py is missing ({err}): pip install 'minicnn[distributed]'") from err
     if backend is not None:
         strategy.use_backend(backend)
     return strategy
 
 
 def __getattr__(name):
-    if name == "MPIStrategy":   # lazily: importing this package must not import mpi4py
+    if name == "MPIStrategy":  # lazily: importing this package must not import mpi4py
         from .strategy import MPIStrategy
 
         return MPIStrategy
@@ -82,10 +81,10 @@ def run_guarded(strategy, fn, *args):
         status = fn(*args)
     except KeyboardInterrupt:
         strategy.abort("interrupted", code=130)
-    except BaseException as err:   # noqa: B036  (any failure, SystemExit included, must end every rank)
+    except BaseException as err:  # noqa: B036  (any failure, SystemExit included, must end every rank)
         if isinstance(err, SystemExit) and err.code in (0, None):
             raise
-        if isinstance(err.__context__, KeyboardInterrupt):   # Ctrl-C inside a compiled kernel arrives wrapped
+        if isinstance(err.__context__, KeyboardInterrupt):  # Ctrl-C inside a compiled kernel arrives wrapped
             strategy.abort("interrupted", code=130)
         strategy.abort(f"error: {type(err).__name__}: {err}")
     finally:

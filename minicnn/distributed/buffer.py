@@ -48,12 +48,12 @@ class FlatBuffer:
 
     def pieces(self):
         """Views of the buffer, one per array, in the arrays' shapes."""
-        return [self.data[o:o + n].reshape(s) for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
+        return [self.data[o : o + n].reshape(s) for o, n, s in zip(self.offsets, self.sizes, self.shapes)]
 
     @property
     def extras(self):
         """A view of the ``extra`` slots after the arrays."""
-        return self.data[self.n_values:]
+        return self.data[self.n_values :]
 
     def pack(self, arrays, extras=(), scale=None) -> None:
         """``buffer <- concat(ravel(a) for a in arrays) ++ extras``, times ``scale`` when given (one pass over the

@@ -30,12 +30,12 @@ class MPIAllreduce:
             return
         import cupy
 
-        if self.cuda_aware:   # MPI reads the device memory itself: the kernels that wrote it must have finished
+        if self.cuda_aware:  # MPI reads the device memory itself: the kernels that wrote it must have finished
             cupy.cuda.get_current_stream().synchronize()
             self.comm.Allreduce(self.MPI.IN_PLACE, data, op=self.MPI.SUM)
             return
         if self._host is None or self._host.shape != data.shape or self._host.dtype != data.dtype:
-            pinned = cupy.cuda.alloc_pinned_memory(data.nbytes)   # pinned host memory: faster copies both ways
+            pinned = cupy.cuda.alloc_pinned_memory(data.nbytes)  # pinned host memory: faster copies both ways
             self._host = np.frombuffer(pinned, data.dtype, data.size)
         data.get(out=self._host)
         self.comm.Allreduce(self.MPI.IN_PLACE, self._host, op=self.MPI.SUM)
@@ -60,8 +60,9 @@ class NCCLAllreduce:
         import cupy
 
         stream = cupy.cuda.get_current_stream()
-        self.communicator.allReduce(data.data.ptr, data.data.ptr, data.size, self.types[data.dtype.name],
-                                    self.nccl.NCCL_SUM, stream.ptr)
+        self.communicator.allReduce(
+            data.data.ptr, data.data.ptr, data.size, self.types[data.dtype.name], self.nccl.NCCL_SUM, stream.ptr
+        )
 
 
 def nccl_available() -> bool:

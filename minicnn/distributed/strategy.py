@@ -49,8 +49,8 @@ class MPIStrategy:
         self.allreduce = None
         self.device = None
         self._buffer = None
-        self._step = None          # (n_local, n_global) of the step in progress
-        self._sliced = []          # layers told to draw the global batch's randoms this step
+        self._step = None  # (n_local, n_global) of the step in progress
+        self._sliced = []  # layers told to draw the global batch's randoms this step
 
     def __repr__(self):
         return f"MPIStrategy(rank={self.rank}, size={self.size}, allreduce={getattr(self.allreduce, 'name', None)})"
@@ -71,16 +71,20 @@ class MPIStrategy:
     def begin_fit(self, model, n_samples: int, batch_size: int, verbose: int) -> int:
         """Checks made once per ``fit`` on every rank; returns the verbosity this rank uses (0 but on rank 0)."""
         if batch_size % self.size:
-            raise ValueError(f"--batch-size {batch_size} is the global batch and must divide evenly across "
-                             f"{self.size} ranks (try {batch_size - batch_size % self.size or self.size})")
+            raise ValueError(
+                f"--batch-size {batch_size} is the global batch and must divide evenly across "
+                f"{self.size} ranks (try {batch_size - batch_size % self.size or self.size})"
+            )
         if n_samples < self.size:
             raise ValueError(f"{n_samples} training samples cannot be shared by {self.size} ranks")
         if self.allreduce is None:
             self.use_backend(model.backend)
         seen = self.comm.allgather((model.seed, n_samples, batch_size))
         if any(s != seen[0] for s in seen):
-            raise ValueError(f"the ranks disagree on (model seed, training samples, batch size): {seen}; build the "
-                             "model with the same seed= and give every rank the same data")
+            raise ValueError(
+                f"the ranks disagree on (model seed, training samples, batch size): {seen}; build the "
+                "model with the same seed= and give every rank the same data"
+            )
         return verbose if self.is_root else 0
 
     # --- one training step --------------------------------------------------------------------------
@@ -128,8 +132,12 @@ class MPIStrategy:
     def sync_moving_statistics(self, model) -> None:
         """Average the state weights of trainable layers (BatchNormalization's moving mean and variance), which
         each rank updated from its own shards, so that every rank evaluates (and rank 0 saves) the same model."""
-        state = [layer.params[k] for layer in getattr(model, "layers", []) if layer.trainable
-                 for k in layer.weight_names(False)]
+        state = [
+            layer.params[k]
+            for layer in getattr(model, "layers", [])
+            if layer.trainable
+            for k in layer.weight_names(False)
+        ]
         if not state or self.size == 1:
             return
         buf = FlatBuffer(model.backend.xp, [w.shape for w in state], model.dtype)
@@ -172,4 +180,4 @@ class MPIStrategy:
         (``MPI_Abort``): a rank that fails must not leave the others waiting in an allreduce."""
         print(f"rank {self.rank} of {self.size}: {message}", file=sys.__stderr__, flush=True)
         self.comm.Abort(code)
-        os._exit(code)   # should MPI_Abort return (it may once a peer is gone), end this rank anyway
+        os._exit(code)  # should MPI_Abort return (it may once a peer is gone), end this rank anyway

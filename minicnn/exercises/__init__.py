@@ -22,8 +22,17 @@ from . import (
 from .core import CheckResult, load_function, run_checks
 
 # in the order a learner meets them: the last layer first, then the layers below it
-EXERCISES = {ex.NAME: ex for ex in (softmax_crossentropy_backward, dense_backward, maxpool_backward,
-                                    avgpool_backward, col2im, conv2d_weight_gradient)}
+EXERCISES = {
+    ex.NAME: ex
+    for ex in (
+        softmax_crossentropy_backward,
+        dense_backward,
+        maxpool_backward,
+        avgpool_backward,
+        col2im,
+        conv2d_weight_gradient,
+    )
+}
 
 
 def get_exercise(name: str):

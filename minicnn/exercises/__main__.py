@@ -11,9 +11,11 @@ from .core import NUMERIC_TOLERANCE
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minicnn.exercises",
-                                description="Exercises that grade themselves: write a backward pass in a file, then "
-                                            "check it against minicnn's own layer and a numerical gradient.")
+    p = argparse.ArgumentParser(
+        prog="python -m minicnn.exercises",
+        description="Exercises that grade themselves: write a backward pass in a file, then "
+        "check it against minicnn's own layer and a numerical gradient.",
+    )
     sub = p.add_subparsers(dest="command")
     sub.add_parser("list", help="list the exercises (the default)")
     start = sub.add_parser("start", help="write NAME.py from the exercise's template")
@@ -32,8 +34,10 @@ def list_exercises() -> int:
         print(f"  {name:<31} {ex.TITLE}")
     print("\nStart one:  python -m minicnn.exercises start dense_backward")
     print("Check it:   python -m minicnn.exercises check dense_backward")
-    print(f"(A check compares your outputs with minicnn's own and with central differences, tolerance "
-          f"{NUMERIC_TOLERANCE:.0e}.)")
+    print(
+        f"(A check compares your outputs with minicnn's own and with central differences, tolerance "
+        f"{NUMERIC_TOLERANCE:.0e}.)"
+    )
     return 0
 
 
@@ -41,8 +45,10 @@ def start_command(name: str, folder: str, force: bool) -> int:
     ex = get_exercise(name)
     path = start(name, folder, force)
     where = "" if os.path.abspath(folder) == os.getcwd() else f" --file {path}"
-    print(f"wrote {path}: write {ex.FUNCTION}() in it (the docstring has the math), then run\n"
-          f"  python -m minicnn.exercises check {name}{where}")
+    print(
+        f"wrote {path}: write {ex.FUNCTION}() in it (the docstring has the math), then run\n"
+        f"  python -m minicnn.exercises check {name}{where}"
+    )
     return 0
 
 

@@ -44,7 +44,7 @@ def _share(dY, x_shape, P, weight):
     """dX with window (i, j) given ``weight(P) * dY[:, i, j, :]`` at each of its cells."""
     dX = np.zeros(x_shape)
     for i, j in np.ndindex(*dY.shape[1:3]):
-        dX[:, i * P:(i + 1) * P, j * P:(j + 1) * P, :] = dY[:, i:i + 1, j:j + 1, :] * weight(P)
+        dX[:, i * P : (i + 1) * P, j * P : (j + 1) * P, :] = dY[:, i : i + 1, j : j + 1, :] * weight(P)
     return dX
 
 
@@ -54,11 +54,18 @@ def reference(dY, x_shape, P):
 
 def cases():
     rng = np.random.default_rng(18)
-    specs = [((2, 4, 6, 3), 2, ""), ((1, 5, 7, 2), 2, ": the last row and column are in no window"),
-             ((2, 6, 6, 1), 3, "")]
-    return [(f"x_shape {s}, P {p}{note}",
-             {"dY": rng.standard_normal((s[0], s[1] // p, s[2] // p, s[3])), "x_shape": s, "P": p})
-            for s, p, note in specs]
+    specs = [
+        ((2, 4, 6, 3), 2, ""),
+        ((1, 5, 7, 2), 2, ": the last row and column are in no window"),
+        ((2, 6, 6, 1), 3, ""),
+    ]
+    return [
+        (
+            f"x_shape {s}, P {p}{note}",
+            {"dY": rng.standard_normal((s[0], s[1] // p, s[2] // p, s[3])), "x_shape": s, "P": p},
+        )
+        for s, p, note in specs
+    ]
 
 
 def _layer(x_shape, P):
@@ -80,10 +87,14 @@ def numerical(args):
 
 
 MISTAKES = [
-    ("each cell got the whole dY of its window: divide by the window's P * P cells (each weighs 1 / (P * P)).",
-     lambda dY, x_shape, P: _share(dY, x_shape, P, lambda p: 1.0)),
-    ("each cell got dY / P: a window has P * P cells, so each gets dY / (P * P).",
-     lambda dY, x_shape, P: _share(dY, x_shape, P, lambda p: 1 / p)),
+    (
+        "each cell got the whole dY of its window: divide by the window's P * P cells (each weighs 1 / (P * P)).",
+        lambda dY, x_shape, P: _share(dY, x_shape, P, lambda p: 1.0),
+    ),
+    (
+        "each cell got dY / P: a window has P * P cells, so each gets dY / (P * P).",
+        lambda dY, x_shape, P: _share(dY, x_shape, P, lambda p: 1 / p),
+    ),
 ]
 
 
@@ -94,6 +105,9 @@ def explain(args, got):
     dX = np.asarray(got[0], np.float64)
     if dX.shape != tuple(args["x_shape"]):
         return []
-    outside = np.abs(dX[:, (h // P) * P:]).sum() + np.abs(dX[:, :, (w // P) * P:]).sum()
-    return [f"rows from {(h // P) * P} and columns from {(w // P) * P} are in no window: their dX must be 0."] \
-        if outside else []
+    outside = np.abs(dX[:, (h // P) * P :]).sum() + np.abs(dX[:, :, (w // P) * P :]).sum()
+    return (
+        [f"rows from {(h // P) * P} and columns from {(w // P) * P} are in no window: their dX must be 0."]
+        if outside
+        else []
+    )

@@ -53,7 +53,7 @@ def _scatter(dcols, x_shape, K, S, order="ijc", accumulate=True):
         rows = rows.transpose(0, 1, 2, 4, 3, 5)
     dX = np.zeros(x_shape)
     for a, b in np.ndindex(oh, ow):
-        block = dX[:, a * S:a * S + K, b * S:b * S + K, :]
+        block = dX[:, a * S : a * S + K, b * S : b * S + K, :]
         block[...] = block + rows[:, a, b] if accumulate else rows[:, a, b]
     return dX
 
@@ -65,14 +65,20 @@ def reference(dcols, x_shape, K, S):
 def cases():
     rng = np.random.default_rng(18)
     out = []
-    for x_shape, k, s, note in [((1, 4, 4, 1), 2, 1, "overlapping windows"),
-                                ((2, 5, 6, 3), 3, 1, "overlapping windows, 3 channels"),
-                                ((2, 7, 7, 2), 3, 2, "stride 2, windows overlap by one"),
-                                ((1, 5, 6, 2), 2, 2, "stride 2, no overlap; the last row is in no window")]:
+    for x_shape, k, s, note in [
+        ((1, 4, 4, 1), 2, 1, "overlapping windows"),
+        ((2, 5, 6, 3), 3, 1, "overlapping windows, 3 channels"),
+        ((2, 7, 7, 2), 3, 2, "stride 2, windows overlap by one"),
+        ((1, 5, 6, 2), 2, 2, "stride 2, no overlap; the last row is in no window"),
+    ]:
         n, h, w, c = x_shape
         rows = n * ((h - k) // s + 1) * ((w - k) // s + 1)
-        out.append((f"x_shape {x_shape}, K {k}, S {s} ({note})",
-                    {"dcols": rng.standard_normal((rows, k * k * c)), "x_shape": x_shape, "K": k, "S": s}))
+        out.append(
+            (
+                f"x_shape {x_shape}, K {k}, S {s} ({note})",
+                {"dcols": rng.standard_normal((rows, k * k * c)), "x_shape": x_shape, "K": k, "S": s},
+            )
+        )
     return out
 
 
@@ -93,10 +99,17 @@ def numerical(args):
 
 
 MISTAKES = [
-    ("pixels covered by several windows got only one window's gradient: ADD each window's part (+=), do not "
-     "overwrite it (=).", lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, accumulate=False)),
-    ("the columns were read in (c, i, j) order; im2col lays each row out as (i, j, c): column (i * K + j) * C + c.",
-     lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, order="cij")),
-    ("i and j are swapped: column (i * K + j) * C + c holds window row i, window column j.",
-     lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, order="jic")),
+    (
+        "pixels covered by several windows got only one window's gradient: ADD each window's part (+=), do not "
+        "overwrite it (=).",
+        lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, accumulate=False),
+    ),
+    (
+        "the columns were read in (c, i, j) order; im2col lays each row out as (i, j, c): column (i * K + j) * C + c.",
+        lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, order="cij"),
+    ),
+    (
+        "i and j are swapped: column (i * K + j) * C + c holds window row i, window column j.",
+        lambda dcols, x_shape, K, S: _scatter(dcols, x_shape, K, S, order="jic"),
+    ),
 ]

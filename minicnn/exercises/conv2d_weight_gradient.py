@@ -49,7 +49,7 @@ def _dw(x, dZ, K, flip=False, per_sample=False):
     for i in range(K):
         for j in range(K):
             a, b = (K - 1 - i, K - 1 - j) if flip else (i, j)
-            dW[a, b] = np.einsum("nhwc,nhwf->cf", x[:, i:i + oh, j:j + ow, :], dZ)
+            dW[a, b] = np.einsum("nhwc,nhwf->cf", x[:, i : i + oh, j : j + ow, :], dZ)
     return dW / len(x) if per_sample else dW
 
 
@@ -62,8 +62,12 @@ def cases():
     out = []
     for (n, h, w, c), k, f in [((2, 5, 6, 3), 3, 4), ((1, 4, 4, 1), 2, 2), ((3, 6, 5, 2), 3, 5)]:
         oh, ow = h - k + 1, w - k + 1
-        out.append((f"x {(n, h, w, c)}, K {k}, dZ {(n, oh, ow, f)}",
-                    {"x": rng.standard_normal((n, h, w, c)), "dZ": rng.standard_normal((n, oh, ow, f)), "K": k}))
+        out.append(
+            (
+                f"x {(n, h, w, c)}, K {k}, dZ {(n, oh, ow, f)}",
+                {"x": rng.standard_normal((n, h, w, c)), "dZ": rng.standard_normal((n, oh, ow, f)), "K": k},
+            )
+        )
     return out
 
 
@@ -92,13 +96,21 @@ def numerical(args):
 
 
 MISTAKES = [
-    ("the kernel gradient is flipped (a true convolution); Conv2D is a cross-correlation: dW[i, j] pairs "
-     "x[n, oh + i, ow + j] with dZ[n, oh, ow], with no K - 1 - i.",
-     lambda x, dZ, K: (_dw(x, dZ, K, flip=True), dZ.sum(axis=(0, 1, 2)))),
-    ("dW was divided by N: the sum over the batch is the gradient (the loss's 1/N is already inside dZ).",
-     lambda x, dZ, K: (_dw(x, dZ, K, per_sample=True), dZ.sum(axis=(0, 1, 2)))),
-    ("db sums over the batch only; it sums over every output pixel too: db[f] = sum over n, oh, ow of dZ.",
-     lambda x, dZ, K: (_dw(x, dZ, K), dZ.sum(axis=0))),
-    ("i and j are swapped: dW[i, j] pairs row offset i and column offset j.",
-     lambda x, dZ, K: (_dw(x, dZ, K).transpose(1, 0, 2, 3), dZ.sum(axis=(0, 1, 2)))),
+    (
+        "the kernel gradient is flipped (a true convolution); Conv2D is a cross-correlation: dW[i, j] pairs "
+        "x[n, oh + i, ow + j] with dZ[n, oh, ow], with no K - 1 - i.",
+        lambda x, dZ, K: (_dw(x, dZ, K, flip=True), dZ.sum(axis=(0, 1, 2))),
+    ),
+    (
+        "dW was divided by N: the sum over the batch is the gradient (the loss's 1/N is already inside dZ).",
+        lambda x, dZ, K: (_dw(x, dZ, K, per_sample=True), dZ.sum(axis=(0, 1, 2))),
+    ),
+    (
+        "db sums over the batch only; it sums over every output pixel too: db[f] = sum over n, oh, ow of dZ.",
+        lambda x, dZ, K: (_dw(x, dZ, K), dZ.sum(axis=0)),
+    ),
+    (
+        "i and j are swapped: dW[i, j] pairs row offset i and column offset j.",
+        lambda x, dZ, K: (_dw(x, dZ, K).transpose(1, 0, 2, 3), dZ.sum(axis=(0, 1, 2))),
+    ),
 ]

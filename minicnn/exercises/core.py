@@ -27,8 +27,8 @@ import numpy as np
 
 from ..gradcheck import relative_error
 
-RTOL, ATOL = 1e-7, 1e-10           # float64 on small inputs: a right answer agrees to rounding
-NUMERIC_TOLERANCE = 1e-6           # central differences in float64 with h = 1e-6 (see minicnn.gradcheck)
+RTOL, ATOL = 1e-7, 1e-10  # float64 on small inputs: a right answer agrees to rounding
+NUMERIC_TOLERANCE = 1e-6  # central differences in float64 with h = 1e-6 (see minicnn.gradcheck)
 
 
 @dataclass
@@ -52,7 +52,7 @@ def load_function(path, function: str, exercise: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as err:   # a learner's file that does not import: say where
+    except Exception as err:  # a learner's file that does not import: say where
         where = traceback.extract_tb(err.__traceback__)[-1]
         raise ValueError(f"{path} does not import: {type(err).__name__}: {err} (line {where.lineno})") from None
     fn = getattr(module, function, None)
@@ -92,8 +92,10 @@ def compare(name: str, got, want: np.ndarray, shape_of: str = "") -> list[str]:
     if got.shape != want.shape:
         say = [f"{name} has shape {got.shape} but should have shape {want.shape}{shape_of}."]
         if got.ndim == want.ndim > 1 and got.shape == want.shape[::-1]:
-            say.append(f"{got.shape} is the transposed shape: check the order of the factors in the product "
-                       "(which one is transposed, which comes first).")
+            say.append(
+                f"{got.shape} is the transposed shape: check the order of the factors in the product "
+                "(which one is transposed, which comes first)."
+            )
         elif got.size == want.size:
             say.append("It has the right number of entries: check how you reshaped it.")
         return say
@@ -103,22 +105,27 @@ def compare(name: str, got, want: np.ndarray, shape_of: str = "") -> list[str]:
     if close.all():
         return []
     if dtype is not None and np.dtype(dtype).itemsize < 8 and np.allclose(got, want, rtol=1e-4, atol=1e-6):
-        return [f"{name} is {np.dtype(dtype).name}: its values are right to {np.dtype(dtype).name}'s precision, but "
-                "the check needs float64 (the inputs' dtype); do not convert."]
+        return [
+            f"{name} is {np.dtype(dtype).name}: its values are right to {np.dtype(dtype).name}'s precision, but "
+            "the check needs float64 (the inputs' dtype); do not convert."
+        ]
     nonzero = want != 0
     if nonzero.any() and np.array_equal(got == 0, want == 0):
         ratios = got[nonzero] / want[nonzero]
         if np.ptp(ratios) <= 1e-6 * abs(ratios.mean()):
             r = float(ratios.mean())
             if abs(r + 1) < 1e-6:
-                return [f"{name} has the right size everywhere but the opposite sign: check the order of the "
-                        "subtraction."]
-            return [f"every entry of {name} is {r:.4g} times the right value: off by a constant factor of {r:.4g}"
-                    f"{f' (1/{1 / r:.4g})' if abs(r) < 1 else ''}."]
+                return [
+                    f"{name} has the right size everywhere but the opposite sign: check the order of the subtraction."
+                ]
+            return [
+                f"every entry of {name} is {r:.4g} times the right value: off by a constant factor of {r:.4g}"
+                f"{f' (1/{1 / r:.4g})' if abs(r) < 1 else ''}."
+            ]
     bad = np.argwhere(~close)
     say = [f"{len(bad)} of {got.size} entries of {name} are wrong, for example:"]
     for idx in bad[:3]:
-        g, w = float(got[tuple(idx)]) + 0.0, float(want[tuple(idx)]) + 0.0   # + 0.0: no "-0"
+        g, w = float(got[tuple(idx)]) + 0.0, float(want[tuple(idx)]) + 0.0  # + 0.0: no "-0"
         say.append(f"  {name}{_index(idx)} is {g:.4g} but should be {w:.4g}{_factor_note(g, w)}")
     return say
 
@@ -136,7 +143,7 @@ def _same(got, mistake, args, names) -> bool:
     try:
         want = _as_outputs(mistake(**_copy(args)), names)
         return all(np.shape(g) == np.shape(w) and np.allclose(g, w, rtol=RTOL, atol=ATOL) for g, w in zip(got, want))
-    except Exception:   # a slip that does not apply to this case (or a learner's output that is not an array)
+    except Exception:  # a slip that does not apply to this case (or a learner's output that is not an array)
         return False
 
 
@@ -153,8 +160,10 @@ def _numeric_lines(ex, args, got) -> tuple[bool, list[str]]:
         err = float(relative_error(value, numeric).max())
         good = err <= NUMERIC_TOLERANCE
         ok &= good
-        say.append(f"    {name} against the numerical gradient (central differences of the forward pass): largest "
-                   f"relative error {err:.1e} ({'ok' if good else 'too large, above ' + f'{NUMERIC_TOLERANCE:.0e}'})")
+        say.append(
+            f"    {name} against the numerical gradient (central differences of the forward pass): largest "
+            f"relative error {err:.1e} ({'ok' if good else 'too large, above ' + f'{NUMERIC_TOLERANCE:.0e}'})"
+        )
     return ok, say
 
 
@@ -167,10 +176,12 @@ def run_checks(ex, fn) -> CheckResult:
         try:
             result = fn(**_copy(args))
         except NotImplementedError:
-            lines.append(f"    {ex.FUNCTION}() raises NotImplementedError: it is not written yet. Replace that line "
-                         "with your code.")
+            lines.append(
+                f"    {ex.FUNCTION}() raises NotImplementedError: it is not written yet. Replace that line "
+                "with your code."
+            )
             return CheckResult(False, lines)
-        except Exception as err:   # the learner's code failed: show where, in their file
+        except Exception as err:  # the learner's code failed: show where, in their file
             frames = [f for f in traceback.extract_tb(err.__traceback__) if f.name != "run_checks"]
             where = f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
             lines.append(f"    {ex.FUNCTION}() raised {type(err).__name__}: {err}{where}")

@@ -45,10 +45,14 @@ def reference(x, W, dZ):
 
 def cases():
     rng = np.random.default_rng(18)
-    shapes = [(4, 3, 5), (6, 7, 2), (1, 4, 3)]     # N, D, U all different, so a transposed product shows
-    return [(f"x {(n, d)}, W {(d, u)}, dZ {(n, u)}",
-             {"x": rng.standard_normal((n, d)), "W": rng.standard_normal((d, u)), "dZ": rng.standard_normal((n, u))})
-            for n, d, u in shapes]
+    shapes = [(4, 3, 5), (6, 7, 2), (1, 4, 3)]  # N, D, U all different, so a transposed product shows
+    return [
+        (
+            f"x {(n, d)}, W {(d, u)}, dZ {(n, u)}",
+            {"x": rng.standard_normal((n, d)), "W": rng.standard_normal((d, u)), "dZ": rng.standard_normal((n, u))},
+        )
+        for n, d, u in shapes
+    ]
 
 
 def expected(args):
@@ -73,12 +77,20 @@ def numerical(args):
 
 
 MISTAKES = [
-    ("dW = dZ^T @ x gives the transpose of dW; the product must be x^T @ dZ, of shape (D, U) like W.",
-     lambda x, W, dZ: (dZ.T @ x, dZ.sum(axis=0), dZ @ W.T)),
-    ("db is the MEAN of dZ over the batch; it is the SUM (the 1/N of the loss is already inside dZ).",
-     lambda x, W, dZ: (x.T @ dZ, dZ.mean(axis=0), dZ @ W.T)),
-    ("dW was divided by N; dZ already carries the loss's 1/N, so dW = x^T @ dZ with no further division.",
-     lambda x, W, dZ: (x.T @ dZ / len(x), dZ.sum(axis=0), dZ @ W.T)),
-    ("db sums over the wrong axis (over units instead of over the batch): db[u] = sum over n of dZ[n, u].",
-     lambda x, W, dZ: (x.T @ dZ, dZ.sum(axis=1), dZ @ W.T)),
+    (
+        "dW = dZ^T @ x gives the transpose of dW; the product must be x^T @ dZ, of shape (D, U) like W.",
+        lambda x, W, dZ: (dZ.T @ x, dZ.sum(axis=0), dZ @ W.T),
+    ),
+    (
+        "db is the MEAN of dZ over the batch; it is the SUM (the 1/N of the loss is already inside dZ).",
+        lambda x, W, dZ: (x.T @ dZ, dZ.mean(axis=0), dZ @ W.T),
+    ),
+    (
+        "dW was divided by N; dZ already carries the loss's 1/N, so dW = x^T @ dZ with no further division.",
+        lambda x, W, dZ: (x.T @ dZ / len(x), dZ.sum(axis=0), dZ @ W.T),
+    ),
+    (
+        "db sums over the wrong axis (over units instead of over the batch): db[u] = sum over n of dZ[n, u].",
+        lambda x, W, dZ: (x.T @ dZ, dZ.sum(axis=1), dZ @ W.T),
+    ),
 ]

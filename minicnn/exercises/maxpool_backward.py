@@ -53,7 +53,7 @@ def _route(x, dY, P, pick):
         for i in range(oh):
             for j in range(ow):
                 for c in range(c_):
-                    a, b = pick(x[n, i * P:(i + 1) * P, j * P:(j + 1) * P, c])
+                    a, b = pick(x[n, i * P : (i + 1) * P, j * P : (j + 1) * P, c])
                     dX[n, i * P + a, j * P + b, c] += dY[n, i, j, c]
     return dX
 
@@ -65,13 +65,17 @@ def reference(x, dY, P):
 def cases():
     rng = np.random.default_rng(18)
     relu = np.maximum(rng.standard_normal((2, 4, 4, 2)), 0)
-    relu[0, :2, :2, 0] = 0                                    # one window all zeros for sure
-    specs = [("x (2, 4, 6, 3), P 2, no ties", rng.standard_normal((2, 4, 6, 3)), 2),
-             ("x (1, 5, 7, 2), P 2: the last row and column are in no window", rng.standard_normal((1, 5, 7, 2)), 2),
-             ("x (2, 6, 6, 1), P 3", rng.standard_normal((2, 6, 6, 1)), 3),
-             ("x (2, 4, 4, 2) after a ReLU, P 2: windows of zeros are ties", relu, 2)]
-    return [(text, {"x": x, "dY": rng.standard_normal((x.shape[0], x.shape[1] // p, x.shape[2] // p, x.shape[3])),
-                    "P": p}) for text, x, p in specs]
+    relu[0, :2, :2, 0] = 0  # one window all zeros for sure
+    specs = [
+        ("x (2, 4, 6, 3), P 2, no ties", rng.standard_normal((2, 4, 6, 3)), 2),
+        ("x (1, 5, 7, 2), P 2: the last row and column are in no window", rng.standard_normal((1, 5, 7, 2)), 2),
+        ("x (2, 6, 6, 1), P 3", rng.standard_normal((2, 6, 6, 1)), 3),
+        ("x (2, 4, 4, 2) after a ReLU, P 2: windows of zeros are ties", relu, 2),
+    ]
+    return [
+        (text, {"x": x, "dY": rng.standard_normal((x.shape[0], x.shape[1] // p, x.shape[2] // p, x.shape[3])), "P": p})
+        for text, x, p in specs
+    ]
 
 
 def expected(args):
@@ -102,22 +106,34 @@ def _per_window(x, dY, P, share):
     """dX with window (i, j) of every image and channel given ``share(window, dY[:, i, j, :])``."""
     dX = np.zeros_like(x)
     for i, j in np.ndindex(*dY.shape[1:3]):
-        win = x[:, i * P:(i + 1) * P, j * P:(j + 1) * P, :]
-        dX[:, i * P:(i + 1) * P, j * P:(j + 1) * P, :] = share(win, dY[:, i:i + 1, j:j + 1, :])
+        win = x[:, i * P : (i + 1) * P, j * P : (j + 1) * P, :]
+        dX[:, i * P : (i + 1) * P, j * P : (j + 1) * P, :] = share(win, dY[:, i : i + 1, j : j + 1, :])
     return dX
 
 
 MISTAKES = [
-    ("the gradient went to every maximum of a tied window; it goes to the FIRST maximum only (np.argmax's choice).",
-     lambda x, dY, P: _per_window(x, dY, P, lambda w, g: (w == w.max(axis=(1, 2), keepdims=True)) * g)),
-    ("the gradient went to the LAST maximum of a tied window; it goes to the FIRST one (row-major order).",
-     lambda x, dY, P: _route(x, dY, P, _last)),
-    ("row and column inside the window are swapped: the flat index k of a P x P window is at row k // P, column "
-     "k % P.", lambda x, dY, P: _route(x, dY, P, lambda w: np.unravel_index(np.argmax(w), w.shape)[::-1])),
-    ("the gradient went to each window's MINIMUM; it belongs to the maximum, the input that won the window.",
-     lambda x, dY, P: _route(x, dY, P, lambda w: np.unravel_index(np.argmin(w), w.shape))),
-    ("the gradient was spread evenly over each window (average pooling's rule); max pooling sends it all to the "
-     "maximum.", lambda x, dY, P: _per_window(x, dY, P, lambda w, g: np.broadcast_to(g / (P * P), w.shape))),
+    (
+        "the gradient went to every maximum of a tied window; it goes to the FIRST maximum only (np.argmax's choice).",
+        lambda x, dY, P: _per_window(x, dY, P, lambda w, g: (w == w.max(axis=(1, 2), keepdims=True)) * g),
+    ),
+    (
+        "the gradient went to the LAST maximum of a tied window; it goes to the FIRST one (row-major order).",
+        lambda x, dY, P: _route(x, dY, P, _last),
+    ),
+    (
+        "row and column inside the window are swapped: the flat index k of a P x P window is at row k // P, column "
+        "k % P.",
+        lambda x, dY, P: _route(x, dY, P, lambda w: np.unravel_index(np.argmax(w), w.shape)[::-1]),
+    ),
+    (
+        "the gradient went to each window's MINIMUM; it belongs to the maximum, the input that won the window.",
+        lambda x, dY, P: _route(x, dY, P, lambda w: np.unravel_index(np.argmin(w), w.shape)),
+    ),
+    (
+        "the gradient was spread evenly over each window (average pooling's rule); max pooling sends it all to the "
+        "maximum.",
+        lambda x, dY, P: _per_window(x, dY, P, lambda w, g: np.broadcast_to(g / (P * P), w.shape)),
+    ),
 ]
 
 
@@ -137,7 +153,9 @@ def explain(args, got):
         moved = np.argwhere(g != 0)
         where = ", ".join(f"x[{n}, {i * P + p}, {j * P + q}, {c}]" for p, q in moved) or "nowhere"
         span = f"x rows {i * P}..{(i + 1) * P - 1}, columns {j * P}..{(j + 1) * P - 1}"
-        return [f"window dY[{n}, {i}, {j}, {c}] ({span}):"
-                f" its first maximum is x[{n}, {i * P + a}, {j * P + b}, {c}] = {x[n, i * P + a, j * P + b, c]:.4g};"
-                f" your gradient went to {where}."]
+        return [
+            f"window dY[{n}, {i}, {j}, {c}] ({span}):"
+            f" its first maximum is x[{n}, {i * P + a}, {j * P + b}, {c}] = {x[n, i * P + a, j * P + b, c]:.4g};"
+            f" your gradient went to {where}."
+        ]
     return []

@@ -69,8 +69,13 @@ def numerical(args):
 MISTAKES = [
     ("the 1/N of the mean is missing: dZ = (p - y) / N, not p - y.", lambda z, y: _softmax(z) - y),
     ("the sign is flipped: dZ = (p - y) / N, not (y - p) / N.", lambda z, y: (y - _softmax(z)) / len(z)),
-    ("this is p / N without the targets: the cross-entropy's part, -y / p times the softmax's Jacobian, gives the "
-     "- y.", lambda z, y: _softmax(z) / len(z)),
-    ("this is -y / (N p), the gradient with respect to p; chain it through the softmax's Jacobian to get dL/dz.",
-     lambda z, y: -y / (len(z) * _softmax(z))),
+    (
+        "this is p / N without the targets: the cross-entropy's part, -y / p times the softmax's Jacobian, gives the "
+        "- y.",
+        lambda z, y: _softmax(z) / len(z),
+    ),
+    (
+        "this is -y / (N p), the gradient with respect to p; chain it through the softmax's Jacobian to get dL/dz.",
+        lambda z, y: -y / (len(z) * _softmax(z)),
+    ),
 ]

@@ -17,6 +17,21 @@ from .pooling import Pooling2D
 from .reshape import Reshape
 from .zero_padding import ZeroPadding2D
 
-__all__ = ["Layer", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Activation", "LinearWithActivation",
-           "Pooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalPooling2D",
-           "ZeroPadding2D", "Reshape", "BatchNormalization"]
+__all__ = [
+    "Layer",
+    "Conv2D",
+    "MaxPooling2D",
+    "Dropout",
+    "Flatten",
+    "Dense",
+    "Activation",
+    "LinearWithActivation",
+    "Pooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "GlobalPooling2D",
+    "ZeroPadding2D",
+    "Reshape",
+    "BatchNormalization",
+]

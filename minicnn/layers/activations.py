@@ -82,8 +82,7 @@ class Activation(Layer):
         return activation_backward(self.backend, self.activation, grad, self.y)
 
     def describe(self) -> dict:
-        return {"forward": f"Y = {self.activation}(X)", "backward": f"dX = dY * {self.activation}'(X)",
-                "products": ""}
+        return {"forward": f"Y = {self.activation}(X)", "backward": f"dX = dY * {self.activation}'(X)", "products": ""}
 
     def backward_linear(self, grad_z):
         """The gradient with respect to this layer's input when ``grad_z`` is already taken past the

@@ -37,6 +37,9 @@ class AveragePooling2D(Pooling2D):
         return self.backend.avgpool_backward(grad, self.x_shape, self.window, out=self.buffer("grad_x", self.x_shape))
 
     def describe(self) -> dict:
-        return {"forward": f"Y = mean over each {self.pool_size[0]}x{self.pool_size[1]} window (stride "
-                           f"{self.strides[0]}x{self.strides[1]}; padding not counted)",
-                "backward": "dX = dY / count spread over each window's cells", "products": ""}
+        return {
+            "forward": f"Y = mean over each {self.pool_size[0]}x{self.pool_size[1]} window (stride "
+            f"{self.strides[0]}x{self.strides[1]}; padding not counted)",
+            "backward": "dX = dY / count spread over each window's cells",
+            "products": "",
+        }

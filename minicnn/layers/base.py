@@ -43,15 +43,18 @@ class Layer:
 
     def __init__(self, name: str | None = None, input_shape: Shape | None = None):
         self.name = name
-        self.input_shape = None if input_shape is None else \
-            tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
+        self.input_shape = (
+            None
+            if input_shape is None
+            else tuple(check_positive_int(d, f"input_shape {tuple(input_shape)!r}: each size") for d in input_shape)
+        )
         self.output_shape = None
         self.backend = None
         self.dtype = None
         self.trainable = True
         self.params: dict = {}
         self.grads: dict = {}
-        self._trains: dict = {}   # weight name -> declared trainable
+        self._trains: dict = {}  # weight name -> declared trainable
         self._scratch_buffers: dict = {}
         self._forward_hooks: dict = {}
         self._backward_hooks: dict = {}
@@ -88,7 +91,7 @@ class Layer:
         if trainable:
             self.grads[name] = self.backend.xp.zeros_like(self.params[name])
 
-    add_param = add_weight   # the earlier name
+    add_param = add_weight  # the earlier name
 
     def scratch(self, key: str, shape, dtype=None):
         """A work buffer of this layer, allocated once per shape and reused across steps."""

@@ -75,10 +75,20 @@ class BatchNormalization(Layer):
         2
     """
 
-    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
-                 scale: bool = True, beta_initializer: Initializer = "zeros", gamma_initializer: Initializer = "ones",
-                 moving_mean_initializer: Initializer = "zeros", moving_variance_initializer: Initializer = "ones",
-                 input_shape: Shape | None = None, name: str | None = None):
+    def __init__(
+        self,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Initializer = "zeros",
+        gamma_initializer: Initializer = "ones",
+        moving_mean_initializer: Initializer = "zeros",
+        moving_variance_initializer: Initializer = "ones",
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ):
         super().__init__(name=name, input_shape=input_shape)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise TypeError(f"BatchNormalization axis must be an int (-1: the channels), got {axis!r}")
@@ -88,8 +98,9 @@ class BatchNormalization(Layer):
             raise ValueError(f"BatchNormalization momentum must be in [0, 1), got {momentum!r}")
         self.epsilon = _number("epsilon", epsilon)
         if not self.epsilon > 0.0:
-            raise ValueError(f"BatchNormalization epsilon must be > 0 (it keeps 1/sqrt(var + epsilon) finite), "
-                             f"got {epsilon!r}")
+            raise ValueError(
+                f"BatchNormalization epsilon must be > 0 (it keeps 1/sqrt(var + epsilon) finite), got {epsilon!r}"
+            )
         self.center, self.scale = bool(center), bool(scale)
         self.beta_initializer = initializers.get(beta_initializer)
         self.gamma_initializer = initializers.get(gamma_initializer)
@@ -97,10 +108,12 @@ class BatchNormalization(Layer):
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
     def compute_output_shape(self, input_shape):
-        rank = len(input_shape) + 1   # with the batch axis
+        rank = len(input_shape) + 1  # with the batch axis
         if self.axis not in (-1, rank - 1):
-            raise ValueError(f"BatchNormalization {self.name!r} normalises the last axis (channels_last) only: "
-                             f"axis=-1 (or {rank - 1} for inputs of rank {rank}), got axis={self.axis}")
+            raise ValueError(
+                f"BatchNormalization {self.name!r} normalises the last axis (channels_last) only: "
+                f"axis=-1 (or {rank - 1} for inputs of rank {rank}), got axis={self.axis}"
+            )
         return input_shape
 
     def create_params(self, rng):
@@ -114,22 +127,23 @@ class BatchNormalization(Layer):
 
     def forward(self, x, training=False):
         be, c = self.backend, x.shape[-1]
-        x2d = x.reshape(-1, c)                           # (M, C): one row per position, one column per channel
+        x2d = x.reshape(-1, c)  # (M, C): one row per position, one column per channel
         out = self.buffer("y", x.shape)
         out2d = None if out is None else out.reshape(-1, c)
-        xhat = self.scratch("xhat", x2d.shape)           # kept for backward
+        xhat = self.scratch("xhat", x2d.shape)  # kept for backward
         gamma, beta = self.params.get("gamma"), self.params.get("beta")
         self.batch_statistics = bool(training) and self.trainable
         if self.batch_statistics:
-            y, self.xhat, mean, var, self.inv_std = be.batchnorm_forward_training(x2d, gamma, beta, self.epsilon,
-                                                                                  out2d, xhat)
+            y, self.xhat, mean, var, self.inv_std = be.batchnorm_forward_training(
+                x2d, gamma, beta, self.epsilon, out2d, xhat
+            )
             self._update_moving("moving_mean", mean)
             self._update_moving("moving_variance", var)
-            self.batch_mean, self.batch_var = mean, var   # for a learner (and the trace) to look at
+            self.batch_mean, self.batch_var = mean, var  # for a learner (and the trace) to look at
         else:
             y, self.xhat, self.inv_std = be.batchnorm_forward_inference(
-                x2d, self.params["moving_mean"], self.params["moving_variance"], gamma, beta, self.epsilon, out2d,
-                xhat)
+                x2d, self.params["moving_mean"], self.params["moving_variance"], gamma, beta, self.epsilon, out2d, xhat
+            )
         return y.reshape(x.shape)
 
     def _update_moving(self, name, batch_value):
@@ -142,9 +156,15 @@ class BatchNormalization(Layer):
         c = grad.shape[-1]
         out = self.buffer("grad_x", grad.shape)
         dx, _, _ = self.backend.batchnorm_backward(
-            grad.reshape(-1, c), self.xhat, self.params.get("gamma"), self.inv_std, self.batch_statistics,
-            out=None if out is None else out.reshape(-1, c), dgamma_out=self.grads.get("gamma"),
-            dbeta_out=self.grads.get("beta"))
+            grad.reshape(-1, c),
+            self.xhat,
+            self.params.get("gamma"),
+            self.inv_std,
+            self.batch_statistics,
+            out=None if out is None else out.reshape(-1, c),
+            dgamma_out=self.grads.get("gamma"),
+            dbeta_out=self.grads.get("beta"),
+        )
         return dx.reshape(grad.shape)
 
     def batch_statistics_summary(self) -> dict | None:
@@ -152,19 +172,32 @@ class BatchNormalization(Layer):
         if not getattr(self, "batch_statistics", False):
             return None
         mean, var = self.backend.to_numpy(self.batch_mean), self.backend.to_numpy(self.batch_var)
-        return {"channels": int(mean.size), "mean_min": float(mean.min()), "mean_max": float(mean.max()),
-                "var_min": float(var.min()), "var_max": float(var.max())}
+        return {
+            "channels": int(mean.size),
+            "mean_min": float(mean.min()),
+            "mean_max": float(mean.max()),
+            "var_min": float(var.min()),
+            "var_max": float(var.max()),
+        }
 
     def describe(self) -> dict:
         g = "gamma * " if self.scale else ""
         b = " + beta" if self.center else ""
-        return {"forward": f"Xhat = (X - mean) / sqrt(var + {self.epsilon:g}); Y = {g}Xhat{b} (batch mean and "
-                           f"variance in training, moving ones at inference; moving = {self.momentum:g} * moving + "
-                           f"{1 - self.momentum:g} * batch)",
-                "backward": "dbeta = sum(dY); dgamma = sum(dY * Xhat); dX = gamma / sqrt(var + eps) / M * "
-                            "(M * dY - dbeta - Xhat * dgamma) (training), gamma / sqrt(var + eps) * dY (inference)",
-                "products": ""}
+        return {
+            "forward": f"Xhat = (X - mean) / sqrt(var + {self.epsilon:g}); Y = {g}Xhat{b} (batch mean and "
+            f"variance in training, moving ones at inference; moving = {self.momentum:g} * moving + "
+            f"{1 - self.momentum:g} * batch)",
+            "backward": "dbeta = sum(dY); dgamma = sum(dY * Xhat); dX = gamma / sqrt(var + eps) / M * "
+            "(M * dY - dbeta - Xhat * dgamma) (training), gamma / sqrt(var + eps) * dY (inference)",
+            "products": "",
+        }
 
     def get_config(self):
-        return {"name": self.name, "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}
+        return {
+            "name": self.name,
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+        }

@@ -57,13 +57,23 @@ class Conv2D(LinearWithActivation):
         (24, 24, 32)
     """
 
-    def __init__(self, filters: int, kernel_size: IntPair, strides: IntPair = (1, 1), padding: str = "valid",
-                 activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: Initializer = "glorot_uniform", bias_initializer: Initializer = "zeros",
-                 input_shape: Shape | None = None, name: str | None = None, kernel_regularizer: RegularizerLike = None,
-                 bias_regularizer: RegularizerLike = None):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: IntPair,
+        strides: IntPair = (1, 1),
+        padding: str = "valid",
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Initializer = "glorot_uniform",
+        bias_initializer: Initializer = "zeros",
+        input_shape: Shape | None = None,
+        name: str | None = None,
+        kernel_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+    ):
         super().__init__(name=name, input_shape=input_shape)
-        self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
+        self.set_regularizers(kernel_regularizer, bias_regularizer)  # penalties, see minicnn.regularizers
         if not isinstance(filters, int) or filters <= 0:
             raise ValueError(f"filters must be a positive int, got {filters!r}")
         self.filters = filters
@@ -76,8 +86,9 @@ class Conv2D(LinearWithActivation):
         self.bias_initializer = initializers.get(bias_initializer)
 
     def compute_output_shape(self, input_shape):
-        self.window = window_over(input_shape, self.kernel_size, self.strides, self.padding, type(self).__name__,
-                                  self.name)
+        self.window = window_over(
+            input_shape, self.kernel_size, self.strides, self.padding, type(self).__name__, self.name
+        )
         return (self.window.out_h, self.window.out_w, self.filters)
 
     def create_params(self, rng):
@@ -89,44 +100,52 @@ class Conv2D(LinearWithActivation):
 
     def forward(self, x, training=False):
         be, win, n = self.backend, self.window, x.shape[0]
-        w = self.params["kernel"].reshape(-1, self.filters)                          # W: (P, F)
+        w = self.params["kernel"].reshape(-1, self.filters)  # W: (P, F)
         z = self.buffer("z", (n * win.out_h * win.out_w, self.filters))
-        if be.fuses_conv2d:   # one call: im2col, W, bias and ReLU a few samples at a time (see the docstring)
+        if be.fuses_conv2d:  # one call: im2col, W, bias and ReLU a few samples at a time (see the docstring)
             relu = self.activation == "relu"
             z = be.conv2d_fused_forward(x, w, self.params.get("bias"), win, relu, out=z, scratch=self.scratch)
             self.y, cols = (z if relu else activation_forward(be, self.activation, z)), None
         else:
             cols = be.im2col(x, win, out=self.scratch("cols", (len(x) * win.out_h * win.out_w, w.shape[0])))
-            z = be.matmul(cols, w, out=z)                                           # Z = X_col @ W
-            self.y = self._activate(z)                                              # y = activation(Z + b)
+            z = be.matmul(cols, w, out=z)  # Z = X_col @ W
+            self.y = self._activate(z)  # y = activation(Z + b)
         self.saved = ConvSaved(x, cols)
         return self.y.reshape(n, win.out_h, win.out_w, self.filters)
 
     def backward(self, grad):
         grad = grad.reshape(-1, self.filters)
-        if self.backend.fuses_conv2d and self.activation == "relu":   # dZ = dY * [y > 0] formed inside the kernel
+        if self.backend.fuses_conv2d and self.activation == "relu":  # dZ = dY * [y > 0] formed inside the kernel
             return self._fused_backward(grad, relu_output=self.y)
         return self.backward_linear(self.activation_gradient(grad))
 
     def backward_linear(self, grad_z):
-        be, (x, cols), grad_z = self.backend, self.saved, grad_z.reshape(-1, self.filters)   # dZ: (M, F)
+        be, (x, cols), grad_z = self.backend, self.saved, grad_z.reshape(-1, self.filters)  # dZ: (M, F)
         if be.fuses_conv2d:
             return self._fused_backward(grad_z)
         w = self.params["kernel"].reshape(-1, self.filters)
-        be.weight_gradient(cols, grad_z, self.grads["kernel"].reshape(w.shape))     # dW = X_col^T @ dZ
+        be.weight_gradient(cols, grad_z, self.grads["kernel"].reshape(w.shape))  # dW = X_col^T @ dZ
         if self.use_bias:
-            be.bias_gradient(grad_z, self.grads["bias"])                           # db = sum over rows of dZ
+            be.bias_gradient(grad_z, self.grads["bias"])  # db = sum over rows of dZ
         if not self.compute_input_gradient:
             return None
-        grad_cols = be.matmul(grad_z, w.T, out=self.scratch("grad_cols", cols.shape))   # dZ @ W^T
+        grad_cols = be.matmul(grad_z, w.T, out=self.scratch("grad_cols", cols.shape))  # dZ @ W^T
         return be.col2im(grad_cols, x.shape, self.window, out=self.buffer("grad_x", x.shape))
 
     def _fused_backward(self, grad, relu_output=None):
         w = self.params["kernel"].reshape(-1, self.filters)
         return self.backend.conv2d_fused_backward(
-            self.saved.x, grad, w, self.window, self.grads["kernel"].reshape(w.shape), self.grads.get("bias"),
-            relu_output=relu_output, input_gradient=self.compute_input_gradient,
-            out=self.buffer("grad_x", self.saved.x.shape), scratch=self.scratch)
+            self.saved.x,
+            grad,
+            w,
+            self.window,
+            self.grads["kernel"].reshape(w.shape),
+            self.grads.get("bias"),
+            relu_output=relu_output,
+            input_gradient=self.compute_input_gradient,
+            out=self.buffer("grad_x", self.saved.x.shape),
+            scratch=self.scratch,
+        )
 
     def multiply_adds(self) -> int:
         kh, kw = self.kernel_size
@@ -136,12 +155,21 @@ class Conv2D(LinearWithActivation):
         kh, kw = self.kernel_size
         p = kh * kw * self.input_shape[-1]
         m = f"N*{self.window.out_h * self.window.out_w}"
-        return {"forward": f"Y = {self.activation}(im2col(X) @ W + b)",
-                "backward": "dZ = dY * act'(Z); dW = im2col(X)^T @ dZ; db = sum(dZ); dX = col2im(dZ @ W^T)",
-                "products": f"forward ({m}, {p}) @ ({p}, {self.filters}); backward dW ({p}, {m}) @ ({m}, "
-                            f"{self.filters}), dX ({m}, {self.filters}) @ ({self.filters}, {p})"}
+        return {
+            "forward": f"Y = {self.activation}(im2col(X) @ W + b)",
+            "backward": "dZ = dY * act'(Z); dW = im2col(X)^T @ dZ; db = sum(dZ); dX = col2im(dZ @ W^T)",
+            "products": f"forward ({m}, {p}) @ ({p}, {self.filters}); backward dW ({p}, {m}) @ ({m}, "
+            f"{self.filters}), dX ({m}, {self.filters}) @ ({self.filters}, {p})",
+        }
 
     def get_config(self):
-        return {"name": self.name, "filters": self.filters, "kernel_size": self.kernel_size,
-                "strides": self.strides, "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias, **self.regularizer_config()}
+        return {
+            "name": self.name,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            **self.regularizer_config(),
+        }

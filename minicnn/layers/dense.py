@@ -35,12 +35,20 @@ class Dense(LinearWithActivation):
         850
     """
 
-    def __init__(self, units: int, activation: str | None = None, use_bias: bool = True,
-                 kernel_initializer: Initializer = "glorot_uniform", bias_initializer: Initializer = "zeros",
-                 input_shape: Shape | None = None, name: str | None = None, kernel_regularizer: RegularizerLike = None,
-                 bias_regularizer: RegularizerLike = None):
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Initializer = "glorot_uniform",
+        bias_initializer: Initializer = "zeros",
+        input_shape: Shape | None = None,
+        name: str | None = None,
+        kernel_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+    ):
         super().__init__(name=name, input_shape=input_shape)
-        self.set_regularizers(kernel_regularizer, bias_regularizer)   # penalties, see minicnn.regularizers
+        self.set_regularizers(kernel_regularizer, bias_regularizer)  # penalties, see minicnn.regularizers
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = units
@@ -51,8 +59,10 @@ class Dense(LinearWithActivation):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
-            raise ValueError(f"Dense {self.name!r} expects flat inputs (features,), got {tuple(input_shape)}; "
-                             "put a Flatten() layer before it")
+            raise ValueError(
+                f"Dense {self.name!r} expects flat inputs (features,), got {tuple(input_shape)}; "
+                "put a Flatten() layer before it"
+            )
         return (self.units,)
 
     def create_params(self, rng):
@@ -79,10 +89,17 @@ class Dense(LinearWithActivation):
 
     def describe(self) -> dict:
         d, u = self.input_shape[0], self.units
-        return {"forward": f"Y = {self.activation}(X @ W + b)",
-                "backward": "dZ = dY * act'(Z); dW = X^T @ dZ; db = sum(dZ); dX = dZ @ W^T",
-                "products": f"forward (N, {d}) @ ({d}, {u}); backward dW ({d}, N) @ (N, {u}), dX (N, {u}) @ ({u}, {d})"}
+        return {
+            "forward": f"Y = {self.activation}(X @ W + b)",
+            "backward": "dZ = dY * act'(Z); dW = X^T @ dZ; db = sum(dZ); dX = dZ @ W^T",
+            "products": f"forward (N, {d}) @ ({d}, {u}); backward dW ({d}, N) @ (N, {u}), dX (N, {u}) @ ({u}, {d})",
+        }
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
-                **self.regularizer_config()}
+        return {
+            "name": self.name,
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            **self.regularizer_config(),
+        }

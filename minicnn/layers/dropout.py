@@ -30,14 +30,13 @@ class Dropout(Layer):
     ``seed`` fixes this layer's random stream; otherwise it is drawn from the model's seed.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, input_shape: Shape | None = None,
-                 name: str | None = None):
+    def __init__(self, rate: float, seed: int | None = None, input_shape: Shape | None = None, name: str | None = None):
         super().__init__(name=name, input_shape=input_shape)
         if not 0.0 <= float(rate) < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.seed = seed
-        self.batch_slice = None   # (lo, hi, global batch size) while a data-parallel step runs, else None
+        self.batch_slice = None  # (lo, hi, global batch size) while a data-parallel step runs, else None
 
     def create_params(self, rng):
         self.stream_seed = self.seed if self.seed is not None else int(rng.integers(2**63))
@@ -54,10 +53,11 @@ class Dropout(Layer):
             return x
         shape = x.shape if self.batch_slice is None else (self.batch_slice[2], *x.shape[1:])
         uniform = self.backend.uniform(self.rng, shape, self.dtype, out=self.buffer("uniform", shape))
-        if self.batch_slice is not None:   # the global batch's draws, this shard's rows
-            uniform = uniform[self.batch_slice[0]:self.batch_slice[1]]
-        y, self.mask = self.backend.dropout_apply(x, uniform, self.rate, out=self.buffer("y", x.shape),
-                                                  mask_out=self.buffer("mask", x.shape))
+        if self.batch_slice is not None:  # the global batch's draws, this shard's rows
+            uniform = uniform[self.batch_slice[0] : self.batch_slice[1]]
+        y, self.mask = self.backend.dropout_apply(
+            x, uniform, self.rate, out=self.buffer("y", x.shape), mask_out=self.buffer("mask", x.shape)
+        )
         return y
 
     def backward(self, grad):
@@ -66,8 +66,11 @@ class Dropout(Layer):
         return self.backend.xp.multiply(grad, self.mask, out=self.buffer("grad_x", grad.shape))
 
     def describe(self) -> dict:
-        return {"forward": f"Y = X * M, M = [U >= {self.rate}] / {1 - self.rate:g} (training); Y = X (inference)",
-                "backward": "dX = dY * M", "products": ""}
+        return {
+            "forward": f"Y = X * M, M = [U >= {self.rate}] / {1 - self.rate:g} (training); Y = X (inference)",
+            "backward": "dX = dY * M",
+            "products": "",
+        }
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed}

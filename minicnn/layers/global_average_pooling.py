@@ -36,5 +36,8 @@ class GlobalAveragePooling2D(GlobalPooling2D):
         return dx
 
     def describe(self) -> dict:
-        return {"forward": "Y = mean of X over height and width, per channel",
-                "backward": "dX = dY / (H*W) at every pixel", "products": ""}
+        return {
+            "forward": "Y = mean of X over height and width, per channel",
+            "backward": "dX = dY / (H*W) at every pixel",
+            "products": "",
+        }

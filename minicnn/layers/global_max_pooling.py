@@ -31,19 +31,23 @@ class GlobalMaxPooling2D(GlobalPooling2D):
         self.x = x
         self.x_shape = x.shape
         out = self.buffer("y", (x.shape[0],) + self.output_shape)
-        self.y = self.backend.xp.max(x, axis=(1, 2), keepdims=True, out=None if out is None else
-                                     out.reshape(x.shape[0], 1, 1, x.shape[-1]))
+        self.y = self.backend.xp.max(
+            x, axis=(1, 2), keepdims=True, out=None if out is None else out.reshape(x.shape[0], 1, 1, x.shape[-1])
+        )
         return self.y if self.keepdims else self.y.reshape(x.shape[0], x.shape[-1])
 
     def backward(self, grad):
         xp = self.backend.xp
         n, _, _, c = self.x_shape
         dx = self.gradient_buffer()
-        xp.equal(self.x, self.y, out=dx)                      # m: 1 at every maximum, 0 elsewhere
-        ties = dx.sum(axis=(1, 2), keepdims=True)             # how many pixels share each maximum (>= 1)
+        xp.equal(self.x, self.y, out=dx)  # m: 1 at every maximum, 0 elsewhere
+        ties = dx.sum(axis=(1, 2), keepdims=True)  # how many pixels share each maximum (>= 1)
         dx *= grad.reshape(n, 1, 1, c) / ties
         return dx
 
     def describe(self) -> dict:
-        return {"forward": "Y = max of X over height and width, per channel",
-                "backward": "dX = dY at the maximum (shared equally between ties), 0 elsewhere", "products": ""}
+        return {
+            "forward": "Y = max of X over height and width, per channel",
+            "backward": "dX = dY at the maximum (shared equally between ties), 0 elsewhere",
+            "products": "",
+        }

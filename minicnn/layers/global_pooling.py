@@ -23,8 +23,10 @@ class GlobalPooling2D(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"{type(self).__name__} {self.name!r} expects inputs of shape (height, width, channels), "
-                             f"got {tuple(input_shape)}")
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} expects inputs of shape (height, width, channels), "
+                f"got {tuple(input_shape)}"
+            )
         return (1, 1, input_shape[-1]) if self.keepdims else (input_shape[-1],)
 
     def gradient_buffer(self):

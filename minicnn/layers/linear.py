@@ -78,5 +78,6 @@ class LinearWithActivation(Layer):
     def regularizer_config(self) -> dict:
         """The regularizers' part of ``get_config`` (empty when there are none)."""
         chosen = {"kernel_regularizer": self.kernel_regularizer, "bias_regularizer": self.bias_regularizer}
-        return {k: {"class_name": type(r).__name__, "config": r.get_config()} for k, r in chosen.items()
-                if r is not None}
+        return {
+            k: {"class_name": type(r).__name__, "config": r.get_config()} for k, r in chosen.items() if r is not None
+        }

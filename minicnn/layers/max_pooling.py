@@ -29,15 +29,20 @@ class MaxPooling2D(Pooling2D):
     def forward(self, x, training=False):
         self.x_shape = x.shape
         out_shape = (x.shape[0],) + self.output_shape
-        y, self.argmax = self.backend.maxpool_forward(x, self.window, out=self.buffer("y", out_shape),
-                                                      argmax_out=self.buffer("argmax", out_shape, "int32"))
+        y, self.argmax = self.backend.maxpool_forward(
+            x, self.window, out=self.buffer("y", out_shape), argmax_out=self.buffer("argmax", out_shape, "int32")
+        )
         return y
 
     def backward(self, grad):
-        return self.backend.maxpool_backward(grad, self.argmax, self.x_shape, self.window,
-                                             out=self.buffer("grad_x", self.x_shape))
+        return self.backend.maxpool_backward(
+            grad, self.argmax, self.x_shape, self.window, out=self.buffer("grad_x", self.x_shape)
+        )
 
     def describe(self) -> dict:
-        return {"forward": f"Y = max over each {self.pool_size[0]}x{self.pool_size[1]} window (stride "
-                           f"{self.strides[0]}x{self.strides[1]}); remember where",
-                "backward": "dX = dY routed to the first maximum of each window", "products": ""}
+        return {
+            "forward": f"Y = max over each {self.pool_size[0]}x{self.pool_size[1]} window (stride "
+            f"{self.strides[0]}x{self.strides[1]}); remember where",
+            "backward": "dX = dY routed to the first maximum of each window",
+            "products": "",
+        }

@@ -31,12 +31,14 @@ class Reshape(Layer):
         if isinstance(target_shape, int) and not isinstance(target_shape, bool):
             target_shape = (target_shape,)
         if not isinstance(target_shape, (tuple, list)) or not all(
-                isinstance(d, int) and not isinstance(d, bool) for d in target_shape):
+            isinstance(d, int) and not isinstance(d, bool) for d in target_shape
+        ):
             raise TypeError(f"target_shape must be a tuple of ints (the batch axis excluded), got {target_shape!r}")
         target_shape = tuple(target_shape)
         if sum(d == -1 for d in target_shape) > 1:
-            raise ValueError(f"target_shape may hold at most one -1 (a size inferred from the input), got "
-                             f"{target_shape}")
+            raise ValueError(
+                f"target_shape may hold at most one -1 (a size inferred from the input), got {target_shape}"
+            )
         if any(d <= 0 and d != -1 for d in target_shape):
             raise ValueError(f"target_shape must hold positive sizes (or one -1), got {target_shape}")
         self.target_shape = target_shape
@@ -45,12 +47,16 @@ class Reshape(Layer):
         size, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
         if -1 in self.target_shape:
             if size % known:
-                raise ValueError(f"Reshape {self.name!r}: cannot reshape inputs of shape {tuple(input_shape)} "
-                                 f"({size} values) to {self.target_shape}: {size} is not a multiple of {known}")
+                raise ValueError(
+                    f"Reshape {self.name!r}: cannot reshape inputs of shape {tuple(input_shape)} "
+                    f"({size} values) to {self.target_shape}: {size} is not a multiple of {known}"
+                )
             return tuple(size // known if d == -1 else d for d in self.target_shape)
         if size != known:
-            raise ValueError(f"Reshape {self.name!r}: cannot reshape inputs of shape {tuple(input_shape)} ({size} "
-                             f"values) to {self.target_shape} ({known} values)")
+            raise ValueError(
+                f"Reshape {self.name!r}: cannot reshape inputs of shape {tuple(input_shape)} ({size} "
+                f"values) to {self.target_shape} ({known} values)"
+            )
         return self.target_shape
 
     def forward(self, x, training=False):
@@ -61,8 +67,11 @@ class Reshape(Layer):
         return grad.reshape(self.x_shape)
 
     def describe(self) -> dict:
-        return {"forward": f"Y = X.reshape(N, {', '.join(map(str, self.output_shape))})",
-                "backward": "dX = dY.reshape(X's shape)", "products": ""}
+        return {
+            "forward": f"Y = X.reshape(N, {', '.join(map(str, self.output_shape))})",
+            "backward": "dX = dY.reshape(X's shape)",
+            "products": "",
+        }
 
     def get_config(self):
         return {"name": self.name, "target_shape": self.target_shape}

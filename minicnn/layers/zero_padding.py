@@ -35,15 +35,18 @@ def padding_amounts(padding):
         p = _amount(padding, "padding")
         return ((p, p), (p, p))
     if not isinstance(padding, (tuple, list)) or len(padding) != 2:
-        raise TypeError(f"padding must be an int, a pair of ints (height, width), or a pair of pairs "
-                        f"((top, bottom), (left, right)), got {padding!r}")
+        raise TypeError(
+            f"padding must be an int, a pair of ints (height, width), or a pair of pairs "
+            f"((top, bottom), (left, right)), got {padding!r}"
+        )
     sides = []
     for axis, value in zip(("height", "width"), padding):
         if isinstance(value, (tuple, list)):
             if len(value) != 2:
                 raise TypeError(f"padding for the {axis} must be an int or a pair of ints, got {value!r}")
-            sides.append((_amount(value[0], f"padding ({axis}, before)"),
-                          _amount(value[1], f"padding ({axis}, after)")))
+            sides.append(
+                (_amount(value[0], f"padding ({axis}, before)"), _amount(value[1], f"padding ({axis}, after)"))
+            )
         else:
             p = _amount(value, f"padding ({axis})")
             sides.append((p, p))
@@ -67,8 +70,10 @@ class ZeroPadding2D(Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
-            raise ValueError(f"ZeroPadding2D {self.name!r} expects inputs of shape (height, width, channels), got "
-                             f"{tuple(input_shape)}")
+            raise ValueError(
+                f"ZeroPadding2D {self.name!r} expects inputs of shape (height, width, channels), got "
+                f"{tuple(input_shape)}"
+            )
         (top, bottom), (left, right) = self.padding
         h, w, c = input_shape
         return (top + h + bottom, left + w + right, c)
@@ -97,8 +102,11 @@ class ZeroPadding2D(Layer):
 
     def describe(self) -> dict:
         (top, bottom), (left, right) = self.padding
-        return {"forward": f"Y = X with zeros around it (top {top}, bottom {bottom}, left {left}, right {right})",
-                "backward": "dX = the middle of dY (the padding's gradient is dropped)", "products": ""}
+        return {
+            "forward": f"Y = X with zeros around it (top {top}, bottom {bottom}, left {left}, right {right})",
+            "backward": "dX = the middle of dY (the padding's gradient is dropped)",
+            "products": "",
+        }
 
     def get_config(self):
         return {"name": self.name, "padding": self.padding}

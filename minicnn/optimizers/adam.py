@@ -25,10 +25,16 @@ class Adam(Optimizer):
 
     rule = "adam"
     slot_names = ("momentums", "velocities")
-    weight_decay = 0.0   # AdamW's decoupled decay; none here
+    weight_decay = 0.0  # AdamW's decoupled decay; none here
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, amsgrad: bool = False):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+    ):
         super().__init__(learning_rate)
         for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= beta < 1.0:
@@ -44,18 +50,24 @@ class Adam(Optimizer):
     def step_size(self) -> float:
         """``lr_t = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for the coming step ``t``, in float64."""
         t = self.iterations + 1
-        return self.learning_rate * math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
+        return self.learning_rate * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
 
     def hyperparameters(self):
         """What the fused kernels take after the arrays: (learning_rate, lr_t, 1 - beta_1, 1 - beta_2, epsilon,
         weight_decay), each converted to the weights' dtype by the kernel's caller."""
-        return (self.learning_rate, self.step_size(), 1.0 - self.beta_1, 1.0 - self.beta_2, self.epsilon,
-                self.weight_decay)
+        return (
+            self.learning_rate,
+            self.step_size(),
+            1.0 - self.beta_1,
+            1.0 - self.beta_2,
+            self.epsilon,
+            self.weight_decay,
+        )
 
     def update_rule(self, xp, param, grad, momentums, velocities, velocity_hats=None):
-        t = param.dtype.type   # every number in the weights' dtype, as the fused kernels take them
+        t = param.dtype.type  # every number in the weights' dtype, as the fused kernels take them
         learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay = map(t, self.hyperparameters())
-        if weight_decay != 0:                                   # AdamW: x <- x - x * weight_decay * learning_rate
+        if weight_decay != 0:  # AdamW: x <- x - x * weight_decay * learning_rate
             param -= param * weight_decay * learning_rate
         momentums += (grad - momentums) * one_minus_beta_1
         velocities += (grad * grad - velocities) * one_minus_beta_2
@@ -65,5 +77,10 @@ class Adam(Optimizer):
         param -= momentums * lr_t / (xp.sqrt(v) + epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                "amsgrad": self.amsgrad}
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }

@@ -18,11 +18,21 @@ class AdamW(Adam):
     Every trainable weight decays, biases included (Keras's default, without ``exclude_from_weight_decay``).
     """
 
-    def __init__(self, learning_rate: float = 0.001, weight_decay: float = 0.004, beta_1: float = 0.9,
-                 beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+    ):
         super().__init__(learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad)
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) \
-                or not 0 <= weight_decay < math.inf:
+        if (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, (int, float))
+            or not 0 <= weight_decay < math.inf
+        ):
             raise ValueError(f"weight_decay must be a non-negative finite float, got {weight_decay!r}")
         self.weight_decay = float(weight_decay)
 

@@ -28,14 +28,14 @@ class Optimizer:
     kernel for it (``rule`` names it; see ``Backend.fused_update``), tested equal to the rule.
     """
 
-    rule: str | None = None       # the name under which a backend may offer a fused kernel of this update
-    slot_names: tuple = ()        # the per-weight state lists, e.g. ("accumulated_grad", "accumulated_delta")
+    rule: str | None = None  # the name under which a backend may offer a fused kernel of this update
+    slot_names: tuple = ()  # the per-weight state lists, e.g. ("accumulated_grad", "accumulated_delta")
 
     def __init__(self, learning_rate: float):
         self.learning_rate = positive_number(learning_rate, "learning_rate")
         self.iterations = 0
         self._built_for = None
-        self._owner = None             # the model this optimizer's state belongs to (see for_model)
+        self._owner = None  # the model this optimizer's state belongs to (see for_model)
 
     def for_model(self, model) -> Optimizer:
         """This optimizer, for ``model`` (``compile`` calls it): the first model compiled with it owns it; another
@@ -73,7 +73,7 @@ class Optimizer:
             if not bool(gate):
                 return
             gate = None
-        hyper = self.hyperparameters() if kernel is not None else ()   # the same numbers for every weight
+        hyper = self.hyperparameters() if kernel is not None else ()  # the same numbers for every weight
         for k, (p, g) in enumerate(zip(params, grads)):
             slots = [getattr(self, name)[k] for name in self.slot_names]
             if kernel is None or not kernel(p, g, *slots, *hyper, gate):
@@ -107,8 +107,9 @@ class Optimizer:
                 raise ValueError(f"optimizer state {name!r} holds {len(values)} arrays, the model has {len(params)}")
             for slot, value, p in zip(getattr(self, name), values, params):
                 if tuple(value.shape) != tuple(p.shape):
-                    raise ValueError(f"optimizer state {name!r}: shape {tuple(value.shape)} where the parameter "
-                                     f"has {tuple(p.shape)}")
+                    raise ValueError(
+                        f"optimizer state {name!r}: shape {tuple(value.shape)} where the parameter has {tuple(p.shape)}"
+                    )
                 slot[...] = backend_of(p).asarray(value)
 
     def get_config(self) -> dict:

@@ -19,8 +19,14 @@ class RMSprop(Optimizer):
     ``average_gradients[k]`` = a (centered only). No fused kernel: the plain rule runs on every backend.
     """
 
-    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, momentum: float = 0.0,
-                 epsilon: float = 1e-7, centered: bool = False):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+    ):
         super().__init__(learning_rate)
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"rho must be in [0, 1), got {rho!r}")
@@ -30,8 +36,9 @@ class RMSprop(Optimizer):
         if not isinstance(centered, bool):
             raise TypeError(f"centered must be True or False, got {centered!r}")
         self.rho, self.momentum, self.epsilon, self.centered = float(rho), float(momentum), float(epsilon), centered
-        self.slot_names = ("velocities",) + (("momentums",) if momentum > 0 else ()) + \
-            (("average_gradients",) if centered else ())
+        self.slot_names = (
+            ("velocities",) + (("momentums",) if momentum > 0 else ()) + (("average_gradients",) if centered else ())
+        )
 
     def update_rule(self, xp, param, grad, velocities, *more):
         t = param.dtype.type
@@ -55,5 +62,10 @@ class RMSprop(Optimizer):
         param -= momentums
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
-                "centered": self.centered}
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }

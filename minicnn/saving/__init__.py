@@ -18,10 +18,22 @@ from .keras_layers import SUPPORTED_LAYERS, ModelConfigError
 from .optimizer_state import set_from_keras
 from .weights_h5 import read_optimizer_state, read_weights, require_h5py, weights_bytes
 
-__all__ = ["save_model", "model_to_json", "spec_from_json", "read_keras_file", "read_weights", "restore_optimizer",
-           "KerasArchive",
-           "Limits", "ModelFileError", "ModelConfigError", "ModelSpec", "SUPPORTED_LAYERS", "KERAS_VERSION",
-           "check_size"]
+__all__ = [
+    "save_model",
+    "model_to_json",
+    "spec_from_json",
+    "read_keras_file",
+    "read_weights",
+    "restore_optimizer",
+    "KerasArchive",
+    "Limits",
+    "ModelFileError",
+    "ModelConfigError",
+    "ModelSpec",
+    "SUPPORTED_LAYERS",
+    "KERAS_VERSION",
+    "check_size",
+]
 
 
 def save_model(model, path) -> None:
@@ -34,8 +46,11 @@ def save_model(model, path) -> None:
     if not model.built:
         raise ValueError("the model is not built: give the first layer an input_shape=(...) or call model.build()")
     config = model_config(model)
-    metadata = {"keras_version": KERAS_VERSION,
-                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"), "saved_by": "minicnn"}
+    metadata = {
+        "keras_version": KERAS_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+        "saved_by": "minicnn",
+    }
     weights = weights_bytes(model)
     atomic_write(path, lambda fh: write_archive(fh, config, metadata, weights))
 
@@ -72,12 +87,14 @@ def check_size(spec: ModelSpec, available_bytes: int, source: str) -> None:
         return
     try:
         count = weight_count(spec)
-    except ValueError as err:   # shapes that do not fit together (e.g. a Dense after an image)
+    except ValueError as err:  # shapes that do not fit together (e.g. a Dense after an image)
         raise ModelFileError(f"{source}: {err}") from None
     needed = count * (8 if spec.dtype == "float64" else 4)
     if needed > available_bytes:
-        raise ModelFileError(f"{source}: the configuration describes {count:,} weights ({needed:,} bytes), more than "
-                             f"the {available_bytes:,} bytes there are for them")
+        raise ModelFileError(
+            f"{source}: the configuration describes {count:,} weights ({needed:,} bytes), more than "
+            f"the {available_bytes:,} bytes there are for them"
+        )
 
 
 def restore_optimizer(model, archive: KerasArchive, source: str) -> bool:

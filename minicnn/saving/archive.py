@@ -30,9 +30,9 @@ class ModelFileError(ValueError):
 class Limits:
     """The largest model file minicnn reads (bytes, members); raise them for a bigger model."""
 
-    file_bytes: int = 1 << 30          # the whole archive: 1 GiB
-    weights_bytes: int = 1 << 30       # model.weights.h5 uncompressed
-    json_bytes: int = 16 << 20         # config.json, metadata.json uncompressed: 16 MiB each
+    file_bytes: int = 1 << 30  # the whole archive: 1 GiB
+    weights_bytes: int = 1 << 30  # model.weights.h5 uncompressed
+    json_bytes: int = 16 << 20  # config.json, metadata.json uncompressed: 16 MiB each
     members: int = 8
 
 
@@ -77,12 +77,15 @@ def _read_member(zf, info, limit, source) -> bytes:
         _refuse(source, f"{info.filename} declares {info.file_size:,} bytes, over the limit of {limit:,}")
     try:
         with zf.open(info) as fh:
-            data = fh.read(limit + 1)   # never more than one byte past the limit, whatever the header says
+            data = fh.read(limit + 1)  # never more than one byte past the limit, whatever the header says
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as err:
         _refuse(source, f"{info.filename} cannot be read ({err})")
     if len(data) != info.file_size:
-        _refuse(source, f"{info.filename} holds {'over ' if len(data) > limit else ''}{len(data):,} bytes where its "
-                        f"header declares {info.file_size:,} (a damaged or forged archive)")
+        _refuse(
+            source,
+            f"{info.filename} holds {'over ' if len(data) > limit else ''}{len(data):,} bytes where its "
+            f"header declares {info.file_size:,} (a damaged or forged archive)",
+        )
     return data
 
 
@@ -111,13 +114,19 @@ def read_archive(path, limits: Limits | None = None) -> KerasArchive:
             if names.count(info.filename) > 1:
                 _refuse(source, f"the archive holds two members named {info.filename!r}")
             if info.filename not in (CONFIG, METADATA, WEIGHTS):
-                _refuse(source, f"unexpected member {info.filename[:100]!r} (minicnn reads {CONFIG}, {METADATA} and "
-                                f"{WEIGHTS} only)")
+                _refuse(
+                    source,
+                    f"unexpected member {info.filename[:100]!r} (minicnn reads {CONFIG}, {METADATA} and "
+                    f"{WEIGHTS} only)",
+                )
             if info.flag_bits & 0x1:
                 _refuse(source, f"{info.filename} is encrypted")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                _refuse(source, f"{info.filename} uses compression method {info.compress_type} (minicnn reads "
-                                f"stored or deflated members)")
+                _refuse(
+                    source,
+                    f"{info.filename} uses compression method {info.compress_type} (minicnn reads "
+                    f"stored or deflated members)",
+                )
         for required in (CONFIG, WEIGHTS):
             if required not in names:
                 _refuse(source, f"no {required} in the archive (a .keras file holds {CONFIG} and {WEIGHTS})")

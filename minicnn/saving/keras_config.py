@@ -17,14 +17,25 @@ from dataclasses import dataclass, field
 from .. import losses, optimizers
 from .keras_layers import ModelConfigError, dtype_policy, keras_class, layer_from_keras, layer_to_keras
 
-KERAS_VERSION = "3.15.1"          # the Keras whose layout minicnn writes
-_OPTIMIZERS = {cls.__name__: cls for cls in optimizers.OPTIMIZERS.values()}   # Adadelta, SGD, Adam, AdamW, RMSprop
-_LOSSES = {"CategoricalCrossentropy": "categorical_crossentropy",
-           "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy"}
+KERAS_VERSION = "3.15.1"  # the Keras whose layout minicnn writes
+_OPTIMIZERS = {cls.__name__: cls for cls in optimizers.OPTIMIZERS.values()}  # Adadelta, SGD, Adam, AdamW, RMSprop
+_LOSSES = {
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+}
 # Keras optimizer settings that minicnn does not have: accepted only at their neutral value
-_OPTIMIZER_NEUTRAL = {"name": None, "weight_decay": (None, 0, 0.0), "clipnorm": (None,), "global_clipnorm": (None,),
-                      "clipvalue": (None,), "use_ema": (False,), "ema_momentum": None, "ema_overwrite_frequency":
-                      (None,), "loss_scale_factor": (None,), "gradient_accumulation_steps": (None,)}
+_OPTIMIZER_NEUTRAL = {
+    "name": None,
+    "weight_decay": (None, 0, 0.0),
+    "clipnorm": (None,),
+    "global_clipnorm": (None,),
+    "clipvalue": (None,),
+    "use_ema": (False,),
+    "ema_momentum": None,
+    "ema_overwrite_frequency": (None,),
+    "loss_scale_factor": (None,),
+    "gradient_accumulation_steps": (None,),
+}
 
 
 @dataclass
@@ -48,9 +59,22 @@ def model_config(model, include_compile: bool = True) -> dict:
     result = {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None}
     if model.built:
         batch_shape = [None, *model.input_shape]
-        entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                           "config": {"batch_shape": batch_shape, "dtype": dtype, "sparse": False, "ragged": False,
-                                      "name": "input_layer", "optional": False}})
+        entries.insert(
+            0,
+            {
+                "module": "keras.layers",
+                "class_name": "InputLayer",
+                "registered_name": None,
+                "config": {
+                    "batch_shape": batch_shape,
+                    "dtype": dtype,
+                    "sparse": False,
+                    "ragged": False,
+                    "name": "input_layer",
+                    "optional": False,
+                },
+            },
+        )
         config["build_input_shape"] = batch_shape
         result["build_config"] = {"input_shape": batch_shape}
     if include_compile and model.optimizer is not None and model.loss is not None:
@@ -66,12 +90,27 @@ def compile_config(model) -> dict:
     name = getattr(loss, "name", type(loss).__name__)
     if getattr(loss, "from_logits", False):
         keras_name = {v: k for k, v in _LOSSES.items()}.get(name, name)
-        name = {"module": "keras.losses", "class_name": keras_name, "registered_name": None,
-                "config": {"name": name, "reduction": "sum_over_batch_size", "from_logits": True}}
-    return {"optimizer": {"module": "keras.optimizers", "class_name": type(model.optimizer).__name__,
-                          "config": settings, "registered_name": None},
-            "loss": name, "loss_weights": None, "metrics": list(model.metrics) or None, "weighted_metrics": None,
-            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+        name = {
+            "module": "keras.losses",
+            "class_name": keras_name,
+            "registered_name": None,
+            "config": {"name": name, "reduction": "sum_over_batch_size", "from_logits": True},
+        }
+    return {
+        "optimizer": {
+            "module": "keras.optimizers",
+            "class_name": type(model.optimizer).__name__,
+            "config": settings,
+            "registered_name": None,
+        },
+        "loss": name,
+        "loss_weights": None,
+        "metrics": list(model.metrics) or None,
+        "weighted_metrics": None,
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
 
 
 # --- Keras -> minicnn ------------------------------------------------------------------------------------
@@ -93,8 +132,11 @@ def _input_shape(entries, config, result, where):
     shape = shape or config.get("build_input_shape") or (result.get("build_config") or {}).get("input_shape")
     if shape is None:
         return entries, None
-    if not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) and 0 < d < 2**31
-                                                                 for d in shape[1:]):
+    if (
+        not isinstance(shape, list)
+        or len(shape) < 2
+        or not all(isinstance(d, int) and 0 < d < 2**31 for d in shape[1:])
+    ):
         raise ModelConfigError(f"{where}: the input shape {shape!r} is not [batch, positive sizes...]")
     return entries, tuple(shape[1:])
 
@@ -115,8 +157,10 @@ def model_spec(result, where: str, include_compile: bool = True) -> ModelSpec:
         layer = layer_from_keras(entry, f"{where} layer {i}")
         layer_dtype = _dtype_of(entry["config"].get("dtype", dtype), f"{where} layer {i} ({layer.name})")
         if layer_dtype != dtype:
-            raise ModelConfigError(f"{where}: layer {layer.name!r} computes in {layer_dtype}, the model in {dtype}; "
-                                   f"minicnn needs one dtype for the whole model")
+            raise ModelConfigError(
+                f"{where}: layer {layer.name!r} computes in {layer_dtype}, the model in {dtype}; "
+                f"minicnn needs one dtype for the whole model"
+            )
         layers.append(layer)
     name = config.get("name", "sequential")
     if not isinstance(name, str) or not name.isprintable() or len(name) > 200:
@@ -147,8 +191,11 @@ def compile_arguments(config, where):
     if not config:
         return None
     try:
-        return {"loss": _loss(config.get("loss")), "optimizer": _optimizer(config.get("optimizer")),
-                "metrics": _metrics(config.get("metrics"))}
+        return {
+            "loss": _loss(config.get("loss")),
+            "optimizer": _optimizer(config.get("optimizer")),
+            "metrics": _metrics(config.get("metrics")),
+        }
     except (ModelConfigError, TypeError, ValueError) as err:
         warnings.warn(f"{where}: the model is loaded uncompiled: {err}", stacklevel=3)
         return None
@@ -173,8 +220,9 @@ def _optimizer(value):
     for key, setting in cfg.items():
         if key in accepted:
             continue
-        if key not in _OPTIMIZER_NEUTRAL or (_OPTIMIZER_NEUTRAL[key] is not None and
-                                             setting not in _OPTIMIZER_NEUTRAL[key]):
+        if key not in _OPTIMIZER_NEUTRAL or (
+            _OPTIMIZER_NEUTRAL[key] is not None and setting not in _OPTIMIZER_NEUTRAL[key]
+        ):
             raise ModelConfigError(f"optimizer {name} setting {key}={setting!r} is not supported")
     kwargs = {k: v for k, v in cfg.items() if k in accepted}
     if not isinstance(kwargs.get("learning_rate", 1.0), (int, float)):

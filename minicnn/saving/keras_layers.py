@@ -14,19 +14,47 @@ import re
 from .. import initializers, regularizers
 from .. import layers as L
 
-SUPPORTED_LAYERS = ("Conv2D", "Dense", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
-                    "GlobalMaxPooling2D", "ZeroPadding2D", "Reshape", "Flatten", "Dropout", "BatchNormalization",
-                    "Activation")
+SUPPORTED_LAYERS = (
+    "Conv2D",
+    "Dense",
+    "MaxPooling2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "ZeroPadding2D",
+    "Reshape",
+    "Flatten",
+    "Dropout",
+    "BatchNormalization",
+    "Activation",
+)
 _CLASSES = {name: getattr(L, name) for name in SUPPORTED_LAYERS}
 
 # Keras initializer class <-> minicnn initializer name
 _INITIALIZERS = {"GlorotUniform": "glorot_uniform", "HeNormal": "he_normal", "Zeros": "zeros", "Ones": "ones"}
 # what each layer's Keras config holds beyond name/trainable/dtype, read into minicnn arguments
 _ARGS = {
-    "Conv2D": ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "kernel_initializer",
-               "bias_initializer", "kernel_regularizer", "bias_regularizer"),
-    "Dense": ("units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "kernel_regularizer",
-              "bias_regularizer"),
+    "Conv2D": (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "activation",
+        "use_bias",
+        "kernel_initializer",
+        "bias_initializer",
+        "kernel_regularizer",
+        "bias_regularizer",
+    ),
+    "Dense": (
+        "units",
+        "activation",
+        "use_bias",
+        "kernel_initializer",
+        "bias_initializer",
+        "kernel_regularizer",
+        "bias_regularizer",
+    ),
     "MaxPooling2D": ("pool_size", "strides", "padding"),
     "AveragePooling2D": ("pool_size", "strides", "padding"),
     "GlobalAveragePooling2D": ("keepdims",),
@@ -35,14 +63,27 @@ _ARGS = {
     "Reshape": ("target_shape",),
     "Flatten": (),
     "Dropout": ("rate", "seed"),
-    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale", "beta_initializer", "gamma_initializer",
-                           "moving_mean_initializer", "moving_variance_initializer"),
+    "BatchNormalization": (
+        "axis",
+        "momentum",
+        "epsilon",
+        "center",
+        "scale",
+        "beta_initializer",
+        "gamma_initializer",
+        "moving_mean_initializer",
+        "moving_variance_initializer",
+    ),
     "Activation": ("activation",),
 }
 # settings minicnn accepts only at their neutral value (anything else changes what the layer computes)
-_NEUTRAL = {"data_format": ("channels_last", None), "dilation_rate": (1, [1, 1], (1, 1)), "groups": (1,),
-            "synchronized": (False, True)}   # synchronized: only matters across several devices
-_IGNORED = {"name", "trainable", "dtype", "renorm_momentum"}   # renorm_momentum is unused while renorm is False
+_NEUTRAL = {
+    "data_format": ("channels_last", None),
+    "dilation_rate": (1, [1, 1], (1, 1)),
+    "groups": (1,),
+    "synchronized": (False, True),
+}  # synchronized: only matters across several devices
+_IGNORED = {"name", "trainable", "dtype", "renorm_momentum"}  # renorm_momentum is unused while renorm is False
 
 
 class ModelConfigError(ValueError):
@@ -53,18 +94,23 @@ def keras_class(entry, where: str, kinds=SUPPORTED_LAYERS, module_prefix="keras"
     """The ``class_name`` of a serialized Keras object, refused unless it is one of ``kinds`` and a built-in (no
     ``registered_name`` of a custom object, no module outside Keras): nothing is ever imported from a file."""
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
-        raise ModelConfigError(f"{where}: expected a Keras object {{'class_name': ..., 'config': ...}}, got "
-                               f"{_short(entry)}")
+        raise ModelConfigError(
+            f"{where}: expected a Keras object {{'class_name': ..., 'config': ...}}, got {_short(entry)}"
+        )
     name = entry["class_name"]
     module = entry.get("module")
     registered = entry.get("registered_name")
-    if (module is not None and not (isinstance(module, str) and module.split(".")[0] == module_prefix)) or \
-            registered not in (None, name):
-        raise ModelConfigError(f"{where}: {_short(name)} is a custom object (module {module!r}, registered name "
-                               f"{registered!r}); a model file is data, minicnn imports nothing from it")
+    if (
+        module is not None and not (isinstance(module, str) and module.split(".")[0] == module_prefix)
+    ) or registered not in (None, name):
+        raise ModelConfigError(
+            f"{where}: {_short(name)} is a custom object (module {module!r}, registered name "
+            f"{registered!r}); a model file is data, minicnn imports nothing from it"
+        )
     if name not in kinds:
-        raise ModelConfigError(f"{where}: layer {_short(name)} is not supported by minicnn (it reads "
-                               f"{', '.join(kinds)})")
+        raise ModelConfigError(
+            f"{where}: layer {_short(name)} is not supported by minicnn (it reads {', '.join(kinds)})"
+        )
     if not isinstance(entry.get("config", {}), dict):
         raise ModelConfigError(f"{where}: the config of {name} is not a JSON object")
     return name
@@ -111,8 +157,10 @@ def layer_to_keras(layer, dtype) -> dict:
     """The Keras 3 config entry of a minicnn layer (built: its input shape goes into ``build_config``)."""
     kind = type(layer).__name__
     if kind not in _CLASSES:
-        raise ModelConfigError(f"layer {layer.name!r} ({kind}) has no Keras equivalent minicnn can write "
-                               f"(supported: {', '.join(SUPPORTED_LAYERS)})")
+        raise ModelConfigError(
+            f"layer {layer.name!r} ({kind}) has no Keras equivalent minicnn can write "
+            f"(supported: {', '.join(SUPPORTED_LAYERS)})"
+        )
     config = {"name": layer.name, "trainable": bool(layer.trainable), "dtype": dtype_policy(dtype)}
     for key in _ARGS[kind]:
         value = getattr(layer, key)
@@ -123,8 +171,15 @@ def layer_to_keras(layer, dtype) -> dict:
         elif isinstance(value, tuple):
             value = [list(v) if isinstance(v, tuple) else v for v in value]
         config[key] = value
-    if kind in ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
-                "ZeroPadding2D", "Flatten"):
+    if kind in (
+        "Conv2D",
+        "MaxPooling2D",
+        "AveragePooling2D",
+        "GlobalAveragePooling2D",
+        "GlobalMaxPooling2D",
+        "ZeroPadding2D",
+        "Flatten",
+    ):
         config["data_format"] = "channels_last"
     if kind == "Conv2D":
         config.update(dilation_rate=[1, 1], groups=1)
@@ -158,14 +213,19 @@ def _regularizer_from_keras(value, where):
 
 def _argument(kind, key, value, where):
     if key.endswith("_initializer"):
-        defaults = {"gamma_initializer": "ones", "moving_variance_initializer": "ones", "kernel_initializer":
-                    "glorot_uniform"}
+        defaults = {
+            "gamma_initializer": "ones",
+            "moving_variance_initializer": "ones",
+            "kernel_initializer": "glorot_uniform",
+        }
         return _initializer_from_keras(value, defaults.get(key, "zeros"))
     if key.endswith("_regularizer"):
         return _regularizer_from_keras(value, f"{where} {key}")
     if key == "activation" and value is not None and not isinstance(value, str):
-        raise ModelConfigError(f"{where}: activation {_short(value)} is not a built-in activation name; minicnn "
-                               f"reads linear, relu, sigmoid, tanh, softmax")
+        raise ModelConfigError(
+            f"{where}: activation {_short(value)} is not a built-in activation name; minicnn "
+            f"reads linear, relu, sigmoid, tanh, softmax"
+        )
     if isinstance(value, list):
         return tuple(tuple(v) if isinstance(v, list) else v for v in value)
     return value

@@ -28,7 +28,7 @@ def slot_groups(optimizer) -> list[tuple[str, ...]] | None:
     if kind in ("Adam", "AdamW"):
         return [("momentums", "velocities")] + ([("velocity_hats",)] if optimizer.amsgrad else [])
     if kind == "RMSprop":
-        return [(name,) for name in optimizer.slot_names]   # velocities[, momentums][, average_gradients]
+        return [(name,) for name in optimizer.slot_names]  # velocities[, momentums][, average_gradients]
     if kind == "SGD":
         return [("velocity",)] if optimizer.momentum else []
     return None
@@ -45,8 +45,10 @@ def keras_optimizer_variables(optimizer, trainable, to_numpy) -> list[np.ndarray
         slots = {name: [np.zeros(p.shape, p.dtype) for p in trainable] for group in groups for name in group}
     else:
         slots = {name: getattr(optimizer, name, None) for group in groups for name in group}
-    if any(values is None or [tuple(v.shape) for v in values] != [tuple(p.shape) for p in trainable]
-           for values in slots.values()):
+    if any(
+        values is None or [tuple(v.shape) for v in values] != [tuple(p.shape) for p in trainable]
+        for values in slots.values()
+    ):
         return None
     arrays = [np.array(optimizer.iterations, np.int64), np.array(optimizer.learning_rate, np.float32)]
     for group in groups:

@@ -23,7 +23,7 @@ from .archive import WEIGHTS, ModelFileError
 from .keras_layers import keras_path_names
 from .optimizer_state import keras_layout, keras_optimizer_variables
 
-EXTRA_NAME = "keras-files"   # the pip extra that installs h5py
+EXTRA_NAME = "keras-files"  # the pip extra that installs h5py
 
 
 def require_h5py():
@@ -31,8 +31,9 @@ def require_h5py():
     try:
         import h5py
     except ImportError as err:
-        raise ImportError(f"reading and writing .keras files needs h5py: pip install 'minicnn[{EXTRA_NAME}]' "
-                          "(or pip install h5py)") from err
+        raise ImportError(
+            f"reading and writing .keras files needs h5py: pip install 'minicnn[{EXTRA_NAME}]' (or pip install h5py)"
+        ) from err
     return h5py
 
 
@@ -48,8 +49,11 @@ def weights_bytes(model) -> bytes:
             for i, key in enumerate(layer.weight_names()):
                 variables.create_dataset(str(i), data=model.backend.to_numpy(layer.params[key]))
         f.create_group("vars").attrs["name"] = model.name
-        state = None if model.optimizer is None else keras_optimizer_variables(
-            model.optimizer, model.trainable_weights, model.backend.to_numpy)
+        state = (
+            None
+            if model.optimizer is None
+            else keras_optimizer_variables(model.optimizer, model.trainable_weights, model.backend.to_numpy)
+        )
         if state:
             variables = f.create_group("optimizer").create_group("vars")
             variables.attrs["name"] = keras_path_names([type(model.optimizer).__name__])[0]
@@ -68,8 +72,11 @@ def _child(h5py, group, name, source, where):
     if link is None:
         return None
     if not isinstance(link, h5py.HardLink):
-        _refuse(source, f"{where}/{name} is a link ({type(link).__name__}), not a plain member (links to other "
-                        f"files or paths are refused)")
+        _refuse(
+            source,
+            f"{where}/{name} is a link ({type(link).__name__}), not a plain member (links to other "
+            f"files or paths are refused)",
+        )
     return group[name]
 
 
@@ -110,15 +117,18 @@ def read_weights(data: bytes, model, source) -> list[np.ndarray]:
             if not isinstance(layers, h5py.Group):
                 _refuse(source, "no 'layers' group (not Keras 3's layout)")
             for name in layers:
-                if name not in paths:   # a layer without weights may leave an empty group; anything else is extra
+                if name not in paths:  # a layer without weights may leave an empty group; anything else is extra
                     group = _child(h5py, layers, name, source, "/layers")
-                    variables = _child(h5py, group, "vars", source, f"/layers/{name}") \
-                        if isinstance(group, h5py.Group) and set(group) == {"vars"} else None
+                    variables = (
+                        _child(h5py, group, "vars", source, f"/layers/{name}")
+                        if isinstance(group, h5py.Group) and set(group) == {"vars"}
+                        else None
+                    )
                     if not isinstance(variables, h5py.Group) or len(variables):
                         _refuse(source, f"/layers/{name} holds weights for no layer of the configuration")
             for layer, path in zip(model.layers, paths):
                 weights += _layer_weights(h5py, layers, layer, path, dtype, source)
-        except (OSError, KeyError, TypeError) as err:   # h5py's errors on a damaged file
+        except (OSError, KeyError, TypeError) as err:  # h5py's errors on a damaged file
             raise ModelFileError(f"{source}: {WEIGHTS} is damaged ({err})") from None
     return weights
 
@@ -132,8 +142,11 @@ def _layer_weights(h5py, layers, layer, path, dtype, source):
             _refuse(source, f"no weights for layer {layer.name!r} ({type(layer).__name__}, expected at {where})")
         return []
     if not isinstance(group, h5py.Group) or set(group) - {"vars"}:
-        _refuse(source, f"{where} holds {sorted(group)[:5] if isinstance(group, h5py.Group) else 'a dataset'}, "
-                        f"expected only 'vars'")
+        _refuse(
+            source,
+            f"{where} holds {sorted(group)[:5] if isinstance(group, h5py.Group) else 'a dataset'}, "
+            f"expected only 'vars'",
+        )
     variables = _child(h5py, group, "vars", source, where)
     if variables is None and not expected:
         return []
@@ -142,10 +155,22 @@ def _layer_weights(h5py, layers, layer, path, dtype, source):
     names = sorted(variables)
     wanted = [str(i) for i in range(len(expected))]
     if sorted(names) != sorted(wanted):
-        _refuse(source, f"layer {layer.name!r} ({type(layer).__name__}) has {len(names)} weights "
-                        f"({', '.join(names[:6])}) in the file, the configuration implies {len(expected)}")
-    return [_dataset(h5py, _child(h5py, variables, str(i), source, f"{where}/vars"), shape, dtype, source,
-                     f"{where}/vars/{i} (layer {layer.name!r})") for i, shape in enumerate(expected)]
+        _refuse(
+            source,
+            f"layer {layer.name!r} ({type(layer).__name__}) has {len(names)} weights "
+            f"({', '.join(names[:6])}) in the file, the configuration implies {len(expected)}",
+        )
+    return [
+        _dataset(
+            h5py,
+            _child(h5py, variables, str(i), source, f"{where}/vars"),
+            shape,
+            dtype,
+            source,
+            f"{where}/vars/{i} (layer {layer.name!r})",
+        )
+        for i, shape in enumerate(expected)
+    ]
 
 
 def read_optimizer_state(data: bytes, model, source) -> list[np.ndarray] | None:
@@ -162,11 +187,23 @@ def read_optimizer_state(data: bytes, model, source) -> list[np.ndarray] | None:
             if not isinstance(variables, h5py.Group):
                 return None
             if sorted(variables) != sorted(str(i) for i in range(len(layout))):
-                warnings.warn(f"{source}: the optimizer's state holds {len(variables)} arrays where "
-                              f"{type(model.optimizer).__name__} with these settings keeps {len(layout)}: the "
-                              f"optimizer starts afresh", stacklevel=3)
+                warnings.warn(
+                    f"{source}: the optimizer's state holds {len(variables)} arrays where "
+                    f"{type(model.optimizer).__name__} with these settings keeps {len(layout)}: the "
+                    f"optimizer starts afresh",
+                    stacklevel=3,
+                )
                 return None
-            return [_dataset(h5py, _child(h5py, variables, str(i), source, "/optimizer/vars"), shape, dtype, source,
-                             f"/optimizer/vars/{i}") for i, (shape, dtype) in enumerate(layout)]
+            return [
+                _dataset(
+                    h5py,
+                    _child(h5py, variables, str(i), source, "/optimizer/vars"),
+                    shape,
+                    dtype,
+                    source,
+                    f"/optimizer/vars/{i}",
+                )
+                for i, (shape, dtype) in enumerate(layout)
+            ]
         except (OSError, KeyError, TypeError) as err:
             raise ModelFileError(f"{source}: {WEIGHTS} is damaged ({err})") from None

@@ -24,8 +24,11 @@ def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
 
 
-FUSED_UPDATES = {"adadelta": optimizers.adadelta_step, "adam": optimizers.adam_step,
-                 "adam_amsgrad": optimizers.adam_amsgrad_step}   # optimizer rule -> its one-pass kernel
+FUSED_UPDATES = {
+    "adadelta": optimizers.adadelta_step,
+    "adam": optimizers.adam_step,
+    "adam_amsgrad": optimizers.adam_amsgrad_step,
+}  # optimizer rule -> its one-pass kernel
 
 
 class NumbaBackend(Backend):
@@ -37,13 +40,13 @@ class NumbaBackend(Backend):
 
     name = "numba"
     fuses_conv2d = True
-    CHUNK_ROWS = 512   # rows of the column matrix a thread builds and multiplies at a time (kept in cache)
+    CHUNK_ROWS = 512  # rows of the column matrix a thread builds and multiplies at a time (kept in cache)
 
     def __init__(self):
         # Every matrix product of this backend runs inside a Numba parallel loop, with BLAS held to one thread
         # for the duration of the call (the BLAS libraries' own thread counts are restored afterwards).
         self._one_blas_thread = OneBlasThread()
-        start_pool()   # Numba's threads, started with a bounded wait and the cores really available
+        start_pool()  # Numba's threads, started with a bounded wait and the cores really available
 
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
@@ -146,8 +149,19 @@ class NumbaBackend(Backend):
             conv.conv_forward(x, np.ascontiguousarray(kernel2d), bias, relu, win, chunk, by_tap, cols, out)
         return out
 
-    def conv2d_fused_backward(self, x, grad, kernel2d, win: Window, grad_kernel, grad_bias, relu_output=None,
-                              input_gradient=True, out=None, scratch=None):
+    def conv2d_fused_backward(
+        self,
+        x,
+        grad,
+        kernel2d,
+        win: Window,
+        grad_kernel,
+        grad_bias,
+        relu_output=None,
+        input_gradient=True,
+        out=None,
+        scratch=None,
+    ):
         """The gradients of :meth:`conv2d_fused_forward` (``numpy_ref.conv2d_backward`` in one call, the columns
         rebuilt from ``x`` a few samples at a time): ``dW = cols^T @ dZ`` into ``grad_kernel``, ``db`` (the sum of
         ``dZ`` over rows) into ``grad_bias`` unless None; returns ``dX = col2im(dZ @ kernel2d^T)`` of ``x.shape``
@@ -170,8 +184,24 @@ class NumbaBackend(Backend):
         y = np.ascontiguousarray(relu_output) if relu else grad
         dx = (np.empty(x.shape, dtype=x.dtype) if out is None else out) if input_gradient else x
         with self._one_blas_thread:
-            conv.conv_backward(x, np.ascontiguousarray(grad), y, relu, np.ascontiguousarray(kernel2d), win, chunk,
-                               by_tap, cols, grad_cols, dz_buf, dw_tmp, dw_parts, db_parts, input_gradient, dx)
+            conv.conv_backward(
+                x,
+                np.ascontiguousarray(grad),
+                y,
+                relu,
+                np.ascontiguousarray(kernel2d),
+                win,
+                chunk,
+                by_tap,
+                cols,
+                grad_cols,
+                dz_buf,
+                dw_tmp,
+                dw_parts,
+                db_parts,
+                input_gradient,
+                dx,
+            )
         dw_parts.sum(axis=0, out=grad_kernel)
         if grad_bias is not None:
             db_parts.sum(axis=0, out=grad_bias)
@@ -190,17 +220,18 @@ class NumbaBackend(Backend):
         if out is None:
             out = np.empty(want, dtype=np.float32)
         elif out.shape != want or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"uniform: out must be a C-contiguous float32 array of shape {want}, got {out.dtype} "
-                             f"{out.shape}")
+            raise ValueError(
+                f"uniform: out must be a C-contiguous float32 array of shape {want}, got {out.dtype} {out.shape}"
+            )
         flat = out.reshape(-1)
         state = bitgen.state
         kept = bool(state["has_uint32"]) and flat.size > 0
-        if kept:                                           # a high half kept from the last odd draw comes first
+        if kept:  # a high half kept from the last odd draw comes first
             flat[0] = np.float32(state["uinteger"] >> 8) * elementwise.UNIFORM32_STEP
             flat = flat[1:]
         raw = bitgen.random_raw((flat.size + 1) // 2)
         elementwise.uniform32_from_raw(raw.view(np.uint32), flat)
-        keep = flat.size % 2 == 1                          # the last output's high half was not used
+        keep = flat.size % 2 == 1  # the last output's high half was not used
         if keep or kept:
             state = bitgen.state
             state["has_uint32"], state["uinteger"] = int(keep), int(raw[-1] >> np.uint64(32)) if keep else 0
@@ -210,8 +241,7 @@ class NumbaBackend(Backend):
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)
         out = np.empty_like(uniform) if out is None else out
-        return elementwise.dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)),
-                                        out)
+        return elementwise.dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out)
 
     def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
         x, uniform = np.ascontiguousarray(x), np.ascontiguousarray(uniform)
@@ -222,8 +252,9 @@ class NumbaBackend(Backend):
         mask = np.empty_like(uniform) if mask_out is None else mask_out
         t = uniform.dtype.type
         # flat views: one compiled specialisation serves every shape (a first run compiles it once, not per rank)
-        elementwise.dropout_apply(x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1),
-                                  mask.reshape(-1))
+        elementwise.dropout_apply(
+            x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1), mask.reshape(-1)
+        )
         return y, mask
 
     # --- batch normalization (kernels in .batch_norm; out buffers C-contiguous) ---------------------
@@ -245,8 +276,7 @@ class NumbaBackend(Backend):
         batch_norm.normalize(x2d, mean, inv_std, gamma, beta, y, xhat)
         return y, xhat, inv_std
 
-    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None,
-                           dbeta_out=None):
+    def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None, dbeta_out=None):
         dy2d, xhat = np.ascontiguousarray(dy2d), np.ascontiguousarray(xhat)
         m, c = dy2d.shape
         parts = batch_norm.gradient_sums(dy2d, xhat, np.empty((2, batch_norm.PARTS, c), dtype=dy2d.dtype))

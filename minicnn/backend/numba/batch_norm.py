@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-PARTS = 64   # parts of each sum over rows (the partial sums are (PARTS, C))
+PARTS = 64  # parts of each sum over rows (the partial sums are (PARTS, C))
 
 
 @njit(parallel=True, cache=True)

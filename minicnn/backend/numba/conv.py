@@ -41,18 +41,18 @@ def _im2col_sample(x, b, win, out, row0):
             for i in range(kh):
                 hh = h0 + i
                 dst = i * run
-                out_run = out[r, dst:dst + run]
+                out_run = out[r, dst : dst + run]
                 if hh < 0 or hh >= h:
                     for t in range(run):
                         out_run[t] = 0.0
                 elif inside_w:
                     src = ((b * h + hh) * w + w0) * c
-                    x_run = xf[src:src + run]
+                    x_run = xf[src : src + run]
                     for t in range(run):
                         out_run[t] = x_run[t]
-                else:                                  # partly in the left or right padding: tap by tap
+                else:  # partly in the left or right padding: tap by tap
                     for j in range(kw):
-                        out_tap = out_run[j * c:(j + 1) * c]
+                        out_tap = out_run[j * c : (j + 1) * c]
                         if 0 <= w0 + j < w:
                             x_tap = x[b, hh, w0 + j]
                             for ch in range(c):
@@ -85,13 +85,13 @@ def _col2im_row(cols, row0, b, hh, win, dx):
         y = window_reading(hh, pt, i, sh, oh)
         if y < 0:
             continue
-        for xo in range(ow - 1, -1, -1):   # windows right to left: each pixel sums its taps j in increasing order
+        for xo in range(ow - 1, -1, -1):  # windows right to left: each pixel sums its taps j in increasing order
             w0 = xo * sw - pl
             j_lo, j_hi = taps_inside(w0, kw, w)
             if j_lo >= j_hi:
                 continue
-            src = cols[row0 + y * ow + xo, (i * kw + j_lo) * c:(i * kw + j_hi) * c]
-            dst = row[(w0 + j_lo) * c:(w0 + j_hi) * c]
+            src = cols[row0 + y * ow + xo, (i * kw + j_lo) * c : (i * kw + j_hi) * c]
+            dst = row[(w0 + j_lo) * c : (w0 + j_hi) * c]
             for t in range(src.size):
                 dst[t] += src[t]
 
@@ -148,7 +148,7 @@ def _im2col_sample_by_tap_one_channel(x, b, win, out):
     for i in range(kh):
         for j in range(kw):
             row = out[i * kw + j]
-            xo_lo, xo_hi = min(ow, max(0, pl - j)), max(0, min(ow, w + pl - j))   # taps inside the image
+            xo_lo, xo_hi = min(ow, max(0, pl - j)), max(0, min(ow, w + pl - j))  # taps inside the image
             for yo in range(oh):
                 hh = yo * sh - pt + i
                 lo, hi = (xo_lo, xo_hi) if 0 <= hh < h else (0, 0)
@@ -185,7 +185,7 @@ def conv_forward(x, w2d, bias, relu, win, chunk, by_tap, cols, out):
         buf = cols[part]
         for k in range(part, chunks, parts):
             s0, _, rows = _im2col_chunk(x, k, chunk, by_tap, win, buf)
-            z = out[s0 * rows_per_sample:s0 * rows_per_sample + rows]
+            z = out[s0 * rows_per_sample : s0 * rows_per_sample + rows]
             if by_tap:
                 np.dot(buf.T, w2d, z)
             else:
@@ -193,13 +193,14 @@ def conv_forward(x, w2d, bias, relu, win, chunk, by_tap, cols, out):
             for r in range(rows):
                 for j in range(w2d.shape[1]):
                     v = z[r, j] + bias[j]
-                    z[r, j] = v if (not relu or v > 0 or v != v) else 0.0   # NaN stays NaN
+                    z[r, j] = v if (not relu or v > 0 or v != v) else 0.0  # NaN stays NaN
     return out
 
 
 @njit(parallel=True, cache=True)
-def conv_backward(x, grad, y, relu, w2d, win, chunk, by_tap, cols, grad_cols, dz_buf, dw_tmp, dw_parts, db_parts,
-                  need_dx, dx):
+def conv_backward(
+    x, grad, y, relu, w2d, win, chunk, by_tap, cols, grad_cols, dz_buf, dw_tmp, dw_parts, db_parts, need_dx, dx
+):
     """The gradients of :func:`conv_forward`: each part's share of dW and db into ``dw_parts[part]`` and
     ``db_parts[part]`` (the caller adds the parts), and dX into ``dx`` when ``need_dx``.
 
@@ -217,12 +218,12 @@ def conv_backward(x, grad, y, relu, w2d, win, chunk, by_tap, cols, grad_cols, dz
             s0, s1, rows = _im2col_chunk(x, k, chunk, by_tap, win, buf)
             lo = s0 * rows_per_sample
             if relu:
-                dz, dy, y_chunk = dz_buf[part, :rows], grad[lo:lo + rows], y[lo:lo + rows]
+                dz, dy, y_chunk = dz_buf[part, :rows], grad[lo : lo + rows], y[lo : lo + rows]
                 for r in range(rows):
                     for j in range(dz.shape[1]):
                         dz[r, j] = dy[r, j] if y_chunk[r, j] > 0 else 0.0
             else:
-                dz = grad[lo:lo + rows]
+                dz = grad[lo : lo + rows]
             if by_tap:
                 np.dot(buf, dz, tmp)
             else:

@@ -82,7 +82,7 @@ def weight_gradient_parts(a, dz, partial):
     return partial
 
 
-UNIFORM32_STEP = np.float32(2.0 ** -24)   # NumPy's float32 uniform from a 32-bit draw u: (u >> 8) * 2^-24
+UNIFORM32_STEP = np.float32(2.0**-24)  # NumPy's float32 uniform from a 32-bit draw u: (u >> 8) * 2^-24
 
 
 @njit(parallel=True, cache=True)
@@ -113,10 +113,9 @@ def dropout_apply(x, uniform, rate, scale, y, mask):
     """:func:`dropout_mask` into ``mask`` and ``y = x * mask`` in one pass (the same roundings as the reference: none,
     then one product)."""
     flat_x, flat_u = x.reshape(x.size), uniform.reshape(uniform.size)
-    flat_y, flat_m = y.reshape(y.size), mask.reshape(mask.size)   # views (ravel may copy in a parallel function)
+    flat_y, flat_m = y.reshape(y.size), mask.reshape(mask.size)  # views (ravel may copy in a parallel function)
     for i in prange(flat_u.size):
         m = _keep(flat_u[i], rate, scale)
         flat_m[i] = m
         flat_y[i] = flat_x[i] * m
     return y, mask
-

@@ -32,8 +32,20 @@ def adadelta_step(param, grad, accumulated_grad, accumulated_delta, learning_rat
 
 
 @njit(parallel=True, cache=True)
-def adam_kernel(param, grad, momentums, velocities, velocity_hats, learning_rate, lr_t, one_minus_beta_1,
-                one_minus_beta_2, epsilon, weight_decay, amsgrad):
+def adam_kernel(
+    param,
+    grad,
+    momentums,
+    velocities,
+    velocity_hats,
+    learning_rate,
+    lr_t,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    epsilon,
+    weight_decay,
+    amsgrad,
+):
     """``minicnn.optimizers.Adam.update_rule`` (and AdamW's decay before it) in one pass over flat arrays, the same
     operations in the same order and dtype for each element (so the results are bitwise equal). ``velocity_hats``
     is read and written only with ``amsgrad``."""
@@ -48,13 +60,25 @@ def adam_kernel(param, grad, momentums, velocities, velocity_hats, learning_rate
         velocities[i] = v
         if amsgrad:
             h = velocity_hats[i]
-            v = v if (v > h or v != v) else h          # np.maximum: the larger, NaN if either is NaN
+            v = v if (v > h or v != v) else h  # np.maximum: the larger, NaN if either is NaN
             velocity_hats[i] = v
         param[i] = x - m * lr_t / (np.sqrt(v) + epsilon)
 
 
-def adam_step(param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2,
-              epsilon, weight_decay, gate=None, velocity_hats=None):
+def adam_step(
+    param,
+    grad,
+    momentums,
+    velocities,
+    learning_rate,
+    lr_t,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    epsilon,
+    weight_decay,
+    gate=None,
+    velocity_hats=None,
+):
     """One Adam (AdamW with ``weight_decay``) step in place; True when taken, False (nothing touched) when an array
     is not C-contiguous: the caller then runs its plain rule. The numbers (``Adam.hyperparameters()``, computed on
     the host in float64) enter the kernel in the weights' dtype. ``gate`` is ignored (tested on the host)."""
@@ -63,14 +87,47 @@ def adam_step(param, grad, momentums, velocities, learning_rate, lr_t, one_minus
         return False
     t = param.dtype.type
     flat = [a.reshape(-1) for a in arrays]
-    hats = flat[4] if velocity_hats is not None else flat[3]   # a placeholder the kernel does not touch
-    adam_kernel(*flat[:4], hats, t(learning_rate), t(lr_t), t(one_minus_beta_1), t(one_minus_beta_2), t(epsilon),
-                t(weight_decay), velocity_hats is not None)
+    hats = flat[4] if velocity_hats is not None else flat[3]  # a placeholder the kernel does not touch
+    adam_kernel(
+        *flat[:4],
+        hats,
+        t(learning_rate),
+        t(lr_t),
+        t(one_minus_beta_1),
+        t(one_minus_beta_2),
+        t(epsilon),
+        t(weight_decay),
+        velocity_hats is not None,
+    )
     return True
 
 
-def adam_amsgrad_step(param, grad, momentums, velocities, velocity_hats, learning_rate, lr_t, one_minus_beta_1,
-                      one_minus_beta_2, epsilon, weight_decay, gate=None):
+def adam_amsgrad_step(
+    param,
+    grad,
+    momentums,
+    velocities,
+    velocity_hats,
+    learning_rate,
+    lr_t,
+    one_minus_beta_1,
+    one_minus_beta_2,
+    epsilon,
+    weight_decay,
+    gate=None,
+):
     """:func:`adam_step` with AMSGrad's ``velocity_hats`` (the slots in ``Adam.slot_names`` order)."""
-    return adam_step(param, grad, momentums, velocities, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2,
-                     epsilon, weight_decay, gate, velocity_hats=velocity_hats)
+    return adam_step(
+        param,
+        grad,
+        momentums,
+        velocities,
+        learning_rate,
+        lr_t,
+        one_minus_beta_1,
+        one_minus_beta_2,
+        epsilon,
+        weight_decay,
+        gate,
+        velocity_hats=velocity_hats,
+    )

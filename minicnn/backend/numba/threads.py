@@ -66,7 +66,7 @@ WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 OPENMP_LIBRARIES = ("libgomp", "libomp", "libiomp")
 
-_pool = {}   # what start_pool() found and chose: filled once, read by pool_info()
+_pool = {}  # what start_pool() found and chose: filled once, read by pool_info()
 
 
 def openmp_loaded() -> list[str]:
@@ -93,7 +93,7 @@ def start_pool() -> dict:
     saved = {k: os.environ.get(k) for k in chosen}
     os.environ.update(chosen)
     try:
-        numba.get_num_threads()                    # loads the threading layer and starts its threads
+        numba.get_num_threads()  # loads the threading layer and starts its threads
     finally:
         for k, v in saved.items():
             if v is None:
@@ -119,9 +119,11 @@ def set_threads(n: int) -> None:
     """Numba's kernels use ``n`` threads from now on (in this Python thread: Numba's count is per thread)."""
     start_pool()
     if n > _pool["pool"]:
-        raise ValueError(f"set_num_threads({n}): Numba started {_pool['pool']} threads (NUMBA_NUM_THREADS, by "
-                         f"default the cores this process may run on); set NUMBA_NUM_THREADS={n} before starting "
-                         f"Python for more")
+        raise ValueError(
+            f"set_num_threads({n}): Numba started {_pool['pool']} threads (NUMBA_NUM_THREADS, by "
+            f"default the cores this process may run on); set NUMBA_NUM_THREADS={n} before starting "
+            f"Python for more"
+        )
     numba.set_num_threads(n)
 
 
