@@ -43,7 +43,7 @@ def test_max_pooling_with_same_padding_on_the_left_routes_every_gradient_to_its_
         for c in range(y.shape[2]):
             for ch in range(x.shape[3]):
                 rows, cols = range(max(r - 1, 0), min(r + 2, 4)), range(max(c - 1, 0), min(c + 2, 5))
-                best = max(((x[0, i, j, ch], -i, -j) for i in rows for j in cols))
+                best = max((x[0, i, j, ch], -i, -j) for i in rows for j in cols)
                 want[0, -best[1], -best[2], ch] += dy[0, r, c, ch]
     np.testing.assert_allclose(dx, want, rtol=1e-6)
     dx_buf = np.empty_like(x)

@@ -159,7 +159,12 @@ def test_the_defaults_are_keras_defaults_except_adadeltas_tutorial_rate():
     assert SGD().get_config() == {"name": "SGD", "learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
     assert Adadelta().get_config() == {"name": "Adadelta", "learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7}
     assert Adam().get_config() == {
-        "name": "Adam", "learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False
+        "name": "Adam",
+        "learning_rate": 0.001,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
     }
 
 
@@ -237,7 +242,7 @@ def test_the_fused_kernel_takes_the_plain_rules_step_and_honours_the_gate(make):
     params = [rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=5).astype(np.float32)]
     plain, fused = [p.copy() for p in params], [p.copy() for p in params]
     reference, opt = make(), make()
-    for step in range(3):
+    for _ in range(3):
         grads = [rng.normal(size=p.shape).astype(np.float32) for p in params]
         reference.apply(plain, grads, backend=get_backend("numpy"))
         opt.apply(fused, grads, gate=np.array(True), backend=get_backend("numba"))
