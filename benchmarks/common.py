@@ -74,8 +74,8 @@ def write_json(path, data):
     atomic_write(path, lambda fh: json.dump(data, fh, indent=2, default=str), mode="w")
 
 
-def bar_chart(path, labels, values, title, xlabel):
-    """A horizontal bar chart (PNG), headless."""
+def bar_chart(path, labels, values, title, xlabel, log=True):
+    """A horizontal bar chart (PNG), headless; ``log=False`` for values within one decade (bars from zero)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -85,7 +85,8 @@ def bar_chart(path, labels, values, title, xlabel):
     ax.barh(range(len(labels)), values, color="steelblue")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
+    if log:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.savefig(path, bbox_inches="tight")

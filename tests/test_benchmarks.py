@@ -87,7 +87,9 @@ def test_training_benchmark_contention_and_a_thread_count_per_framework(tmp_path
     assert row["framework"] == "minicnn-numba@1" and row["threads"] == 1 and row["numba_threads"]["threads"] == 1
 
 
-def test_busy_processes_die_with_the_block():
+def test_busy_processes_die_with_the_block(monkeypatch):
+    # benchmarks/ is not installed with minicnn: it is imported from the project folder, as `python -m` does
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks.contention import busy_processes
 
     with busy_processes(2) as pids:
