@@ -29,6 +29,43 @@ def prog(module: str, script: str) -> str:
     return script if os.path.basename(sys.argv[0]) == script else f"python -m {module}"
 
 
+def checked(convert, ok, expected):
+    """An argparse type: ``convert(text)`` that must satisfy ``ok``, else one line saying what was expected."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = checked(int, lambda v: v > 0, "a positive integer")
+
+
+def add_backend_and_threads(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` (numpy, numba, cupy) and ``--threads N``, the same in every command."""
+    from .backend import BACKEND_NAMES
+
+    parser.add_argument(
+        "--backend",
+        choices=list(BACKEND_NAMES),
+        default=None,
+        help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads (default: the cores this process may use; results are bitwise reproducible "
+        "for a fixed thread count)",
+    )
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     from . import __version__
 

@@ -20,13 +20,13 @@ import sys
 import numpy as np
 
 from . import cli
-from .backend import BACKEND_NAMES
 from .backend.cpu_threads import set_num_threads
+from .cli import checked
 from .datasets import fashion_mnist, mnist
 from .page import capture_step, write_trace_page
 from .plotting import plot_feature_maps, plot_filters, plot_gradient_norms, plot_saliency
 from .recipes import RECIPES, build_model, get_recipe
-from .train import OneLineErrorParser, checked, prepare, run_command
+from .train import OneLineErrorParser, prepare, run_command
 from .training import GradientNormRecorder
 from .utils import atomic_write, check_writable_folder
 
@@ -74,12 +74,7 @@ def build_parser():
         default=0,
         help="which test digit the feature maps and saliency show (0)",
     )
-    p.add_argument(
-        "--backend",
-        choices=list(BACKEND_NAMES),
-        default=None,
-        help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)",
-    )
+    cli.add_backend_and_threads(p)
     p.add_argument(
         "--seed",
         type=int,
@@ -92,12 +87,6 @@ def build_parser():
         choices=[0, 1, 2],
         default=None,
         help="the short training's progress: 1 a live bar, 2 one line, 0 nothing (default: 1 on a terminal, else 2)",
-    )
-    p.add_argument(
-        "--threads",
-        type=checked(int, lambda v: v > 0, "a positive integer"),
-        default=None,
-        help="CPU threads (default: the cores this process may use)",
     )
     p.add_argument(
         "--html",

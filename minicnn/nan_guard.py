@@ -74,16 +74,24 @@ class StateGuard:
             groups.append((f"the optimizer state {name!r}", list(getattr(optimizer, name, None) or [])))
         return groups
 
-    def _copy(self):
-        return [[a.copy() for a in arrays] for _, arrays in self._groups()], getattr(
-            self.model.optimizer, "iterations", 0
-        )
+    def _copy(self, into=None):
+        """The state's arrays copied, into the buffers of an earlier copy when they still fit (no allocation in
+        the loop; a slot list grows once, at the optimizer's first update), and its iteration count."""
+        groups = [arrays for _, arrays in self._groups()]
+        iterations = getattr(self.model.optimizer, "iterations", 0)
+        if into is not None and [len(a) for a in into] == [len(a) for a in groups]:
+            for kept, live in zip(into, groups):
+                for dst, src in zip(kept, live):
+                    dst[...] = src
+            return into, iterations
+        return [[a.copy() for a in arrays] for arrays in groups], iterations
 
     def first_bad(self) -> str | None:
-        """The name of the first group holding a NaN or an infinity, or None when all is finite."""
+        """The name of the first group holding a NaN or an infinity, or None when all is finite (one read of the
+        device per group, not one per array)."""
         xp = self.model.backend.xp
         for what, arrays in self._groups():
-            if not all(bool(xp.isfinite(a).all()) for a in arrays):
+            if arrays and not bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all()):
                 return what
         return None
 
@@ -95,7 +103,7 @@ class StateGuard:
         bad = self.first_bad()
         if bad is not None:
             raise NonFiniteState(bad)
-        self.kept, self.kept_step = self._copy(), global_step
+        self.kept, self.kept_step = self._copy(into=self.kept[0]), global_step
 
     def restore(self) -> int | None:
         """Put back the last finite state when the current one is not finite; returns the step it is from (None

@@ -21,8 +21,9 @@ import time
 import numpy as np
 
 from . import __version__, cli
-from .backend import BACKEND_NAMES, get_backend
+from .backend import get_backend
 from .backend.cpu_threads import set_num_threads
+from .cli import checked
 from .datasets import fashion_mnist, mnist
 from .interrupts import is_interrupt
 from .optimizers import OPTIMIZERS
@@ -53,22 +54,7 @@ def prepare(images, labels):
     return images.reshape(-1, 28, 28, 1).astype(np.float32) / 255.0, to_categorical(labels, 10)
 
 
-def checked(convert, ok, expected):
-    """An argparse type: ``convert(text)`` that must satisfy ``ok``, else one line saying what was expected."""
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = checked(int, lambda v: v > 0, "a positive integer")
+_positive_int = cli.positive_int
 _non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
 _fraction = checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _positive_float = checked(float, lambda v: 0 < v < float("inf"), "a positive number")
@@ -143,19 +129,7 @@ def build_parser():
     p.add_argument(
         "--limit", type=_positive_int, default=None, help="use only the first N training images, for a quick run"
     )
-    p.add_argument(
-        "--backend",
-        choices=list(BACKEND_NAMES),
-        default=None,
-        help="numpy, numba or cupy (default: $MINICNN_BACKEND, else numba)",
-    )
-    p.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="CPU threads (default: the cores this process may use; results are bitwise reproducible "
-        "for a fixed thread count)",
-    )
+    cli.add_backend_and_threads(p)
     p.add_argument("--out", default=None, help="output folder (default: a new runs/<date-time> folder)")
     cli.add_verbose(p)
     cli.add_logging(p)

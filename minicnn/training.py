@@ -355,23 +355,16 @@ class Trainer(BatchMethods):
                     count = idx.shape[0]
                     if distributed is not None:  # this rank's slice of the same global batch
                         idx = distributed.shard(self, idx)
-                    if wb is None:
-                        loss, acc = train(
-                            xb[idx],
-                            yb[idx],
-                            check_finite=nan_guard == "immediate",
-                            guard=guard,
-                            distributed=distributed,
-                        )
-                    else:  # weighted steps take the plain path (a CUDA graph replays the unweighted step)
-                        loss, acc = self.train_step(
-                            xb[idx],
-                            yb[idx],
-                            check_finite=nan_guard == "immediate",
-                            guard=guard,
-                            distributed=distributed,
-                            sample_weight=wb[idx],
-                        )
+                    # weighted steps take the plain path (a CUDA graph replays the unweighted step)
+                    step_fn, weights = (train, {}) if wb is None else (self.train_step, {"sample_weight": wb[idx]})
+                    loss, acc = step_fn(
+                        xb[idx],
+                        yb[idx],
+                        check_finite=nan_guard == "immediate",
+                        guard=guard,
+                        distributed=distributed,
+                        **weights,
+                    )
                     compiling.after_step()
                     sum_loss += loss * count
                     sum_acc += acc * count
