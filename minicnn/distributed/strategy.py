@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -179,5 +180,6 @@ class MPIStrategy:
         """Print ``rank K of N: message`` on this rank's real stderr, then end EVERY rank of the job now
         (``MPI_Abort``): a rank that fails must not leave the others waiting in an allreduce."""
         print(f"rank {self.rank} of {self.size}: {message}", file=sys.__stderr__, flush=True)
+        time.sleep(0.5)  # let mpiexec forward that line: MPI_Abort tears down the output forwarding (seen lost in CI)
         self.comm.Abort(code)
         os._exit(code)  # should MPI_Abort return (it may once a peer is gone), end this rank anyway
