@@ -88,6 +88,26 @@ def test_maxpool_matches_reference(fast, geom, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
+    "geom",
+    [
+        (3, 9, 7, 5, (2, 2), (2, 2), "same"),  # 2x2 windows inside, and cut by the padding at the right and bottom
+        (2, 6, 6, 9, (2, 2), (1, 1), "valid"),  # overlapping 2x2 windows, all inside
+        (2, 7, 8, 3, (2, 2), (3, 2), "same"),  # strides wider than the window
+    ],
+)
+def test_maxpool_with_many_ties_takes_the_first_maximum(fast, geom, dtype):
+    # Integers in [-2, 2]: most 2x2 windows hold ties, at every tap position (the Numba kernel's own 2x2 path).
+    n, h, w, c, k, s, pad = geom
+    win = make_window(h, w, k, s, pad)
+    x = np.random.default_rng(5).integers(-2, 3, (n, h, w, c)).astype(dtype)
+    y, arg = fast.maxpool_forward(fast.asarray(x), win)
+    y_ref, arg_ref = REF.maxpool_forward(x, win)
+    np.testing.assert_array_equal(_host(fast, y), y_ref)
+    np.testing.assert_array_equal(_host(fast, arg), arg_ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
     "geom", GEOMETRIES + [(2, 7, 9, 3, (3, 3), (1, 1), "same"), (1, 6, 5, 2, (4, 4), (3, 3), "same")]
 )
 def test_avgpool_matches_reference(fast, geom, dtype):

@@ -171,3 +171,59 @@ def test_threads_flag_reaches_set_num_threads(command, tmp_path):
         [sys.executable, "-m", command, "--threads", "0"], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 2 and "--threads" in proc.stderr and "positive integer" in proc.stderr
+
+
+def test_small_kernels_run_on_one_thread_only_while_the_pool_sleeps(restore_threads, monkeypatch):
+    from minicnn.backend.numba import threads
+
+    threads.start_pool()
+    mc.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    before = numba.get_num_threads()
+    monkeypatch.setitem(threads._pool, "sleeps", True)
+    with threads.one_thread_when_small(threads.SERIAL_BELOW_SECONDS / 2):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before  # restored
+    with threads.one_thread_when_small(threads.SERIAL_BELOW_SECONDS):
+        assert numba.get_num_threads() == before  # enough work to pay for waking the pool
+    with pytest.raises(RuntimeError, match="boom"), threads.one_thread_when_small(0.0):
+        raise RuntimeError("boom")
+    assert numba.get_num_threads() == before  # restored on an error too
+    monkeypatch.setitem(threads._pool, "sleeps", False)  # spinning threads: a parallel loop starts in microseconds
+    with threads.one_thread_when_small(0.0):
+        assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    "settings,sleeps",
+    [({}, True), ({"OMP_WAIT_POLICY": "active"}, False), ({"OMP_WAIT_POLICY": "PASSIVE"}, True)],
+)
+def test_the_pool_says_whether_its_threads_sleep(settings, sleeps):
+    proc = _python(
+        """
+        from minicnn.backend.numba import threads
+        info = threads.start_pool()
+        print("sleeps", info["layer"] != "omp" or info["sleeps"])
+    """,
+        settings,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    want = sleeps or numba.config.THREADING_LAYER not in ("default", "omp")  # other layers count as sleeping
+    assert f"sleeps {want}" in proc.stdout
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads to compare with one")
+@pytest.mark.parametrize("always", [True, False])
+def test_running_small_kernels_on_one_thread_changes_no_bit(tutorial_model, restore_threads, monkeypatch, always):
+    # Every kernel that one_thread_when_small may put on one thread must give the bits it gives on the pool: a
+    # training step with the rule forced on (every kernel serial) or off (none) equals the default step.
+    from conftest import synthetic_digits
+
+    from minicnn.backend.numba import threads
+
+    x, y = synthetic_digits(64, seed=1)
+    mc.set_num_threads(2)
+    default = _one_step_weights(tutorial_model, x, y)
+    monkeypatch.setitem(threads._pool, "sleeps", True)
+    monkeypatch.setattr(threads, "SERIAL_BELOW_SECONDS", float("inf") if always else 0.0)
+    forced = _one_step_weights(tutorial_model, x, y)
+    assert all(np.array_equal(u, v) for u, v in zip(default, forced))

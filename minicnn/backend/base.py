@@ -12,6 +12,13 @@ from . import numpy_ref
 from .geometry import Window
 
 
+def adam_numbers(dtype, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay) -> tuple:
+    """The numbers of a fused Adam (AdamW) kernel, in its order and in the weights' ``dtype`` (they arrive as
+    ``Adam.hyperparameters()``, float64 on the host)."""
+    t = numpy.dtype(dtype).type
+    return t(learning_rate), t(lr_t), t(one_minus_beta_1), t(one_minus_beta_2), t(epsilon), t(weight_decay)
+
+
 class Backend:
     """The plain NumPy backend; the others subclass it and replace kernels with faster ones.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import numpy_ref
-from .base import Backend
+from .base import Backend, adam_numbers
 from .geometry import Window
 
 try:
@@ -221,16 +221,9 @@ class CupyBackend(Backend):
     ):
         """One Adam (AdamW) step in place, one fused kernel per parameter; the numbers (``Adam.hyperparameters()``,
         float64 on the host) enter in the weights' dtype; ``gate`` is read on the device. Returns True."""
-        t = param.dtype.type
-        numbers = (
-            t(learning_rate),
-            t(lr_t),
-            t(one_minus_beta_1),
-            t(one_minus_beta_2),
-            t(epsilon),
-            t(weight_decay),
-            self._always if gate is None else gate,
-        )
+        numbers = adam_numbers(
+            param.dtype, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay
+        ) + (self._always if gate is None else gate,)
         if velocity_hats is None:
             kernels.adam(grad, *numbers, param, momentums, velocities)
         else:

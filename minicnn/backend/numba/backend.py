@@ -12,7 +12,7 @@ from ..base import Backend
 from ..geometry import Window
 from . import batch_norm, conv, elementwise, optimizers, pooling
 from .compiling import CLOCK
-from .threads import OneBlasThread, start_pool
+from .threads import OneBlasThread, one_thread_when_small, start_pool
 
 
 def _work(scratch, key, shape, dtype):
@@ -22,6 +22,13 @@ def _work(scratch, key, shape, dtype):
 
 def _as_2d(a):
     return a.reshape(-1, a.shape[-1])
+
+
+# Seconds per element (per multiply-add for products) of kernels on one thread, measured on the 2-core VM; with
+# them a small call runs on one thread (threads.one_thread_when_small; docs/performance.md, "Small kernels on one
+# thread"). Rough on purpose: a wrong guess costs a little speed, never a different result.
+ELEMENTWISE_SECONDS = 0.2e-9
+PRODUCT_SECONDS = 0.035e-9
 
 
 FUSED_UPDATES = {
@@ -51,8 +58,9 @@ class NumbaBackend(Backend):
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b)) if out is None else out
-        with self._one_blas_thread:
-            return elementwise.matmul_rows(a, b, out, numba.get_num_threads())
+        parts = numba.get_num_threads()  # read before one_thread_when_small: the row blocks stay the same
+        with self._one_blas_thread, one_thread_when_small(a.shape[0] * a.shape[1] * b.shape[1] * PRODUCT_SECONDS):
+            return elementwise.matmul_rows(a, b, out, parts)
 
     def im2col(self, x, win: Window, out=None):
         x = np.ascontiguousarray(x)
@@ -70,13 +78,16 @@ class NumbaBackend(Backend):
         n, _, _, c = x.shape
         y = np.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
         argmax = np.empty(y.shape, dtype=np.int32) if argmax_out is None else argmax_out
-        return pooling.maxpool_forward(x, win, y, argmax)
+        with one_thread_when_small(x.size * ELEMENTWISE_SECONDS):
+            return pooling.maxpool_forward(x, win, y, argmax)
 
     def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
         dx = np.empty(x_shape, dtype=dy.dtype) if out is None else out
+        kernel = pooling.maxpool_backward
         if win.sh == win.kh and win.sw == win.kw and not win.padded:
-            return pooling.maxpool_backward_tiled(np.ascontiguousarray(dy), argmax, win, dx)
-        return pooling.maxpool_backward(np.ascontiguousarray(dy), argmax, win, dx)
+            kernel = pooling.maxpool_backward_tiled
+        with one_thread_when_small(dx.size * ELEMENTWISE_SECONDS):
+            return kernel(np.ascontiguousarray(dy), argmax, win, dx)
 
     def avgpool_forward(self, x, win: Window, out=None):
         x = np.ascontiguousarray(x)
@@ -92,13 +103,15 @@ class NumbaBackend(Backend):
     def bias_relu(self, z, bias):
         if not z.flags.c_contiguous:
             return super().bias_relu(z, bias)
-        elementwise.bias_relu(_as_2d(z), bias)
+        with one_thread_when_small(z.size * ELEMENTWISE_SECONDS):
+            elementwise.bias_relu(_as_2d(z), bias)
         return z
 
     def relu_backward(self, dy, y, out=None):
         dy, y = np.ascontiguousarray(dy), np.ascontiguousarray(y)
         out = np.empty_like(dy) if out is None else out
-        elementwise.relu_backward(_as_2d(dy), _as_2d(y), _as_2d(out))
+        with one_thread_when_small(dy.size * ELEMENTWISE_SECONDS):
+            elementwise.relu_backward(_as_2d(dy), _as_2d(y), _as_2d(out))
         return out
 
     def bias_gradient(self, grad_z, out):
@@ -111,7 +124,7 @@ class NumbaBackend(Backend):
         # A sum over rows split between the threads, each thread's block one single-threaded BLAS product.
         cols, grad_z = np.ascontiguousarray(cols), np.ascontiguousarray(grad_z)
         partial = _work(scratch, "dw_parts", (numba.get_num_threads(),) + out.shape, out.dtype)
-        with self._one_blas_thread:
+        with self._one_blas_thread, one_thread_when_small(cols.size * grad_z.shape[1] * PRODUCT_SECONDS):
             elementwise.weight_gradient_parts(cols, grad_z, partial)
         return partial.sum(axis=0, out=out)
 
@@ -230,7 +243,8 @@ class NumbaBackend(Backend):
             flat[0] = np.float32(state["uinteger"] >> 8) * elementwise.UNIFORM32_STEP
             flat = flat[1:]
         raw = bitgen.random_raw((flat.size + 1) // 2)
-        elementwise.uniform32_from_raw(raw.view(np.uint32), flat)
+        with one_thread_when_small(flat.size * ELEMENTWISE_SECONDS):
+            elementwise.uniform32_from_raw(raw.view(np.uint32), flat)
         keep = flat.size % 2 == 1  # the last output's high half was not used
         if keep or kept:
             state = bitgen.state
@@ -241,7 +255,10 @@ class NumbaBackend(Backend):
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)
         out = np.empty_like(uniform) if out is None else out
-        return elementwise.dropout_mask(uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out)
+        with one_thread_when_small(uniform.size * ELEMENTWISE_SECONDS):
+            return elementwise.dropout_mask(
+                uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out
+            )
 
     def dropout_apply(self, x, uniform, rate: float, out=None, mask_out=None):
         x, uniform = np.ascontiguousarray(x), np.ascontiguousarray(uniform)
@@ -252,9 +269,10 @@ class NumbaBackend(Backend):
         mask = np.empty_like(uniform) if mask_out is None else mask_out
         t = uniform.dtype.type
         # flat views: one compiled specialisation serves every shape (a first run compiles it once, not per rank)
-        elementwise.dropout_apply(
-            x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1), mask.reshape(-1)
-        )
+        with one_thread_when_small(x.size * ELEMENTWISE_SECONDS):
+            elementwise.dropout_apply(
+                x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1), mask.reshape(-1)
+            )
         return y, mask
 
     # --- batch normalization (kernels in .batch_norm; out buffers C-contiguous) ---------------------

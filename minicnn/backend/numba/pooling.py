@@ -3,19 +3,42 @@ that tile the input, each window writing its own pixels). Average pooling: the s
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from .taps import taps_inside, window_reading
+
+
+@njit(cache=True, inline="always")
+def _max_of_four(t0, t1, t2, t3, k2, best, where):
+    # A 2x2 window inside the image: taps t0, t1 (row 0) and t2, t3 (row 1; t2's index is k2 = KW). Every value
+    # and index stays in registers, and the loop over channels vectorises (see docs/performance.md,
+    # "Max-pooling"); strict comparisons in tap order, so the first maximum wins ties as in the general loop.
+    for ch in range(best.size):
+        m, k = t0[ch], np.int32(0)
+        v = t1[ch]
+        if v > m:
+            m, k = v, np.int32(1)
+        v = t2[ch]
+        if v > m:
+            m, k = v, k2
+        v = t3[ch]
+        if v > m:
+            m, k = v, k2 + np.int32(1)
+        best[ch] = m
+        where[ch] = k
 
 
 @njit(parallel=True, cache=True)
 def maxpool_forward(x, win, y, argmax):
     """Each window's maximum into ``y`` and the index ``i*KW + j`` of its first maximum into ``argmax``, parallel over
     samples. The window's valid taps are computed once (no test per tap); the channel loop is innermost and
-    contiguous."""
+    contiguous, its updates written as selects (unconditional stores) so that it vectorises. 2x2 windows inside the
+    image (the usual pooling) keep all four taps in registers."""
     kh, kw, sh, sw, pt, pl = win.kh, win.kw, win.sh, win.sw, win.pad_top, win.pad_left
     n, h, w, c = x.shape
     _, oh, ow, _ = y.shape
+    k2 = np.int32(kw)
     for b in prange(n):
         for yo in range(oh):
             h0 = yo * sh - pt
@@ -24,20 +47,26 @@ def maxpool_forward(x, win, y, argmax):
                 w0 = xo * sw - pl
                 j_lo, j_hi = taps_inside(w0, kw, w)
                 best, where = y[b, yo, xo], argmax[b, yo, xo]
+                if kh == 2 and kw == 2 and i_lo == 0 and j_lo == 0 and i_hi == 2 and j_hi == 2:
+                    top, bottom = x[b, h0], x[b, h0 + 1]
+                    _max_of_four(top[w0], top[w0 + 1], bottom[w0], bottom[w0 + 1], k2, best, where)
+                    continue
                 first = x[b, h0 + i_lo, w0 + j_lo]
+                k0 = np.int32(i_lo * kw + j_lo)
                 for ch in range(c):
                     best[ch] = first[ch]
-                    where[ch] = i_lo * kw + j_lo
+                    where[ch] = k0
                 for i in range(i_lo, i_hi):
                     for j in range(j_lo, j_hi):
                         if i == i_lo and j == j_lo:
                             continue
-                        k = i * kw + j
+                        k = np.int32(i * kw + j)
                         tap = x[b, h0 + i, w0 + j]
                         for ch in range(c):
-                            if tap[ch] > best[ch]:  # strict: the FIRST maximum wins ties
-                                best[ch] = tap[ch]
-                                where[ch] = k
+                            v, m = tap[ch], best[ch]
+                            up = v > m  # strict: the FIRST maximum wins ties
+                            best[ch] = v if up else m
+                            where[ch] = k if up else where[ch]
     return y, argmax
 
 

@@ -13,12 +13,17 @@ barrier, steals the time a descheduled thread needs, and a step ran 7x slower th
 :func:`start_pool` therefore starts Numba's threads with a bounded wait (:data:`WAIT_POLICY`, unless the user set
 one of its variables) and with :func:`~minicnn.backend.cores.available_cores` threads (see docs/performance.md,
 "Busy machines").
+
+Waking a sleeping thread costs about 80-100 us on the 2-core VM (a futex wake and a halted virtual CPU), more than
+small kernels take whole: :func:`one_thread_when_small` runs those on the calling thread alone while the pool sleeps
+between parallel loops (see docs/performance.md, "Small kernels on one thread").
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 
 import numba
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that np.dot inside Numba calls; imported before threadpoolctl looks)
@@ -109,10 +114,53 @@ def start_pool() -> dict:
         wait = f"OpenMP's default ({', '.join(preloaded)} was loaded before Numba's threads started)"
     else:
         wait = ", ".join(f"{k}={v}" for k, v in chosen.items())
-    _pool.update(layer=layer, wait=wait, pool=numba.config.NUMBA_NUM_THREADS, cores=available_cores())
+    sleeps = layer != "omp" or not (user or preloaded) or _waits_passively(user)
+    _pool.update(layer=layer, wait=wait, pool=numba.config.NUMBA_NUM_THREADS, cores=available_cores(), sleeps=sleeps)
     if numba.get_num_threads() > _pool["cores"]:
         numba.set_num_threads(_pool["cores"])
     return pool_info()
+
+
+def _waits_passively(user: dict) -> bool:
+    # The user's own wait settings that put threads to sleep at once (no spinning between parallel loops).
+    return (
+        user.get("OMP_WAIT_POLICY", "").strip().lower() == "passive"
+        or user.get("GOMP_SPINCOUNT", "").strip() == "0"
+        or user.get("KMP_BLOCKTIME", "").strip() == "0"
+    )
+
+
+# A kernel that would take less than this on one thread runs on one thread while Numba's threads sleep between
+# parallel loops: waking them costs more than they save (docs/performance.md, "Small kernels on one thread").
+SERIAL_BELOW_SECONDS = 200e-6
+
+
+class _OneThread:
+    """``with`` it, Numba's kernels called from this Python thread run on it alone; the count is restored after."""
+
+    def __enter__(self):
+        self._before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self._before)
+        return False
+
+
+_PARALLEL = nullcontext()
+
+
+def one_thread_when_small(seconds: float):
+    """A context for one kernel call whose work would take ``seconds`` on one thread: one thread when that is under
+    :data:`SERIAL_BELOW_SECONDS` and the pool's threads sleep between loops (the passive wait, or a layer without
+    spinning), else nothing changes. Only for kernels whose results do not depend on the threads that run them
+    (a kernel that splits its work by ``numba.get_num_threads()`` must read that count before entering)."""
+    if not _pool:
+        start_pool()
+    if seconds >= SERIAL_BELOW_SECONDS or not _pool["sleeps"] or numba.get_num_threads() == 1:
+        return _PARALLEL
+    return _OneThread()
 
 
 def set_threads(n: int) -> None:
@@ -134,6 +182,7 @@ def get_threads() -> int:
 
 
 def pool_info() -> dict:
-    """``{"layer", "wait", "pool", "cores", "threads"}``: Numba's threading layer, how its threads wait, how many it
-    started, the cores available to this process and the threads its kernels use now (in this Python thread)."""
+    """``{"layer", "wait", "sleeps", "pool", "cores", "threads"}``: Numba's threading layer, how its threads wait
+    (``sleeps``: they sleep between parallel loops, see :func:`one_thread_when_small`), how many it started, the
+    cores available to this process and the threads its kernels use now (in this Python thread)."""
     return {**_pool, "threads": numba.get_num_threads()} if _pool else start_pool()
