@@ -518,25 +518,12 @@ def torch_epoch(data, minicnn_seconds):
     import torch
     from torch import nn
 
+    from benchmarks.torch_models import torch_model
+
     (xtr, ytr), _, _ = data
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.2),
-        nn.Flatten(),
-        nn.Linear(1024, 120),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    ).to(dev)
+    model = torch_model().to(dev)
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
     n_train = int(len(xtr) * 0.8)
     x = torch.tensor(xtr[:n_train].transpose(0, 3, 1, 2), device=dev)

@@ -106,24 +106,11 @@ def torch_steps(report):
     import torch
     from torch import nn
 
+    from benchmarks.torch_models import torch_model
+
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.2),
-        nn.Flatten(),
-        nn.Linear(1024, 120),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    ).to(dev)
+    model = torch_model().to(dev)
     loss_fn = nn.CrossEntropyLoss()
     x = torch.rand(4 * BATCH, 1, 28, 28, device=dev)
     y = torch.randint(0, 10, (4 * BATCH,), device=dev)

@@ -33,6 +33,7 @@ import numpy as np
 
 from benchmarks.common import bar_chart, machine_info, markdown_table, write_json
 from benchmarks.contention import blas_libraries, blas_line, busy_processes
+from benchmarks.torch_models import torch_model
 from minicnn.cli import plain_text
 
 TRAIN_STEPS, VAL_BATCHES, BATCH = 375, 94, 128
@@ -117,59 +118,13 @@ def _time_phases(train, validate, steps):
     return {"step_s": step_s, "val_s": val_s, "warmup_s": warmup}
 
 
-def _torch_model(recipe):
-    from torch import nn
-
-    if recipe == "tutorial":
-        return nn.Sequential(
-            nn.Conv2d(1, 32, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Dropout(0.2),
-            nn.Flatten(),
-            nn.Linear(1024, 120),
-            nn.ReLU(),
-            nn.Dropout(0.5),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, 10),
-        )
-
-    def block(c_in, c_out):  # Keras's BatchNormalization: momentum 0.99 is PyTorch's 0.01, epsilon 1e-3
-        return [
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01),
-            nn.ReLU(),
-        ]
-
-    return nn.Sequential(
-        *block(1, 32),
-        *block(32, 32),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        *block(32, 64),
-        *block(64, 64),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(3136, 128, bias=False),
-        nn.BatchNorm1d(128, eps=1e-3, momentum=0.01),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(128, 10),
-    )
-
-
 def _torch_worker(x, y, xv, yv, steps, threads, recipe):
     import torch
     from torch import nn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = _torch_model(recipe)
+    model = torch_model(recipe)
     if recipe == "tutorial":
         opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
     else:
