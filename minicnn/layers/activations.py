@@ -84,6 +84,9 @@ class Activation(Layer):
     def describe(self) -> dict:
         return {"forward": f"Y = {self.activation}(X)", "backward": f"dX = dY * {self.activation}'(X)", "products": ""}
 
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation}
+
     def backward_linear(self, grad_z):
         """The gradient with respect to this layer's input when ``grad_z`` is already taken past the
         activation (the fused softmax + cross-entropy gradient): the input IS ``z``."""
