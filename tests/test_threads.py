@@ -173,6 +173,14 @@ def test_threads_flag_reaches_set_num_threads(command, tmp_path):
     assert proc.returncode == 2 and "--threads" in proc.stderr and "positive integer" in proc.stderr
 
 
+class _FakeWatch:
+    def __init__(self, free):
+        self.free = free
+
+    def free_cores(self):
+        return self.free
+
+
 def test_small_kernels_run_on_one_thread_only_while_the_pool_sleeps(restore_threads, monkeypatch):
     from minicnn.backend.numba import threads
 
@@ -180,17 +188,86 @@ def test_small_kernels_run_on_one_thread_only_while_the_pool_sleeps(restore_thre
     mc.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     before = numba.get_num_threads()
     monkeypatch.setitem(threads._pool, "sleeps", True)
-    with threads.one_thread_when_small(threads.SERIAL_BELOW_SECONDS / 2):
+    monkeypatch.setattr(threads, "_watch", [])  # no busy cores seen
+    with threads.kernel_threads(threads.SERIAL_BELOW_SECONDS / 2):
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before  # restored
-    with threads.one_thread_when_small(threads.SERIAL_BELOW_SECONDS):
+    with threads.kernel_threads(threads.SERIAL_BELOW_SECONDS):
         assert numba.get_num_threads() == before  # enough work to pay for waking the pool
-    with pytest.raises(RuntimeError, match="boom"), threads.one_thread_when_small(0.0):
+    with pytest.raises(RuntimeError, match="boom"), threads.kernel_threads(0.0):
         raise RuntimeError("boom")
     assert numba.get_num_threads() == before  # restored on an error too
     monkeypatch.setitem(threads._pool, "sleeps", False)  # spinning threads: a parallel loop starts in microseconds
-    with threads.one_thread_when_small(0.0):
+    with threads.kernel_threads(0.0):
         assert numba.get_num_threads() == before
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads to run on fewer")
+def test_kernels_run_on_the_cores_other_processes_leave(restore_threads, monkeypatch):
+    from minicnn.backend.numba import threads
+
+    threads.start_pool()
+    mc.set_num_threads(2)
+    monkeypatch.setitem(threads._pool, "sleeps", False)
+    monkeypatch.setattr(threads, "_watch", [_FakeWatch(free=1)])
+    with threads.kernel_threads(1.0):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == 2
+    monkeypatch.setattr(threads, "_watch", [_FakeWatch(free=2)])
+    with threads.kernel_threads(1.0):
+        assert numba.get_num_threads() == 2
+
+
+def test_busy_seconds_adds_the_busy_columns_of_the_cores_asked_for():
+    from minicnn.backend.busy_cores import busy_seconds
+
+    text = "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 1 2 3 400 50 6 7 8 0 0\ncpu1 10 20 30 4000 500 60 70 80 0 0\nintr 5\n"
+    hz = os.sysconf("SC_CLK_TCK")
+    assert busy_seconds(text, {0}) == (1 + 2 + 3 + 6 + 7 + 8) / hz  # idle (400) and iowait (50) left out
+    assert busy_seconds(text, {0, 1}) == (27 + 270) / hz
+    assert busy_seconds(text, {0, 2}) is None  # a core /proc/stat does not list
+
+
+def test_busy_cores_are_the_busy_time_less_this_process_own():
+    from minicnn.backend.busy_cores import BusyCores
+
+    hz = os.sysconf("SC_CLK_TCK")
+    state = {"t": 0.0, "busy": 0, "own": 0.0}
+
+    def stat():
+        return f"cpu0 {state['busy']} 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0\n"
+
+    watch = BusyCores({0, 1}, read_stat=stat, own_seconds=lambda: state["own"], clock=lambda: state["t"])
+    assert watch.readable and watch.others() == 0.0 and watch.free_cores() == 2
+    state.update(t=0.2, busy=hz, own=0.1)
+    assert watch.others() == 0.0  # under an interval since the last sample: the estimate waits
+    state.update(t=1.0, busy=2 * hz, own=0.2)  # 2 s of busy cores in 1 s, 0.2 s of them this process's
+    assert watch.others() == pytest.approx(1.8)
+    assert watch.free_cores() == 1
+    state.update(t=2.0, busy=2 * hz + hz // 2, own=0.7)  # the others stopped: the busy time was all ours
+    assert watch.others() == pytest.approx(0.0) and watch.free_cores() == 2
+    assert not BusyCores({0}, read_stat=lambda: None).readable
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat") or not hasattr(os, "sched_getaffinity"), reason="Linux only")
+def test_busy_cores_see_a_busy_process_beside_this_one():
+    from minicnn.backend.busy_cores import BusyCores
+
+    watch = BusyCores(os.sched_getaffinity(0))
+    watch.interval = 1.0
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"]
+    )
+    try:
+        import time
+
+        time.sleep(0.3)
+        watch.others()  # a sample with the busy process running
+        time.sleep(1.2)
+        assert watch.others() >= 0.7  # one core's worth, less the clock ticks lost at the edges
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 @pytest.mark.parametrize(
@@ -214,8 +291,8 @@ def test_the_pool_says_whether_its_threads_sleep(settings, sleeps):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads to compare with one")
 @pytest.mark.parametrize("always", [True, False])
 def test_running_small_kernels_on_one_thread_changes_no_bit(tutorial_model, restore_threads, monkeypatch, always):
-    # Every kernel that one_thread_when_small may put on one thread must give the bits it gives on the pool: a
-    # training step with the rule forced on (every kernel serial) or off (none) equals the default step.
+    # Every kernel that kernel_threads may run on fewer threads must give the bits it gives on the pool: a training
+    # step with every kernel on one thread, or with none, equals the default step.
     from conftest import synthetic_digits
 
     from minicnn.backend.numba import threads
@@ -224,6 +301,7 @@ def test_running_small_kernels_on_one_thread_changes_no_bit(tutorial_model, rest
     mc.set_num_threads(2)
     default = _one_step_weights(tutorial_model, x, y)
     monkeypatch.setitem(threads._pool, "sleeps", True)
+    monkeypatch.setattr(threads, "_watch", [])
     monkeypatch.setattr(threads, "SERIAL_BELOW_SECONDS", float("inf") if always else 0.0)
     forced = _one_step_weights(tutorial_model, x, y)
     assert all(np.array_equal(u, v) for u, v in zip(default, forced))

@@ -12,7 +12,7 @@ from ..base import Backend
 from ..geometry import Window
 from . import batch_norm, conv, elementwise, optimizers, pooling
 from .compiling import CLOCK
-from .threads import OneBlasThread, one_thread_when_small, start_pool
+from .threads import OneBlasThread, kernel_threads, start_pool
 
 
 def _work(scratch, key, shape, dtype):
@@ -25,7 +25,7 @@ def _as_2d(a):
 
 
 # Seconds per element (per multiply-add for products) of kernels on one thread, measured on the 2-core VM; with
-# them a small call runs on one thread (threads.one_thread_when_small; docs/performance.md, "Small kernels on one
+# them a small call runs on one thread (threads.kernel_threads; docs/performance.md, "Small kernels on one
 # thread"). Rough on purpose: a wrong guess costs a little speed, never a different result.
 ELEMENTWISE_SECONDS = 0.2e-9
 PRODUCT_SECONDS = 0.035e-9
@@ -58,8 +58,8 @@ class NumbaBackend(Backend):
     def matmul(self, a, b, out=None):
         a, b = np.ascontiguousarray(a), b if (b.flags.c_contiguous or b.flags.f_contiguous) else b.copy()
         out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b)) if out is None else out
-        parts = numba.get_num_threads()  # read before one_thread_when_small: the row blocks stay the same
-        with self._one_blas_thread, one_thread_when_small(a.shape[0] * a.shape[1] * b.shape[1] * PRODUCT_SECONDS):
+        parts = numba.get_num_threads()  # read before kernel_threads: the row blocks stay the same
+        with self._one_blas_thread, kernel_threads(a.shape[0] * a.shape[1] * b.shape[1] * PRODUCT_SECONDS):
             return elementwise.matmul_rows(a, b, out, parts)
 
     def im2col(self, x, win: Window, out=None):
@@ -67,18 +67,20 @@ class NumbaBackend(Backend):
         n, _, _, c = x.shape
         if out is None:
             out = np.empty((n * win.out_h * win.out_w, win.kh * win.kw * c), dtype=x.dtype)
-        return conv.im2col(x, win, out)
+        with kernel_threads(out.size * ELEMENTWISE_SECONDS):
+            return conv.im2col(x, win, out)
 
     def col2im(self, cols, x_shape, win: Window, out=None):
         dx = np.empty(x_shape, dtype=cols.dtype) if out is None else out
-        return conv.col2im(np.ascontiguousarray(cols), win, dx)
+        with kernel_threads(cols.size * ELEMENTWISE_SECONDS):
+            return conv.col2im(np.ascontiguousarray(cols), win, dx)
 
     def maxpool_forward(self, x, win: Window, out=None, argmax_out=None):
         x = np.ascontiguousarray(x)
         n, _, _, c = x.shape
         y = np.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
         argmax = np.empty(y.shape, dtype=np.int32) if argmax_out is None else argmax_out
-        with one_thread_when_small(x.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(x.size * ELEMENTWISE_SECONDS):
             return pooling.maxpool_forward(x, win, y, argmax)
 
     def maxpool_backward(self, dy, argmax, x_shape, win: Window, out=None):
@@ -86,45 +88,48 @@ class NumbaBackend(Backend):
         kernel = pooling.maxpool_backward
         if win.sh == win.kh and win.sw == win.kw and not win.padded:
             kernel = pooling.maxpool_backward_tiled
-        with one_thread_when_small(dx.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(dx.size * ELEMENTWISE_SECONDS):
             return kernel(np.ascontiguousarray(dy), argmax, win, dx)
 
     def avgpool_forward(self, x, win: Window, out=None):
         x = np.ascontiguousarray(x)
         n, _, _, c = x.shape
         y = np.empty((n, win.out_h, win.out_w, c), dtype=x.dtype) if out is None else out
-        return pooling.avgpool_forward(x, numpy_ref.avgpool_counts(np, x.shape, win, x.dtype), win, y)
+        with kernel_threads(x.size * ELEMENTWISE_SECONDS):
+            return pooling.avgpool_forward(x, numpy_ref.avgpool_counts(np, x.shape, win, x.dtype), win, y)
 
     def avgpool_backward(self, dy, x_shape, win: Window, out=None):
         dx = np.empty(x_shape, dtype=dy.dtype) if out is None else out
         counts = numpy_ref.avgpool_counts(np, x_shape, win, dy.dtype)
-        return pooling.avgpool_backward(np.ascontiguousarray(dy), counts, win, dx)
+        with kernel_threads(dx.size * ELEMENTWISE_SECONDS):
+            return pooling.avgpool_backward(np.ascontiguousarray(dy), counts, win, dx)
 
     def bias_relu(self, z, bias):
         if not z.flags.c_contiguous:
             return super().bias_relu(z, bias)
-        with one_thread_when_small(z.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(z.size * ELEMENTWISE_SECONDS):
             elementwise.bias_relu(_as_2d(z), bias)
         return z
 
     def relu_backward(self, dy, y, out=None):
         dy, y = np.ascontiguousarray(dy), np.ascontiguousarray(y)
         out = np.empty_like(dy) if out is None else out
-        with one_thread_when_small(dy.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(dy.size * ELEMENTWISE_SECONDS):
             elementwise.relu_backward(_as_2d(dy), _as_2d(y), _as_2d(out))
         return out
 
     def bias_gradient(self, grad_z, out):
         if grad_z.shape[0] < 4096 or not grad_z.flags.c_contiguous:
             return super().bias_gradient(grad_z, out)
-        partial = elementwise.column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
+        with kernel_threads(grad_z.size * ELEMENTWISE_SECONDS):
+            partial = elementwise.column_sums(grad_z, np.empty((64, grad_z.shape[1]), dtype=grad_z.dtype))
         return partial.sum(axis=0, out=out)
 
     def weight_gradient(self, cols, grad_z, out, scratch=None):
         # A sum over rows split between the threads, each thread's block one single-threaded BLAS product.
         cols, grad_z = np.ascontiguousarray(cols), np.ascontiguousarray(grad_z)
         partial = _work(scratch, "dw_parts", (numba.get_num_threads(),) + out.shape, out.dtype)
-        with self._one_blas_thread, one_thread_when_small(cols.size * grad_z.shape[1] * PRODUCT_SECONDS):
+        with self._one_blas_thread, kernel_threads(cols.size * grad_z.shape[1] * PRODUCT_SECONDS):
             elementwise.weight_gradient_parts(cols, grad_z, partial)
         return partial.sum(axis=0, out=out)
 
@@ -158,7 +163,7 @@ class NumbaBackend(Backend):
         chunk, by_tap = self._plan(n, win, c)
         cols = self._column_buffers(chunk, by_tap, win, p, x.dtype, scratch)
         bias = np.zeros(f, dtype=x.dtype) if bias is None else bias
-        with self._one_blas_thread:
+        with self._one_blas_thread, kernel_threads(out.shape[0] * p * f * PRODUCT_SECONDS):
             conv.conv_forward(x, np.ascontiguousarray(kernel2d), bias, relu, win, chunk, by_tap, cols, out)
         return out
 
@@ -196,7 +201,8 @@ class NumbaBackend(Backend):
         dz_buf = _work(scratch, "dz", (parts, rows if relu else 0, f), x.dtype)
         y = np.ascontiguousarray(relu_output) if relu else grad
         dx = (np.empty(x.shape, dtype=x.dtype) if out is None else out) if input_gradient else x
-        with self._one_blas_thread:
+        products = 2 + bool(input_gradient)  # dW, then dX and col2im; the columns rebuilt
+        with self._one_blas_thread, kernel_threads(len(grad) * p * f * products * PRODUCT_SECONDS):
             conv.conv_backward(
                 x,
                 np.ascontiguousarray(grad),
@@ -243,7 +249,7 @@ class NumbaBackend(Backend):
             flat[0] = np.float32(state["uinteger"] >> 8) * elementwise.UNIFORM32_STEP
             flat = flat[1:]
         raw = bitgen.random_raw((flat.size + 1) // 2)
-        with one_thread_when_small(flat.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(flat.size * ELEMENTWISE_SECONDS):
             elementwise.uniform32_from_raw(raw.view(np.uint32), flat)
         keep = flat.size % 2 == 1  # the last output's high half was not used
         if keep or kept:
@@ -255,7 +261,7 @@ class NumbaBackend(Backend):
     def dropout_mask(self, uniform, rate: float, out=None):
         uniform = np.ascontiguousarray(uniform)
         out = np.empty_like(uniform) if out is None else out
-        with one_thread_when_small(uniform.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(uniform.size * ELEMENTWISE_SECONDS):
             return elementwise.dropout_mask(
                 uniform, uniform.dtype.type(rate), uniform.dtype.type(1.0 / (1.0 - rate)), out
             )
@@ -269,7 +275,7 @@ class NumbaBackend(Backend):
         mask = np.empty_like(uniform) if mask_out is None else mask_out
         t = uniform.dtype.type
         # flat views: one compiled specialisation serves every shape (a first run compiles it once, not per rank)
-        with one_thread_when_small(x.size * ELEMENTWISE_SECONDS):
+        with kernel_threads(x.size * ELEMENTWISE_SECONDS):
             elementwise.dropout_apply(
                 x.reshape(-1), uniform.reshape(-1), t(rate), t(1.0 / (1.0 - rate)), y.reshape(-1), mask.reshape(-1)
             )
@@ -280,8 +286,9 @@ class NumbaBackend(Backend):
         x2d = np.ascontiguousarray(x2d)
         m, c = x2d.shape
         parts = np.empty((batch_norm.PARTS, c), dtype=x2d.dtype)
-        mean = elementwise.column_sums(x2d, parts).sum(axis=0) / m
-        var = batch_norm.squared_deviation_sums(x2d, mean, parts).sum(axis=0) / m
+        with kernel_threads(x2d.size * ELEMENTWISE_SECONDS):
+            mean = elementwise.column_sums(x2d, parts).sum(axis=0) / m
+            var = batch_norm.squared_deviation_sums(x2d, mean, parts).sum(axis=0) / m
         y, xhat, inv_std = self.batchnorm_forward_inference(x2d, mean, var, gamma, beta, eps, out, xhat_out)
         return y, xhat, mean, var, inv_std
 
@@ -291,18 +298,21 @@ class NumbaBackend(Backend):
         gamma, beta = numpy_ref.batchnorm_affine(np, gamma, beta, x2d.shape[1], x2d.dtype)
         y = np.empty_like(x2d) if out is None else out
         xhat = np.empty_like(x2d) if xhat_out is None else xhat_out
-        batch_norm.normalize(x2d, mean, inv_std, gamma, beta, y, xhat)
+        with kernel_threads(x2d.size * ELEMENTWISE_SECONDS):
+            batch_norm.normalize(x2d, mean, inv_std, gamma, beta, y, xhat)
         return y, xhat, inv_std
 
     def batchnorm_backward(self, dy2d, xhat, gamma, inv_std, training=True, out=None, dgamma_out=None, dbeta_out=None):
         dy2d, xhat = np.ascontiguousarray(dy2d), np.ascontiguousarray(xhat)
         m, c = dy2d.shape
-        parts = batch_norm.gradient_sums(dy2d, xhat, np.empty((2, batch_norm.PARTS, c), dtype=dy2d.dtype))
+        with kernel_threads(dy2d.size * ELEMENTWISE_SECONDS):
+            parts = batch_norm.gradient_sums(dy2d, xhat, np.empty((2, batch_norm.PARTS, c), dtype=dy2d.dtype))
         dbeta = parts[0].sum(axis=0, out=dbeta_out)
         dgamma = parts[1].sum(axis=0, out=dgamma_out)
         scale = inv_std if gamma is None else gamma * inv_std
         dx = np.empty_like(dy2d) if out is None else out
-        batch_norm.input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, bool(training), dx)
+        with kernel_threads(dy2d.size * ELEMENTWISE_SECONDS):
+            batch_norm.input_gradient(dy2d, xhat, dbeta / m, dgamma / m, scale, bool(training), dx)
         return dx, dgamma, dbeta
 
     # --- compiling: Numba compiles each kernel at its first call, then loads it from the disk cache ------------

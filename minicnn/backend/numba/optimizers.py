@@ -6,10 +6,10 @@ import numpy as np
 from numba import njit, prange
 
 from ..base import adam_numbers
-from .threads import one_thread_when_small
+from .threads import kernel_threads
 
 # Seconds per element of the optimizer kernels on one thread (the 2-core VM): small parameters are updated on one
-# thread (threads.one_thread_when_small). Elementwise, so the results do not depend on the threads.
+# thread (threads.kernel_threads). Elementwise, so the results do not depend on the threads.
 UPDATE_SECONDS = 0.6e-9
 
 
@@ -34,7 +34,7 @@ def adadelta_step(param, grad, accumulated_grad, accumulated_delta, learning_rat
     if not all(a.flags.c_contiguous for a in arrays):
         return False
     t = param.dtype.type
-    with one_thread_when_small(param.size * UPDATE_SECONDS):
+    with kernel_threads(param.size * UPDATE_SECONDS):
         adadelta_kernel(*(a.reshape(-1) for a in arrays), t(learning_rate), t(rho), t(1 - rho), t(epsilon))
     return True
 
@@ -96,7 +96,7 @@ def adam_step(
     flat = [a.reshape(-1) for a in arrays]
     hats = flat[4] if velocity_hats is not None else flat[3]  # a placeholder the kernel does not touch
     numbers = adam_numbers(param.dtype, learning_rate, lr_t, one_minus_beta_1, one_minus_beta_2, epsilon, weight_decay)
-    with one_thread_when_small(param.size * UPDATE_SECONDS):
+    with kernel_threads(param.size * UPDATE_SECONDS):
         adam_kernel(*flat[:4], hats, *numbers, velocity_hats is not None)
     return True
 

@@ -14,9 +14,15 @@ barrier, steals the time a descheduled thread needs, and a step ran 7x slower th
 one of its variables) and with :func:`~minicnn.backend.cores.available_cores` threads (see docs/performance.md,
 "Busy machines").
 
-Waking a sleeping thread costs about 80-100 us on the 2-core VM (a futex wake and a halted virtual CPU), more than
-small kernels take whole: :func:`one_thread_when_small` runs those on the calling thread alone while the pool sleeps
-between parallel loops (see docs/performance.md, "Small kernels on one thread").
+Each kernel call goes through :func:`kernel_threads`, which may run it on fewer threads than the count set (the
+count that fixes how the work is split, and so the bits, stays the same):
+
+- waking a sleeping thread costs about 80-100 us on the 2-core VM (a futex wake and a halted virtual CPU), more than
+  small kernels take whole: those run on the calling thread alone while the pool sleeps between parallel loops
+  (docs/performance.md, "Small kernels on one thread");
+- when other processes keep some of this process's cores busy (:class:`~minicnn.backend.busy_cores.BusyCores`),
+  kernels run on the cores left: a thread waiting for a descheduled one at every barrier made a step slower than
+  one thread alone (docs/performance.md, "Busy machines"). ``MINICNN_ADAPT_THREADS=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numba
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that np.dot inside Numba calls; imported before threadpoolctl looks)
 from threadpoolctl import ThreadpoolController
 
+from ..busy_cores import BusyCores
 from ..cores import available_cores
 
 if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
@@ -72,6 +79,7 @@ WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 OPENMP_LIBRARIES = ("libgomp", "libomp", "libiomp")
 
 _pool = {}  # what start_pool() found and chose: filled once, read by pool_info()
+_watch = []  # the BusyCores watching this process's cores, when start_pool() found it can (at most one)
 
 
 def openmp_loaded() -> list[str]:
@@ -115,7 +123,12 @@ def start_pool() -> dict:
     else:
         wait = ", ".join(f"{k}={v}" for k, v in chosen.items())
     sleeps = layer != "omp" or not (user or preloaded) or _waits_passively(user)
-    _pool.update(layer=layer, wait=wait, pool=numba.config.NUMBA_NUM_THREADS, cores=available_cores(), sleeps=sleeps)
+    cores = available_cores()
+    watch = _busy_watch(cores)
+    _watch[:] = [watch] if watch is not None else []
+    _pool.update(
+        layer=layer, wait=wait, pool=numba.config.NUMBA_NUM_THREADS, cores=cores, sleeps=sleeps, adapts=bool(_watch)
+    )
     if numba.get_num_threads() > _pool["cores"]:
         numba.set_num_threads(_pool["cores"])
     return pool_info()
@@ -130,17 +143,33 @@ def _waits_passively(user: dict) -> bool:
     )
 
 
+def _busy_watch(cores: int):
+    # A BusyCores over this process's cores, or None: turned off by MINICNN_ADAPT_THREADS=0, or nothing to watch
+    # (no affinity mask or /proc/stat), or a CPU quota below the mask (the cores' busy time then says little).
+    if os.environ.get("MINICNN_ADAPT_THREADS", "1").strip() == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or cores < len(cpus):
+        return None
+    watch = BusyCores(cpus)
+    return watch if watch.readable else None
+
+
 # A kernel that would take less than this on one thread runs on one thread while Numba's threads sleep between
 # parallel loops: waking them costs more than they save (docs/performance.md, "Small kernels on one thread").
 SERIAL_BELOW_SECONDS = 200e-6
 
 
-class _OneThread:
-    """``with`` it, Numba's kernels called from this Python thread run on it alone; the count is restored after."""
+class _FewerThreads:
+    """``with`` it, Numba's kernels called from this Python thread run on ``n`` threads; the count is restored
+    after."""
+
+    def __init__(self, n: int):
+        self.n = n
 
     def __enter__(self):
         self._before = numba.get_num_threads()
-        numba.set_num_threads(1)
+        numba.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
@@ -148,19 +177,31 @@ class _OneThread:
         return False
 
 
-_PARALLEL = nullcontext()
+_SAME = nullcontext()
 
 
-def one_thread_when_small(seconds: float):
-    """A context for one kernel call whose work would take ``seconds`` on one thread: one thread when that is under
-    :data:`SERIAL_BELOW_SECONDS` and the pool's threads sleep between loops (the passive wait, or a layer without
-    spinning), else nothing changes. Only for kernels whose results do not depend on the threads that run them
-    (a kernel that splits its work by ``numba.get_num_threads()`` must read that count before entering)."""
+def kernel_threads(seconds: float):
+    """A context for one kernel call whose work would take ``seconds`` on one thread. It runs the call on:
+
+    - one thread, when ``seconds`` is under :data:`SERIAL_BELOW_SECONDS` and the pool's threads sleep between loops
+      (the passive wait, or a layer without spinning);
+    - else the cores other processes leave free, when they keep some busy (:class:`BusyCores`);
+    - else the threads set (nothing changes).
+
+    Only for kernels whose results do not depend on the threads that run them: a kernel that splits its work by
+    ``numba.get_num_threads()`` reads that count before entering."""
     if not _pool:
         start_pool()
-    if seconds >= SERIAL_BELOW_SECONDS or not _pool["sleeps"] or numba.get_num_threads() == 1:
-        return _PARALLEL
-    return _OneThread()
+    threads = numba.get_num_threads()
+    if threads == 1:
+        return _SAME
+    if seconds < SERIAL_BELOW_SECONDS and _pool["sleeps"]:
+        return _FewerThreads(1)
+    if _watch:
+        free = _watch[0].free_cores()
+        if free < threads:
+            return _FewerThreads(free)
+    return _SAME
 
 
 def set_threads(n: int) -> None:
@@ -182,7 +223,8 @@ def get_threads() -> int:
 
 
 def pool_info() -> dict:
-    """``{"layer", "wait", "sleeps", "pool", "cores", "threads"}``: Numba's threading layer, how its threads wait
-    (``sleeps``: they sleep between parallel loops, see :func:`one_thread_when_small`), how many it started, the
-    cores available to this process and the threads its kernels use now (in this Python thread)."""
+    """``{"layer", "wait", "sleeps", "adapts", "pool", "cores", "threads"}``: Numba's threading layer, how its
+    threads wait (``sleeps``: they sleep between parallel loops), whether kernels run on fewer threads when other
+    processes take cores (``adapts``; see :func:`kernel_threads`), how many threads it started, the cores available
+    to this process and the threads its kernels use now (in this Python thread)."""
     return {**_pool, "threads": numba.get_num_threads()} if _pool else start_pool()
