@@ -249,9 +249,85 @@ def test_busy_cores_are_the_busy_time_less_this_process_own():
     assert not BusyCores({0}, read_stat=lambda: None).readable
 
 
+def test_busy_seconds_can_leave_niced_time_out_and_refuses_a_malformed_line():
+    from minicnn.backend.busy_cores import BUSY_COLUMNS_WITHOUT_NICE, busy_seconds
+
+    hz = os.sysconf("SC_CLK_TCK")
+    text = "cpu0 1 2 3 400 50 6 7 8 0 0\n"
+    assert busy_seconds(text, {0}, BUSY_COLUMNS_WITHOUT_NICE) == (1 + 3 + 6 + 7 + 8) / hz  # nice (2) left out
+    assert busy_seconds("cpu0 1 x 3 400 50 6 7 8 0 0\n", {0}) is None
+
+
+def _fake_busy_cores(state, cpus=(0, 1)):
+    from minicnn.backend.busy_cores import BusyCores
+
+    def stat():
+        return None if state.get("unreadable") else f"cpu0 {state['busy']} 0 0 0 0 0 0 0\ncpu1 0 0 0 0 0 0 0 0\n"
+
+    return BusyCores(set(cpus), read_stat=stat, own_seconds=lambda: state["own"], clock=lambda: state["t"])
+
+
+def test_free_cores_round_half_up_and_forget_what_can_no_longer_be_read():
+    hz = os.sysconf("SC_CLK_TCK")
+    state = {"t": 0.0, "busy": 0, "own": 0.0}
+    watch = _fake_busy_cores(state)
+    state.update(t=1.0, busy=hz // 2)  # others took half a core: 1.5 cores left, rounded up to 2
+    assert watch.others() == pytest.approx(0.5) and watch.free_cores() == 2
+    state.update(t=2.0, busy=hz // 2 + 3 * hz // 2)  # one and a half: 0.5 left, rounded up to 1
+    assert watch.others() == pytest.approx(1.5) and watch.free_cores() == 1
+    state.update(t=3.0, unreadable=True)  # /proc/stat went away: nothing known, nothing changed
+    assert watch.others() == 0.0 and watch.free_cores() == 2
+
+
+def test_a_forked_child_does_not_count_its_parents_time_as_others(monkeypatch):
+    hz = os.sysconf("SC_CLK_TCK")
+    state = {"t": 0.0, "busy": 0, "own": 5.0}
+    watch = _fake_busy_cores(state)
+    # In a child os.times() restarts at 0: 1 s of busy cores against an own time that went from 5 to 0 would read
+    # as 6 cores taken by others if the parent's sample were used.
+    monkeypatch.setattr(os, "getpid", lambda: -1)
+    state.update(t=1.0, busy=hz, own=0.0)
+    assert watch.others() == 0.0 and watch.free_cores() == 2
+    state.update(t=2.0, busy=2 * hz, own=1.0)  # from the child's own sample on, its own time is its
+    assert watch.others() == pytest.approx(0.0)
+
+
+def test_niced_time_counts_as_busy_only_for_a_niced_process(monkeypatch):
+    from minicnn.backend import busy_cores
+
+    monkeypatch.setattr(busy_cores, "_niceness", lambda: 0)
+    assert busy_cores.BusyCores({0}, read_stat=lambda: None)._columns == busy_cores.BUSY_COLUMNS_WITHOUT_NICE
+    monkeypatch.setattr(busy_cores, "_niceness", lambda: 19)
+    assert busy_cores.BusyCores({0}, read_stat=lambda: None)._columns == busy_cores.BUSY_COLUMNS
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat") or not hasattr(os, "sched_getaffinity"), reason="Linux only")
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs two cores")
+@pytest.mark.parametrize("setting,adapts", [({}, True), ({"MINICNN_ADAPT_THREADS": "0"}, False)])
+def test_the_pool_watches_busy_cores_by_default(setting, adapts):
+    from minicnn.backend.cores import cgroup_cpu_limit
+
+    limit = cgroup_cpu_limit()
+    if limit is not None and limit < len(os.sched_getaffinity(0)):
+        pytest.skip("a CPU quota below the affinity mask turns the watch off")
+    proc = _python(
+        """
+        from minicnn.backend.numba import threads
+        print("adapts", threads.start_pool()["adapts"])
+    """,
+        {"MINICNN_ADAPT_THREADS": "1", **setting},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"adapts {adapts}" in proc.stdout
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/stat") or not hasattr(os, "sched_getaffinity"), reason="Linux only")
 def test_busy_cores_see_a_busy_process_beside_this_one():
     from minicnn.backend.busy_cores import BusyCores
+    from minicnn.backend.cores import cgroup_cpu_limit
+
+    if (cgroup_cpu_limit() or 2.0) < 2.0:
+        pytest.skip("under a CPU quota of under 2 cores the busy process may not get a whole core")
 
     watch = BusyCores(os.sched_getaffinity(0))
     watch.interval = 1.0
