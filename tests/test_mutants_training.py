@@ -340,3 +340,28 @@ def test_fit_with_epochs_zero_trains_nothing():
     before = model.get_weights()
     hist = model.fit(x, y, epochs=0, verbose=0)
     assert hist.epoch == [] and all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_evaluate_says_how_many_batches_it_took_and_what_it_returns(capsys):
+    # 66 samples in batches of the default 32 take 3 batches; the line shows the results that evaluate returns.
+    model = _model()
+    x, y = _data(66)
+    loss, acc = model.evaluate(x, y)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("3/3 - ") and line.endswith(f"loss: {loss:.4f} - accuracy: {acc:.4f}")
+    model.evaluate(x, y, batch_size=10, verbose=2)
+    assert capsys.readouterr().out.startswith("7/7 - ")
+    model.evaluate(x, y, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_evaluate_draws_a_live_bar_on_a_terminal_by_default_and_not_with_verbose_2(monkeypatch, capsys):
+    from minicnn import progress
+
+    monkeypatch.setattr(progress, "is_terminal", lambda file: True)
+    model = _model()
+    x, y = _data(66)
+    model.evaluate(x, y)
+    assert "\r" in capsys.readouterr().out  # tqdm's frames
+    model.evaluate(x, y, verbose=2)
+    assert "\r" not in capsys.readouterr().out
