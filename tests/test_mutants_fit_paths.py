@@ -252,9 +252,12 @@ def test_without_the_guard_a_non_finite_loss_goes_on_and_with_it_training_stops(
     model = _model()
     history = model.fit(x, y, batch_size=4, verbose=0, nan_guard=False, callbacks=[_poison_before_step(model, 0, 3)])
     assert history.stopped is None and not np.isfinite(history.history["loss"][0])
-    model = _model()
-    history = model.fit(x, y, batch_size=4, verbose=0, file=io.StringIO(), callbacks=[_poison_before_step(model, 0, 3)])
+    model, out = _model(), io.StringIO()
+    history = model.fit(x, y, batch_size=4, verbose=0, file=out, callbacks=[_poison_before_step(model, 0, 3)])
     assert history.stopped["reason"] == "nan" and (history.stopped["epoch"], history.stopped["step"]) == (1, 4)
+    assert not np.isfinite(history.stopped["loss"])
+    # caught before its update, but the poisoned weight is not finite: the state of the last check (the start) is back
+    assert "at epoch 1, step 4; the model keeps the weights of step 0 (the last state found finite)" in out.getvalue()
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
@@ -308,3 +311,67 @@ def test_the_state_guard_puts_back_the_state_of_its_last_check_and_names_its_ste
     assert "keeps the weights of step 37 (the last state found finite)" in out.getvalue()  # 25 + 12
     for a, b in zip(model.get_weights(), kept["weights"]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_nan_loss_from_finite_weights_keeps_the_weights_of_the_step_before():
+    import io
+
+    x, y = _data(20)
+    model, out = _model(), io.StringIO()
+
+    def overflow(step, logs=None):
+        if step == 2:  # finite weights whose outputs overflow: the loss is not finite, the weights still are
+            model.layers[0].params["kernel"][...] *= 1e200
+            model.layers[1].params["kernel"][...] *= 1e200
+
+    history = model.fit(
+        x, y, batch_size=4, verbose=0, file=out, callbacks=[mc.callbacks.LambdaCallback(on_train_batch_begin=overflow)]
+    )
+    assert history.stopped["step"] == 3 and all(np.isfinite(w).all() for w in model.get_weights())
+    assert "at epoch 1, step 3; the model keeps the weights of the step before" in out.getvalue()
+
+
+def test_ctrl_c_in_an_epoch_saves_the_state_it_started_from_and_a_resume_redoes_it(tmp_path):
+    import io
+
+    x, y = _data(20)
+    whole = _model()
+    whole.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    stopper = {}
+
+    def interrupt(step, logs=None):
+        if stopper["epoch"] == 1 and step == 2:
+            raise KeyboardInterrupt
+
+    callbacks = [
+        mc.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs=None: stopper.update(epoch=e)),
+        mc.callbacks.LambdaCallback(on_train_batch_begin=interrupt),
+    ]
+    out = io.StringIO()
+    history = _model().fit(
+        x, y, batch_size=4, epochs=2, verbose=0, checkpoint_dir=tmp_path, file=out, callbacks=callbacks
+    )
+    assert history.stopped == {"reason": "interrupted", "epoch": 2, "step": 3}
+    assert out.getvalue().strip() == (
+        f"training interrupted at epoch 2, step 3; checkpoint written to {tmp_path} (1 epochs done): "
+        "resume=True (--resume) redoes epoch 2 and continues"
+    )
+    resumed = _model()
+    history = resumed.fit(x, y, batch_size=4, epochs=2, verbose=0, checkpoint_dir=tmp_path, resume=True)
+    assert len(history.history["loss"]) == 2
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    out = io.StringIO()  # without a checkpoint folder the message says only where it stopped
+    _model().fit(x, y, batch_size=4, epochs=2, verbose=0, file=out, callbacks=callbacks)
+    assert out.getvalue().strip() == "training interrupted at epoch 2, step 3"
+
+
+def test_the_seconds_recorded_are_the_epochs_own():
+    import time
+
+    x, y = _data(20)
+    start = time.perf_counter()
+    history = _model().fit(x, y, batch_size=4, epochs=2, verbose=0)
+    took = time.perf_counter() - start
+    assert all(0 < s <= took for s in history.history["seconds"])
