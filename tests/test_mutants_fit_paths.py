@@ -375,3 +375,19 @@ def test_the_seconds_recorded_are_the_epochs_own():
     history = _model().fit(x, y, batch_size=4, epochs=2, verbose=0)
     took = time.perf_counter() - start
     assert all(0 < s <= took for s in history.history["seconds"])
+
+
+def test_a_rank_with_an_empty_shard_adds_nothing_and_still_joins_the_allreduce():
+    class EmptyShardStrategy(StandInStrategy):
+        def average_gradients(self, model, loss, acc):
+            self.calls.append(("average_gradients", loss))
+            zero = model.backend.xp.zeros((), dtype=model.dtype)
+            return zero, zero
+
+    x, y = _data(4)
+    model, strategy = _model(), EmptyShardStrategy()
+    xb, yb = model.prepare_inputs(x), model.prepare_targets(y, 4)
+    loss, acc = model.train_step(xb[:0], yb[:0], distributed=strategy)  # the shard of a batch smaller than the ranks
+    assert strategy.calls == [("average_gradients", None)] and float(loss) == 0.0 and float(acc) == 0.0
+    model.train_step(xb, yb, distributed=strategy)
+    assert strategy.calls[-1][1] is not None  # a shard with samples passes its loss
