@@ -25,6 +25,7 @@ class StandInStrategy:
 
     def shard(self, model, idx):
         self.calls.append(("shard", int(idx.shape[0])))
+        self.sharded_for = getattr(self, "sharded_for", set()) | {id(model)}
         return idx
 
     def average_gradients(self, model, loss, acc):
@@ -65,6 +66,7 @@ def test_fit_with_a_one_rank_strategy_trains_as_without_and_asks_it_what_fit_nee
     steps = [c for c in strategy.calls if c[0] == "shard"]
     assert [c[1] for c in steps] == [8, 7] * 2  # every step's global batch, the last one partial
     assert strategy.calls.count(("average_gradients",)) == 4
+    assert strategy.sharded_for == {id(spread)}  # the model whose random layers draw for the global batch
     assert [c for c in strategy.calls if c[0] == "evaluate"] == [("evaluate", 5, 8)] * 2  # sharded validation
 
 
@@ -82,6 +84,15 @@ def test_only_the_root_rank_writes_checkpoints(tmp_path):
     assert not (tmp_path / "a" / "checkpoint.npz").exists()
     _model().fit(x, y, batch_size=10, verbose=0, checkpoint_dir=tmp_path / "b", distributed=StandInStrategy())
     assert (tmp_path / "b" / "checkpoint.npz").exists()
+
+    def interrupt(step, logs=None):
+        raise KeyboardInterrupt
+
+    ctrl_c = mc.callbacks.LambdaCallback(on_train_batch_begin=interrupt)
+    history = _model().fit(
+        x, y, verbose=0, checkpoint_dir=tmp_path / "c", distributed=StandInStrategy(1, 2), callbacks=[ctrl_c]
+    )
+    assert history.stopped["reason"] == "interrupted" and not (tmp_path / "c" / "checkpoint.npz").exists()
 
 
 def test_validation_sample_weights_are_refused_with_a_strategy():
@@ -114,7 +125,7 @@ def test_a_resume_with_nothing_left_to_do_says_so_and_trains_nothing(tmp_path, c
     assert "nothing to do" not in capsys.readouterr().out  # one epoch left: trains it
 
 
-def test_fit_defaults_are_keras_batch_32_one_epoch_and_a_progress_bar():
+def test_fit_defaults_are_batch_32_one_epoch_and_a_progress_bar():
     x, y = _data(66)
     history = _model().fit(x, y)
     assert history.params == {"verbose": 1, "epochs": 1, "steps": 3}  # 66 samples in batches of 32
@@ -124,11 +135,15 @@ def test_the_live_bar_is_refreshed_every_ten_steps_and_at_the_last(monkeypatch):
     from minicnn import progress
 
     monkeypatch.setattr(progress, "is_terminal", lambda file: True)
-    seen = []
-    monkeypatch.setattr(progress.Progress, "update", lambda self, done, loss, acc: seen.append(done))
+    seen, logs = [], []
+    monkeypatch.setattr(progress.Progress, "update", lambda self, done, loss, acc: seen.append((done, loss, acc)))
     x, y = _data(25)
-    _model().fit(x, y, batch_size=1, epochs=1, verbose=1)
-    assert seen == [10, 20, 25]
+    logger = mc.callbacks.LambdaCallback(on_train_batch_end=lambda step, batch_logs: logs.append(dict(batch_logs)))
+    _model().fit(x, y, batch_size=2, epochs=1, verbose=1, callbacks=[logger])
+    assert [done for done, _, _ in seen] == [10, 13]  # 13 steps of 2
+    for done, loss, acc in seen:  # the running means of the epoch so far, as the batch logs have them
+        assert loss == pytest.approx(logs[done - 1]["loss"], rel=1e-12)
+        assert acc == pytest.approx(logs[done - 1]["accuracy"], rel=1e-12)
 
 
 def test_class_weight_weighs_each_sample_by_its_class():
@@ -161,7 +176,7 @@ def test_a_weighted_fit_validates_with_the_weights_of_the_held_out_samples():
 
 def test_bad_validation_inputs_are_named_as_the_validation_ones():
     x, y = _data(20)
-    with pytest.raises(ValueError, match="validation x"):
+    with pytest.raises(ValueError, match="^validation x has shape"):
         _model().fit(x, y, verbose=0, validation_data=(x[:5, :3], y[:5]))
 
 
@@ -391,3 +406,26 @@ def test_a_rank_with_an_empty_shard_adds_nothing_and_still_joins_the_allreduce()
     assert strategy.calls == [("average_gradients", None)] and float(loss) == 0.0 and float(acc) == 0.0
     model.train_step(xb, yb, distributed=strategy)
     assert strategy.calls[-1][1] is not None  # a shard with samples passes its loss
+
+
+def test_evaluate_updates_a_live_bar_as_it_goes(monkeypatch):
+    from minicnn import progress
+
+    monkeypatch.setattr(progress, "is_terminal", lambda file: True)
+    seen = []
+    monkeypatch.setattr(progress.Progress, "update", lambda self, done, loss, acc: seen.append(done))
+    x, y = _data(66)
+    _model().evaluate(x, y, batch_size=4)
+    assert seen == [10]  # 17 batches of 4, the bar refreshed every tenth
+
+
+def test_the_module_level_fit_is_the_models_fit():
+    from minicnn import training
+
+    x, y = _data(20)
+    a, b = _model(), _model()
+    ha = training.fit(a, x, y, batch_size=8, epochs=2, verbose=0)
+    hb = b.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    assert ha.history["loss"] == hb.history["loss"]
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)

@@ -155,7 +155,7 @@ def test_an_optimizer_compiled_by_two_models_before_any_step_splits_cleanly():
     assert twin is not fresh and twin.momentum == 0.5
 
 
-def test_the_defaults_are_keras_defaults_except_adadeltas_tutorial_rate():
+def test_the_defaults_are_the_reference_frameworks_except_adadeltas_tutorial_rate():
     assert SGD().get_config() == {"name": "SGD", "learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
     assert Adadelta().get_config() == {"name": "Adadelta", "learning_rate": 1.0, "rho": 0.95, "epsilon": 1e-7}
     assert Adam().get_config() == {

@@ -254,7 +254,7 @@ def test_fit_refuses_x_and_y_of_different_lengths():
         _model().fit(x, y[:5], verbose=0)
 
 
-def test_fit_runs_the_callbacks_in_keras_order_and_from_initial_epoch():
+def test_fit_runs_the_callbacks_in_the_reference_order_and_from_initial_epoch():
     events = []
     cb = LambdaCallback(
         on_train_begin=lambda logs=None: events.append("train_begin"),
