@@ -429,3 +429,30 @@ def test_the_module_level_fit_is_the_models_fit():
     assert ha.history["loss"] == hb.history["loss"]
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_ctrl_c_after_an_epochs_checkpoint_keeps_that_checkpoint(tmp_path):
+    import io
+
+    from minicnn.checkpoint import load_checkpoint
+
+    x, y = _data(20)
+
+    def interrupt(epoch, logs=None):
+        raise KeyboardInterrupt
+
+    out = io.StringIO()
+    model = _model()
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        verbose=0,
+        checkpoint_dir=tmp_path,
+        file=out,
+        callbacks=[mc.callbacks.LambdaCallback(on_epoch_end=interrupt)],
+    )
+    # the epoch's checkpoint is written before the callbacks run: it is the newer state, nothing more to save
+    assert history.stopped["reason"] == "interrupted" and "checkpoint written" not in out.getvalue()
+    assert load_checkpoint(_model(), tmp_path)["epochs_done"] == 1
