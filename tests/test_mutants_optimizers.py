@@ -250,3 +250,100 @@ def test_the_fused_kernel_takes_the_plain_rules_step_and_honours_the_gate(make):
         for a, b in zip(plain, fused):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     assert opt.iterations == 3
+
+
+# --- RMSprop: its three variants against the docstring's rule, and its checks -------------------------------
+def _rmsprop_reference(x, grads, lr, rho, eps, momentum, centered):
+    """The rule of RMSprop's docstring, written out in float64: (x, v, mom, a) after the steps."""
+    x, v, mom, a = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    for g in grads:
+        v = rho * v + (1 - rho) * g**2
+        a = rho * a + (1 - rho) * g
+        step = lr * g / np.sqrt((v - a**2 if centered else v) + eps)
+        mom = momentum * mom + step
+        x = x - (mom if momentum > 0 else step)
+    return x, v, mom, a
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+@pytest.mark.parametrize("centered", [False, True])
+def test_rmsprop_three_steps_match_the_formula_in_float64(momentum, centered):
+    lr, rho, eps = 0.1, 0.8, 0.05  # an epsilon large enough to count inside the root
+    grads = (np.array([0.5, -1.0, 0.2]), np.array([0.1, 0.3, -0.6]), np.array([-0.4, 0.2, 0.3]))
+    x = np.array([1.0, -2.0, 0.5])
+    ref_x, v, mom, a = _rmsprop_reference(x, grads, lr, rho, eps, momentum, centered)
+    opt = RMSprop(learning_rate=lr, rho=rho, momentum=momentum, epsilon=eps, centered=centered)
+    for g in grads:
+        opt.apply([x], [g])
+    np.testing.assert_allclose(x, ref_x, rtol=1e-13)
+    np.testing.assert_allclose(opt.velocities[0], v, rtol=1e-13)
+    if momentum > 0:
+        np.testing.assert_allclose(opt.momentums[0], mom, rtol=1e-13)
+    if centered:
+        np.testing.assert_allclose(opt.average_gradients[0], a, rtol=1e-13)
+
+
+def test_rmsprop_defaults_are_the_reference_frameworks():
+    assert RMSprop().get_config() == {
+        "name": "RMSprop",
+        "learning_rate": 0.001,
+        "rho": 0.9,
+        "momentum": 0.0,
+        "epsilon": 1e-7,
+        "centered": False,
+    }
+
+
+@pytest.mark.parametrize("rho", [1.0, 1.5, -0.1])
+def test_rmsprop_refuses_a_rho_outside_zero_to_one_by_name(rho):
+    with pytest.raises(ValueError, match=rf"^rho must be in \[0, 1\), got {rho!r}$"):
+        RMSprop(rho=rho)
+
+
+@pytest.mark.parametrize(
+    "make, name", [(lambda: RMSprop(centered=1), "centered"), (lambda: Adam(amsgrad=1), "amsgrad")]
+)
+def test_the_variant_switches_must_be_booleans_and_the_error_names_them(make, name):
+    with pytest.raises(TypeError, match=rf"^{name} must be True or False, got 1$"):
+        make()
+
+
+# --- Adam and AdamW -----------------------------------------------------------------------------------------
+def test_adamw_three_steps_match_the_formula_in_float64():
+    # Adam's docstring rule with the decoupled decay first; the step size's bias correction changes every step.
+    lr, wd, b1, b2, eps = 0.1, 0.2, 0.5, 0.7, 1e-3
+    grads = (np.array([0.5, -1.0]), np.array([0.1, 0.3]), np.array([-0.4, 0.2]))
+    x = np.array([1.0, -2.0])
+    ref_x, m, v = x.copy(), np.zeros(2), np.zeros(2)
+    opt = AdamW(learning_rate=lr, weight_decay=wd, beta_1=b1, beta_2=b2, epsilon=eps)
+    for t, g in enumerate(grads, start=1):
+        lr_t = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+        assert opt.step_size() == pytest.approx(lr_t, rel=1e-14)
+        ref_x = ref_x - ref_x * wd * lr
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        ref_x = ref_x - m * lr_t / (np.sqrt(v) + eps)
+        opt.apply([x], [g])
+    np.testing.assert_allclose(x, ref_x, rtol=1e-13)
+    np.testing.assert_allclose(opt.momentums[0], m, rtol=1e-13)
+    np.testing.assert_allclose(opt.velocities[0], v, rtol=1e-13)
+
+
+def test_adamw_passes_its_betas_and_amsgrad_on_and_has_the_reference_defaults():
+    opt = AdamW(beta_1=0.5, beta_2=0.6, amsgrad=True)
+    assert (opt.beta_1, opt.beta_2, opt.amsgrad, opt.rule) == (0.5, 0.6, True, "adam_amsgrad")
+    assert AdamW().get_config() == {
+        "name": "AdamW",
+        "learning_rate": 0.001,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
+        "weight_decay": 0.004,
+    }
+
+
+@pytest.mark.parametrize("weight_decay", [True, "0.1", -0.1])
+def test_adamw_refuses_a_weight_decay_that_is_not_a_non_negative_number(weight_decay):
+    with pytest.raises(ValueError, match="^weight_decay must be a non-negative finite float"):
+        AdamW(weight_decay=weight_decay)
