@@ -256,3 +256,17 @@ def test_a_fused_first_convolution_skips_the_input_gradient_when_the_model_needs
         assert model.backward(grad, from_logits=True, input_gradient=False) is None
         model.forward(x, training=True)
         assert model.backward(grad, from_logits=True, input_gradient=True).shape == x.shape
+
+
+def test_a_batch_norm_inside_a_model_reuses_its_output_buffer_at_inference_too():
+    # Layer docstring: inside a model a layer writes into its own buffers, reused between calls; predict included.
+    bn = layers.BatchNormalization(input_shape=(4, 3))
+    model = mc.Sequential([bn], backend="numpy", dtype="float64")
+    outputs = []
+    bn.register_forward_hook(lambda layer, x, y: outputs.append(y))
+    x = np.random.default_rng(2).standard_normal((5, 4, 3))
+    first = model.predict(x, batch_size=5).copy()
+    second = model.predict(x, batch_size=5)
+    assert np.shares_memory(outputs[0], outputs[1])
+    np.testing.assert_array_equal(first, second)  # and the second call's values are still right
+    np.testing.assert_allclose(first, x / np.sqrt(1 + bn.epsilon), rtol=1e-12)  # fresh moving statistics: 0 and 1
