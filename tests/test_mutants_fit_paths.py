@@ -3,12 +3,16 @@ a stand-in strategy with the interface of minicnn.distributed.MPIStrategy (one s
 what fit asks of it and does with its answers. Also the checks of a resume that has nothing left to do. Tiny
 models on the NumPy backend."""
 
+import io
+import time
+
 import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn import layers
+from minicnn import layers, progress, training
 from minicnn.batches import evaluate_arrays
+from minicnn.checkpoint import load_checkpoint
 
 
 class StandInStrategy:
@@ -131,12 +135,16 @@ def test_fit_defaults_are_batch_32_one_epoch_and_a_progress_bar():
     assert history.params == {"verbose": 1, "epochs": 1, "steps": 3}  # 66 samples in batches of 32
 
 
-def test_the_live_bar_is_refreshed_every_ten_steps_and_at_the_last(monkeypatch):
-    from minicnn import progress
-
+def _bar_updates(monkeypatch):
+    """As if on a terminal: the list that each refresh of the live bar appends (done, loss, accuracy) to."""
+    seen = []
     monkeypatch.setattr(progress, "is_terminal", lambda file: True)
-    seen, logs = [], []
     monkeypatch.setattr(progress.Progress, "update", lambda self, done, loss, acc: seen.append((done, loss, acc)))
+    return seen
+
+
+def test_the_live_bar_is_refreshed_every_ten_steps_and_at_the_last(monkeypatch):
+    seen, logs = _bar_updates(monkeypatch), []
     x, y = _data(25)
     logger = mc.callbacks.LambdaCallback(on_train_batch_end=lambda step, batch_logs: logs.append(dict(batch_logs)))
     _model().fit(x, y, batch_size=2, epochs=1, verbose=1, callbacks=[logger])
@@ -193,8 +201,6 @@ def test_the_checkpoint_records_the_validation_setting_and_size(tmp_path, kwargs
 
 
 def test_fit_writes_its_lines_to_the_file_it_is_given(tmp_path, capsys):
-    import io
-
     x, y = _data()
     out = io.StringIO()
     model = _model()
@@ -261,8 +267,6 @@ def _poison_before_step(model, epoch, step):
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_without_the_guard_a_non_finite_loss_goes_on_and_with_it_training_stops():
-    import io
-
     x, y = _data(20)
     model = _model()
     history = model.fit(x, y, batch_size=4, verbose=0, nan_guard=False, callbacks=[_poison_before_step(model, 0, 3)])
@@ -277,8 +281,6 @@ def test_without_the_guard_a_non_finite_loss_goes_on_and_with_it_training_stops(
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_the_deferred_guard_names_the_step_of_the_first_bad_loss_after_an_initial_epoch():
-    import io
-
     x, y = _data(20)
     model = _model()
     history = model.fit(
@@ -297,8 +299,6 @@ def test_the_deferred_guard_names_the_step_of_the_first_bad_loss_after_an_initia
 
 
 def test_the_state_guard_puts_back_the_state_of_its_last_check_and_names_its_step():
-    import io
-
     x, y = _data(25)
     kept = {}
 
@@ -330,8 +330,6 @@ def test_the_state_guard_puts_back_the_state_of_its_last_check_and_names_its_ste
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_a_nan_loss_from_finite_weights_keeps_the_weights_of_the_step_before():
-    import io
-
     x, y = _data(20)
     model, out = _model(), io.StringIO()
 
@@ -348,8 +346,6 @@ def test_a_nan_loss_from_finite_weights_keeps_the_weights_of_the_step_before():
 
 
 def test_ctrl_c_in_an_epoch_saves_the_state_it_started_from_and_a_resume_redoes_it(tmp_path):
-    import io
-
     x, y = _data(20)
     whole = _model()
     whole.fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -383,8 +379,6 @@ def test_ctrl_c_in_an_epoch_saves_the_state_it_started_from_and_a_resume_redoes_
 
 
 def test_the_seconds_recorded_are_the_epochs_own():
-    import time
-
     x, y = _data(20)
     start = time.perf_counter()
     history = _model().fit(x, y, batch_size=4, epochs=2, verbose=0)
@@ -409,19 +403,13 @@ def test_a_rank_with_an_empty_shard_adds_nothing_and_still_joins_the_allreduce()
 
 
 def test_evaluate_updates_a_live_bar_as_it_goes(monkeypatch):
-    from minicnn import progress
-
-    monkeypatch.setattr(progress, "is_terminal", lambda file: True)
-    seen = []
-    monkeypatch.setattr(progress.Progress, "update", lambda self, done, loss, acc: seen.append(done))
+    seen = _bar_updates(monkeypatch)
     x, y = _data(66)
     _model().evaluate(x, y, batch_size=4)
-    assert seen == [10]  # 17 batches of 4, the bar refreshed every tenth
+    assert [done for done, _, _ in seen] == [10]  # 17 batches of 4, the bar refreshed every tenth
 
 
 def test_the_module_level_fit_is_the_models_fit():
-    from minicnn import training
-
     x, y = _data(20)
     a, b = _model(), _model()
     ha = training.fit(a, x, y, batch_size=8, epochs=2, verbose=0)
@@ -432,10 +420,6 @@ def test_the_module_level_fit_is_the_models_fit():
 
 
 def test_ctrl_c_after_an_epochs_checkpoint_keeps_that_checkpoint(tmp_path):
-    import io
-
-    from minicnn.checkpoint import load_checkpoint
-
     x, y = _data(20)
 
     def interrupt(epoch, logs=None):
